@@ -1,0 +1,316 @@
+//! The Berth plugin ABI: everything that crosses the boundary between the `berth` host and a
+//! function-group plugin (a `cdylib`), and nothing else.
+//!
+//! A plugin exports two symbols:
+//! - [`ABI_VERSION_SYMBOL`]: an `extern "C" fn() -> u32` returning the [`ABI_VERSION`] it was built
+//!   for. The host reads it *before* abi_stable's own layout checks so that a plugin built for
+//!   another contract is refused with a message naming both versions.
+//! - abi_stable's root-module header, whose root module is [`PluginModuleRef`].
+//!
+//! Every type here is `#[repr(C)]` + [`StableAbi`]; abi_stable checks their layout when a plugin is
+//! loaded. Growth rules, so that a newer host keeps loading older plugins:
+//! - [`PluginModule`] is a prefix type: new entry points go after its `last_prefix_field`.
+//! - [`Trigger`], [`Input`] and [`PluginError`] are `NonExhaustive` enums: new variants may be added;
+//!   a side that does not know a variant sees an error, never undefined behaviour.
+//! - [`Host`] and [`FunctionGroup`] are `sabi_trait`s: new methods go after `last_prefix_field`.
+//!
+//! Plugins never run async code themselves: every future that crosses is an [`FfiFuture`] polled
+//! by the host's tokio runtime, and every await point inside a plugin (sleep, services) is a future
+//! the host made. A plugin's own copy of tokio has no runtime.
+//!
+//! ```
+//! use berth_plugin_api::{Trigger, Trigger_NE, RString};
+//! let t = Trigger_NE::new(Trigger::Http { method: RString::from("GET"), route: RString::from("/x") });
+//! assert!(matches!(t.as_enum(), Ok(Trigger::Http { .. })));
+//! ```
+// The `sabi_trait` and `StableAbi` derives expand to items that trip these lints.
+#![allow(non_local_definitions, reason = "abi_stable's sabi_trait expansion on rustc >= 1.80")]
+#![allow(unsafe_code, reason = "abi_stable derives expand to unsafe impls; no hand-written unsafe here")]
+#![allow(non_camel_case_types, reason = "abi_stable names generated types `Foo_NE`, `Foo_TO`")]
+
+pub use abi_stable;
+pub use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec, Tuple2};
+pub use abi_stable::std_types::{ROption, RArc};
+pub use async_ffi::{self, FfiFuture};
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    StableAbi,
+};
+
+/// The contract version. Bump it on any change a compiled plugin cannot survive; purely additive
+/// changes (a new prefix field, a new enum variant, a new trailing trait method) do not need it.
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the `extern "C" fn() -> u32` every plugin exports, nul-terminated for `dlsym`.
+pub const ABI_VERSION_SYMBOL: &[u8] = b"berth_plugin_abi_version\0";
+
+/// A header or parameter: name and value.
+pub type Pair = Tuple2<RString, RString>;
+
+// === Manifest ===
+
+/// What a plugin is: its name, version and functions. Plain data, produced without side effects.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Manifest {
+    /// Group name, unique within one host (`hello`, `todo`).
+    pub name: RString,
+    /// Semver version of the group (the crate version by default).
+    pub version: RString,
+    /// Version of the `berth` SDK the plugin was built with, for diagnostics.
+    pub sdk_version: RString,
+    pub functions: RVec<FunctionSpec>,
+}
+
+/// One function of a group. Its index in [`Manifest::functions`] is its id for [`FunctionGroup::call`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FunctionSpec {
+    pub name: RString,
+    pub triggers: RVec<Trigger_NE>,
+    /// Per-call timeout in milliseconds; 0 means the host default.
+    pub timeout_ms: u64,
+    /// Request body limit in bytes; 0 means the host default.
+    pub body_limit: u64,
+    /// Services this function needs, resolved by the host when the group loads.
+    pub services: RVec<ServiceRequirement>,
+}
+
+/// A service a function declares: its kind (`sql`, `kv`, ...) and the name it is bound under.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct ServiceRequirement {
+    pub kind: RString,
+    pub name: RString,
+    /// Minimum interface version of the service.
+    pub min_version: u32,
+}
+
+/// What can call a function. New trigger kinds are added as new variants.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[sabi(kind(WithNonExhaustive(size = [usize; 16], traits(Debug, Clone, PartialEq))))]
+#[non_exhaustive]
+pub enum Trigger {
+    /// An HTTP route: `method` is upper-case (`GET`), `route` uses `{param}` and `{*rest}` segments.
+    Http { method: RString, route: RString },
+}
+
+
+// === Calls ===
+
+/// An HTTP request as the function sees it. The host has already routed it and enforced limits.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct HttpRequest {
+    pub method: RString,
+    pub path: RString,
+    /// Raw query string, without the `?`.
+    pub query: RString,
+    /// Header names are lower-case; repeated headers appear repeatedly.
+    pub headers: RVec<Pair>,
+    /// Route parameters, percent-decoded.
+    pub params: RVec<Pair>,
+    pub body: RVec<u8>,
+}
+
+/// A CloudEvents 1.0 event (for triggers other than HTTP).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct Event {
+    pub id: RString,
+    pub source: RString,
+    pub ty: RString,
+    pub subject: ROption<RString>,
+    /// RFC 3339 timestamp.
+    pub time: ROption<RString>,
+    pub datacontenttype: ROption<RString>,
+    pub data: RVec<u8>,
+    pub extensions: RVec<Pair>,
+}
+
+/// What a function is called with.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone)]
+#[sabi(kind(WithNonExhaustive(size = [usize; 48], traits(Debug, Clone))))]
+#[non_exhaustive]
+pub enum Input {
+    Http(HttpRequest),
+    Event(Event),
+}
+
+
+/// What a function answers. For event triggers `status` < 400 means success.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: RVec<Pair>,
+    pub body: RVec<u8>,
+}
+
+/// Per-call context: made by the host for every invocation.
+#[repr(C)]
+#[derive(StableAbi, Clone)]
+pub struct CallContext {
+    /// The request id: on every log line and error of this call.
+    pub request_id: RString,
+    /// Absolute deadline in Unix milliseconds; 0 when the call has none.
+    pub deadline_unix_ms: u64,
+    /// The host, for logging, timers and (later) services.
+    pub host: HostHandle,
+}
+
+/// Why a call or a load failed, as the plugin reports it.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[sabi(kind(WithNonExhaustive(size = [usize; 12], traits(Debug, Clone, PartialEq))))]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The handler returned an error; `status` is the HTTP status it maps to, `code` a short
+    /// machine-readable word (`not_found`), `message` a sentence for the caller.
+    Handler {
+        status: u16,
+        code: RString,
+        message: RString,
+    },
+    /// The handler (or the group's init hook) panicked; the panic was caught in the plugin.
+    Panicked { message: RString },
+    /// The group's init hook failed.
+    Init { message: RString },
+    /// The host asked for a function id the plugin does not have.
+    UnknownFunction { id: u32 },
+    /// The host sent an input kind this plugin does not understand.
+    UnsupportedInput { message: RString },
+}
+
+
+// === Traits ===
+
+/// Log levels as they cross the boundary (the same order as `tracing::Level`).
+pub mod log_level {
+    pub const ERROR: u8 = 1;
+    pub const WARN: u8 = 2;
+    pub const INFO: u8 = 3;
+    pub const DEBUG: u8 = 4;
+    pub const TRACE: u8 = 5;
+}
+
+/// One log line from a plugin.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct LogRecord<'a> {
+    /// One of [`log_level`].
+    pub level: u8,
+    /// The plugin's `tracing` target (its module path).
+    pub target: RStr<'a>,
+    /// The request id of the call that logged, empty outside a call.
+    pub request_id: RStr<'a>,
+    /// The formatted message and fields.
+    pub message: RStr<'a>,
+}
+
+/// What the host offers a plugin. Implemented by the host; plugins only call it.
+#[sabi_trait]
+pub trait Host: Send + Sync + Clone {
+    /// The most verbose [`log_level`] the host records; plugins skip formatting anything above it.
+    fn max_log_level(&self) -> u8;
+
+    /// Emits one log line into the host's log, inside the current call's span.
+    fn log(&self, record: LogRecord<'_>);
+
+    /// A timer on the host's runtime.
+    fn sleep(&self, millis: u64) -> FfiFuture<()>;
+
+    /// Wall-clock time in Unix milliseconds, as the host sees it.
+    #[sabi(last_prefix_field)]
+    fn now_unix_ms(&self) -> u64;
+}
+
+/// The host handle a plugin holds: reference-counted, cheap to clone.
+pub type HostHandle = Host_TO<'static, RArc<()>>;
+
+/// Arguments of [`PluginModule::instantiate`].
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct InstantiateArgs {
+    pub host: HostHandle,
+    /// The group's configuration as a JSON object (from `berth.toml`), `{}` when there is none.
+    pub config_json: RString,
+}
+
+/// A loaded, instantiated function group. Implemented by the plugin (the SDK does it).
+#[sabi_trait]
+pub trait FunctionGroup: Send + Sync {
+    /// Calls function `function` (its index in the manifest). The future is `Send + 'static` and
+    /// owns everything it needs; dropping it cancels the call.
+    fn call(
+        &self,
+        function: u32,
+        ctx: CallContext,
+        input: Input_NE,
+    ) -> FfiFuture<RResult<Response, PluginError_NE>>;
+
+    /// Runs the group's stop hook. Called once, after the last call has finished.
+    #[sabi(last_prefix_field)]
+    fn shutdown(&self) -> FfiFuture<()>;
+}
+
+/// An instantiated group as the host owns it.
+pub type GroupBox = FunctionGroup_TO<'static, RBox<()>>;
+
+// === Root module ===
+
+/// The root module every plugin exports. A prefix type: append fields after the last prefix field.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginModule {
+    /// The [`ABI_VERSION`] the plugin was built for (also exported as [`ABI_VERSION_SYMBOL`]).
+    pub abi_version: extern "C" fn() -> u32,
+    /// The plugin's manifest.
+    pub manifest: extern "C" fn() -> RResult<Manifest, PluginError_NE>,
+    /// Creates the group, running its init hook.
+    #[sabi(last_prefix_field)]
+    pub instantiate: extern "C" fn(InstantiateArgs) -> FfiFuture<RResult<GroupBox, PluginError_NE>>,
+}
+
+impl RootModule for PluginModuleRef {
+    declare_root_module_statics! {PluginModuleRef}
+    const BASE_NAME: &'static str = "berth_plugin";
+    const NAME: &'static str = "berth_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+// === Helpers shared by both sides ===
+
+impl PluginError {
+    /// A short, caller-safe description.
+    pub fn describe(&self) -> String {
+        match self {
+            PluginError::Handler { code, message, .. } => format!("{code}: {message}"),
+            PluginError::Panicked { message } => format!("panicked: {message}"),
+            PluginError::Init { message } => format!("init hook failed: {message}"),
+            PluginError::UnknownFunction { id } => format!("no function with id {id}"),
+            PluginError::UnsupportedInput { message } => format!("unsupported input: {message}"),
+        }
+    }
+}
+
+/// Describes a possibly-unknown [`PluginError_NE`].
+pub fn describe_error(err: &PluginError_NE) -> String {
+    match err.as_enum() {
+        Ok(e) => e.describe(),
+        Err(_) => "an error of a kind this host does not know (plugin built with a newer berth)".into(),
+    }
+}
+
+/// Builds an `RVec<Pair>` from string pairs.
+pub fn pairs<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(it: I) -> RVec<Pair> {
+    it.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
+}

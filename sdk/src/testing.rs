@@ -1,0 +1,196 @@
+//! A test harness: call a group's functions in-process, without building a plugin or starting a
+//! host. Routing, extractors, errors, panics and the init hook behave as under the host.
+//!
+//! ```ignore
+//! let group = berth::testing::TestGroup::start(my_group::berth_group()).unwrap();
+//! let res = group.request(berth::Request::new("GET", "/hello/world")).unwrap();
+//! assert_eq!(res.status, berth::StatusCode::OK);
+//! ```
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+use berth_plugin_api::abi_stable::std_types::RArc;
+use berth_plugin_api::async_ffi::FutureExt as _;
+use berth_plugin_api::{FfiFuture, Host, HostHandle, Host_TO, LogRecord};
+
+use crate::__private::{FunctionDef, GroupDef, TriggerDef};
+use crate::{Context, Error, GroupContext, Request, Response, Result, StatusCode};
+
+/// A group under test.
+pub struct TestGroup {
+    def: GroupDef,
+    host: HostHandle,
+}
+
+impl std::fmt::Debug for TestGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestGroup").field("name", &self.def.name).finish()
+    }
+}
+
+impl TestGroup {
+    /// Runs the group's init hook (with an empty config) and returns the group ready for calls.
+    pub fn start(def: GroupDef) -> Result<Self> {
+        Self::start_with_config(def, serde_json::json!({}))
+    }
+
+    /// Like [`TestGroup::start`], with a group configuration.
+    pub fn start_with_config(def: GroupDef, config: serde_json::Value) -> Result<Self> {
+        let host: HostHandle = Host_TO::from_ptr(RArc::new(TestHost), TD_Opaque);
+        if let Some(init) = def.init {
+            block_on(init(GroupContext { host: host.clone(), config: Arc::new(config) }))?;
+        }
+        Ok(TestGroup { def, host })
+    }
+
+    /// Calls a function by name, bypassing routing.
+    pub fn call(&self, function: &str, request: Request) -> Result<Response> {
+        let f = self
+            .def
+            .functions
+            .iter()
+            .find(|f| f.name == function)
+            .ok_or_else(|| Error::not_found(format!("group `{}` has no function `{function}`", self.def.name)))?;
+        self.invoke(f, request)
+    }
+
+    /// Routes a request by method and path (filling route parameters) and calls the function.
+    /// An unmatched request answers 404 or 405 as the host would.
+    pub fn request(&self, mut request: Request) -> Result<Response> {
+        let mut path_matched = false;
+        for f in &self.def.functions {
+            for t in &f.triggers {
+                let TriggerDef::Http { method, route } = t;
+                if let Some(params) = match_route(route, &request.path) {
+                    path_matched = true;
+                    if method.eq_ignore_ascii_case(&request.method) {
+                        request.params = params;
+                        return self.invoke(f, request);
+                    }
+                }
+            }
+        }
+        let status = if path_matched { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND };
+        Ok(Response::new(status))
+    }
+
+    fn invoke(&self, f: &FunctionDef, request: Request) -> Result<Response> {
+        let ctx = Context::new(format!("test-{}", f.name), 0, self.host.clone());
+        let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
+            .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
+        block_on(fut)
+    }
+}
+
+/// Matches `/a/{x}/{*rest}`-style routes; returns the parameters.
+fn match_route(route: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let mut params = Vec::new();
+    let mut segs = path.trim_start_matches('/').split('/');
+    for pat in route.trim_start_matches('/').split('/') {
+        if let Some(name) = pat.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
+            let rest: Vec<&str> = segs.by_ref().collect();
+            params.push((name.to_owned(), rest.join("/")));
+            return Some(params);
+        }
+        let seg = segs.next()?;
+        if let Some(name) = pat.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            params.push((name.to_owned(), seg.to_owned()));
+        } else if pat != seg {
+            return None;
+        }
+    }
+    segs.next().is_none().then_some(params)
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives a future to completion on the current thread (host futures are thread-based here).
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+/// The host of the test harness: logs to stderr, timers on a thread.
+#[derive(Clone)]
+struct TestHost;
+
+impl Host for TestHost {
+    fn max_log_level(&self) -> u8 {
+        berth_plugin_api::log_level::DEBUG
+    }
+    fn log(&self, record: LogRecord<'_>) {
+        eprintln!("[{}] {} {}: {}", record.request_id, record.level, record.target, record.message);
+    }
+    fn sleep(&self, millis: u64) -> FfiFuture<()> {
+        Sleep { until: std::time::Instant::now() + Duration::from_millis(millis), armed: false }.into_ffi()
+    }
+    fn now_unix_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+}
+
+struct Sleep {
+    until: std::time::Instant,
+    armed: bool,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let now = std::time::Instant::now();
+        if now >= self.until {
+            return Poll::Ready(());
+        }
+        if !self.armed {
+            self.armed = true;
+            let waker = cx.waker().clone();
+            let wait = self.until - now;
+            thread::spawn(move || {
+                thread::sleep(wait);
+                waker.wake();
+            });
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_route;
+
+    #[test]
+    fn routes_match_params_and_catch_all() {
+        assert_eq!(match_route("/hello/{name}", "/hello/world"), Some(vec![("name".into(), "world".into())]));
+        assert_eq!(match_route("/hello/{name}", "/hello"), None);
+        assert_eq!(match_route("/hello/{name}", "/hello/a/b"), None);
+        assert_eq!(match_route("/files/{*path}", "/files/a/b"), Some(vec![("path".into(), "a/b".into())]));
+        assert_eq!(match_route("/todos", "/todos"), Some(vec![]));
+    }
+
+    #[test]
+    fn root_module_symbol_name_matches_abi_stable() {
+        assert_eq!(
+            berth_plugin_api::abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
+}
