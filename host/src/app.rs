@@ -1,0 +1,221 @@
+//! The running host: its shared state, group loading, the HTTP listener and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::config::BerthConfig;
+use crate::groups::{self, GroupError, ServedGroup};
+use crate::metrics::Metrics;
+use crate::routes::RouteTable;
+use crate::triggers::http::{self as http_trigger, RequestIds};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; is another process using the port? (set server.listen or BERTH_SERVER__LISTEN)")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// State shared by every request.
+pub struct AppState {
+    pub routes: ArcSwap<RouteTable>,
+    pub limiter: Arc<Semaphore>,
+    pub metrics: Metrics,
+    pub request_ids: RequestIds,
+    ready: AtomicBool,
+    groups: Mutex<Vec<Arc<ServedGroup>>>,
+    problems: Mutex<Vec<String>>,
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub groups: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl AppState {
+    fn new(config: &BerthConfig) -> Self {
+        AppState {
+            routes: ArcSwap::from_pointee(RouteTable::new()),
+            limiter: Arc::new(Semaphore::new(config.server.max_concurrency)),
+            metrics: Metrics::new(),
+            request_ids: RequestIds::default(),
+            ready: AtomicBool::new(false),
+            groups: Mutex::new(Vec::new()),
+            problems: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True once every configured group loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let problems = self.problems.lock().expect("problems lock").clone();
+        let groups = self.groups.lock().expect("groups lock").iter().map(|g| format!("{}@{}", g.name, g.version)).collect();
+        Readiness { ready: self.is_ready() && problems.is_empty(), groups, problems }
+    }
+
+    /// Loads every configured group in order. A group that fails is refused (and reported by
+    /// `/readyz` and the log); the others serve.
+    pub async fn load_groups(&self, config: &BerthConfig) -> Vec<GroupError> {
+        let mut errors = Vec::new();
+        for gc in &config.groups {
+            match self.add_group(config, gc).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "group refused");
+                    self.problems.lock().expect("problems lock").push(e.to_string());
+                    errors.push(e);
+                }
+            }
+        }
+        self.ready.store(true, Ordering::Release);
+        errors
+    }
+
+    async fn add_group(&self, config: &BerthConfig, gc: &crate::config::GroupConfig) -> Result<(), GroupError> {
+        let (group, routes) = groups::load_group(config, gc, &self.metrics).await?;
+        if self.groups.lock().expect("groups lock").iter().any(|g| g.name == group.name) {
+            group.shutdown().await;
+            return Err(GroupError::Duplicate { group: group.name.to_string(), source_label: gc.label() });
+        }
+        let table = self.routes.load().with_group(&group.name, routes);
+        match table {
+            Ok(table) => {
+                self.routes.store(Arc::new(table));
+                self.groups.lock().expect("groups lock").push(group);
+                self.metrics.groups_loaded.inc();
+                Ok(())
+            }
+            Err(source) => {
+                group.shutdown().await;
+                Err(GroupError::Routes { group: group.name.to_string(), source_label: gc.label(), source })
+            }
+        }
+    }
+
+    /// Runs every group's stop hook.
+    pub async fn stop_groups(&self) {
+        let groups: Vec<_> = self.groups.lock().expect("groups lock").drain(..).collect();
+        self.routes.store(Arc::new(RouteTable::new()));
+        for g in groups {
+            g.shutdown().await;
+        }
+    }
+}
+
+/// A host serving in the background (for tests and embedding).
+pub struct RunningHost {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl RunningHost {
+    /// Stops accepting, drains in-flight requests (up to the grace period) and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.done).await;
+    }
+}
+
+/// Binds the listener, loads the groups and serves in the background until shut down.
+pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
+    let listener =
+        TcpListener::bind(config.server.listen).await.map_err(|source| ServeError::Bind { addr: config.server.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.server.listen, source })?;
+    let state = Arc::new(AppState::new(&config));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let grace = config.server.shutdown_grace;
+    let serve_state = state.clone();
+    let done = tokio::spawn(async move {
+        serve(listener, serve_state.clone(), grace, async {
+            let _ = stop_rx.await;
+        })
+        .await;
+        serve_state.stop_groups().await;
+    });
+    tracing::info!(%addr, "listening");
+    state.load_groups(&config).await;
+    Ok(RunningHost { addr, state, stop: Some(stop_tx), done })
+}
+
+/// Accepts connections until `shutdown` resolves, then drains for at most `grace`.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, grace: Duration, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let svc = service_fn(move |req| http_trigger::handle(state.clone(), req));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections; draining in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over with requests still in flight; closing them"),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

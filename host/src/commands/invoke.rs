@@ -1,0 +1,125 @@
+//! `berth invoke <group>/<function>`: build and load one group and call one function directly,
+//! without starting a server.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context as _};
+use berth_host::groups;
+use berth_plugin_api::{HttpRequest, Input, RString, RVec, Tuple2};
+
+use super::ConfigArg;
+
+#[derive(Debug, clap::Args)]
+pub struct Invoke {
+    /// `group/function`, e.g. `hello/echo`.
+    target: String,
+    /// Request body (usually JSON).
+    #[arg(long, short = 'd')]
+    data: Option<String>,
+    /// Request path, for routes with parameters (e.g. `/hello/world`); defaults to the route.
+    #[arg(long)]
+    path: Option<String>,
+    /// HTTP method; defaults to the function's own.
+    #[arg(long, short = 'X')]
+    method: Option<String>,
+    /// Extra request headers, `name: value`.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+impl Invoke {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.config.load()?;
+        berth_host::telemetry::init(if config.log == "info" { "warn" } else { &config.log });
+        let (group_name, function) = self
+            .target
+            .split_once('/')
+            .ok_or_else(|| anyhow!("`{}`: expected `group/function`, e.g. `hello/echo`", self.target))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let metrics = berth_host::metrics::Metrics::new();
+            let mut names = Vec::new();
+            for gc in &config.groups {
+                let plugin = groups::open_plugin(&config, gc).await?;
+                if plugin.manifest.name != group_name {
+                    names.push(plugin.manifest.name.clone());
+                    continue;
+                }
+                let (group, routes) = groups::serve_plugin(&config, gc, plugin, &metrics).await?;
+                let outcome = self.call(&routes, function).await;
+                group.shutdown().await;
+                return outcome;
+            }
+            bail!("no group named `{group_name}` in {}; it has: {}", self.config.config.display(), names.join(", "))
+        })
+    }
+
+    async fn call(&self, routes: &[berth_host::routes::Route], function: &str) -> anyhow::Result<ExitCode> {
+        let route = routes.iter().find(|r| &*r.entry.name == function).ok_or_else(|| {
+            let names: Vec<_> = routes.iter().map(|r| r.entry.name.to_string()).collect();
+            anyhow!("the group has no function `{function}`; it has: {}", names.join(", "))
+        })?;
+        let entry = route.entry.clone();
+        let path = match &self.path {
+            Some(p) => p.clone(),
+            None if route.pattern.contains('{') => {
+                bail!("function `{function}` has route `{}`; pass --path with the parameters filled in", route.pattern)
+            }
+            None => route.pattern.clone(),
+        };
+        let (path_only, query) = path.split_once('?').unwrap_or((&path, ""));
+        let mut router = matchit::Router::new();
+        router.insert(route.pattern.clone(), ()).context("the function's route")?;
+        let params: Vec<(String, String)> = match router.at(path_only) {
+            Ok(m) => m.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            Err(_) => bail!("path `{path_only}` does not match the function's route `{}`", route.pattern),
+        };
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for h in &self.headers {
+            let (k, v) = h.split_once(':').ok_or_else(|| anyhow!("header `{h}`: expected `name: value`"))?;
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        if self.data.is_some() && !headers.iter().any(|(k, _)| k == "content-type") {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        let method = self.method.clone().unwrap_or_else(|| route.method.to_string()).to_ascii_uppercase();
+        let pairs = |v: Vec<(String, String)>| -> RVec<Tuple2<RString, RString>> {
+            v.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
+        };
+        let input = Input::Http(HttpRequest {
+            method: method.into(),
+            path: path_only.into(),
+            query: query.into(),
+            headers: pairs(headers),
+            params: pairs(params),
+            body: self.data.as_deref().unwrap_or("").as_bytes().into(),
+        });
+        let request_id = format!("invoke-{}", std::process::id());
+        let deadline = tokio::time::Instant::now() + entry.timeout;
+        match berth_host::invoke::call(&entry, &request_id, input, deadline).await {
+            Ok(res) => {
+                std::io::stdout().write_all(&res.body)?;
+                if !res.body.ends_with(b"\n") {
+                    println!();
+                }
+                if res.status >= 400 {
+                    eprintln!("status {}", res.status);
+                    return Ok(ExitCode::FAILURE);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                let body = serde_json::json!({ "error": e.code(), "message": e.public_message(), "request_id": request_id });
+                println!("{body}");
+                if let berth_host::invoke::CallError::Panicked { message } = &e {
+                    eprintln!("panic: {message}");
+                }
+                eprintln!("status {}", e.status());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

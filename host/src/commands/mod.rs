@@ -1,0 +1,52 @@
+//! One module per subcommand, each a clap struct with a `run()`.
+
+mod inspect;
+mod invoke;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Berth: a serverless function platform for Rust function groups.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build and load the groups in berth.toml and serve them over HTTP.
+    Up(up::Up),
+    /// Call one function of a group directly, without a server.
+    Invoke(invoke::Invoke),
+    /// Print a plugin file's manifest and ABI version, or why it cannot be loaded.
+    Inspect(inspect::Inspect),
+}
+
+/// The `--config` option shared by commands that read berth.toml.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// Path of the configuration file.
+    #[arg(long, short = 'c', default_value = berth_host::config::DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+}
+
+impl ConfigArg {
+    fn load(&self) -> anyhow::Result<berth_host::config::BerthConfig> {
+        Ok(berth_host::config::BerthConfig::load(&self.config, &berth_host::config::ProcessEnv)?)
+    }
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Up(c) => c.run(),
+            Command::Invoke(c) => c.run(),
+            Command::Inspect(c) => c.run(),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `berth up`: serve the groups of berth.toml until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use super::ConfigArg;
+
+#[derive(Debug, clap::Args)]
+pub struct Up {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+impl Up {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.config.load()?;
+        berth_host::telemetry::init(&config.log);
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        if config.server.workers > 0 {
+            rt.worker_threads(config.server.workers);
+        }
+        let rt = rt.enable_all().build()?;
+        rt.block_on(async move {
+            let host = berth_host::app::start(config).await?;
+            let readiness = host.state.readiness();
+            if readiness.ready {
+                tracing::info!(addr = %host.addr, groups = ?readiness.groups, "ready");
+            } else {
+                tracing::warn!(addr = %host.addr, problems = ?readiness.problems, "serving, but not every group loaded (see /readyz)");
+            }
+            berth_host::app::shutdown_signal().await;
+            host.shutdown().await;
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        })
+    }
+}

@@ -1,0 +1,328 @@
+//! `berth.toml`: typed configuration, parsed (with `BERTH_*` environment overrides) before any
+//! port is bound. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// Prefix of environment overrides: `BERTH_SERVER__LISTEN=0.0.0.0:8080` sets `server.listen`.
+pub const ENV_PREFIX: &str = "BERTH";
+/// Separator between nested keys in an environment override.
+pub const ENV_SEPARATOR: &str = "__";
+/// The config file `berth up` reads when none is given.
+pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file `{path}` not found; run from a directory with a berth.toml or pass --config")]
+    Missing { path: PathBuf },
+    #[error("invalid configuration in `{path}`: {source}")]
+    Invalid { path: PathBuf, source: config::ConfigError },
+    #[error("invalid configuration in `{path}`: {message}")]
+    Semantic { path: PathBuf, message: String },
+}
+
+/// The whole `berth.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BerthConfig {
+    /// Manifest format version; only 1 exists.
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// Log filter (`tracing` env-filter syntax): `info`, `berth=debug,warn`.
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// Where Berth keeps its state (plugin copies, later databases and blobs).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub defaults: FunctionDefaults,
+    #[serde(default)]
+    pub build: BuildConfig,
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Requests in flight at once, across all functions; more get 503 at once (no queue).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Tokio worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_concurrency: default_max_concurrency(),
+            shutdown_grace: default_grace(),
+            workers: 0,
+        }
+    }
+}
+
+/// Limits applied to every function that does not set its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionDefaults {
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_body_limit")]
+    pub body_limit: ByteSize,
+}
+
+impl Default for FunctionDefaults {
+    fn default() -> Self {
+        FunctionDefaults { timeout: default_timeout(), body_limit: default_body_limit() }
+    }
+}
+
+/// How `berth up` builds group crates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Cargo profile: `release` (default) or `dev`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig { profile: default_profile() }
+    }
+}
+
+/// One function group: a crate to build (`path`) or a built plugin (`file`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Directory of a group crate; `berth up` builds it with cargo.
+    pub path: Option<PathBuf>,
+    /// A prebuilt plugin (`.so`).
+    pub file: Option<PathBuf>,
+    /// Per-function overrides, by function name.
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionOverride>,
+    /// Free-form settings handed to the group's init hook as JSON.
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl GroupConfig {
+    /// A short label for messages: the path or file as written.
+    pub fn label(&self) -> String {
+        self.path.as_ref().or(self.file.as_ref()).map(|p| p.display().to_string()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionOverride {
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub body_limit: Option<ByteSize>,
+}
+
+fn default_version() -> u32 {
+    1
+}
+fn default_log() -> String {
+    "info".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".berth")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_concurrency() -> usize {
+    1024
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_body_limit() -> ByteSize {
+    ByteSize::mib(6)
+}
+fn default_profile() -> String {
+    "release".into()
+}
+
+/// Where environment overrides come from: the process environment, or a map in tests.
+pub trait EnvSource {
+    fn vars(&self) -> BTreeMap<String, String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn vars(&self) -> BTreeMap<String, String> {
+        std::env::vars().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))).collect()
+    }
+}
+
+impl EnvSource for BTreeMap<String, String> {
+    fn vars(&self) -> BTreeMap<String, String> {
+        self.clone()
+    }
+}
+
+impl BerthConfig {
+    /// Reads `path` with environment overrides. Relative paths inside (groups, data_dir) are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing { path: path.to_owned() });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Semantic {
+            path: path.to_owned(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base, env).map_err(|e| match e {
+            ConfigError::Invalid { source, .. } => ConfigError::Invalid { path: path.to_owned(), source },
+            ConfigError::Semantic { message, .. } => ConfigError::Semantic { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text with environment overrides; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let invalid = |source| ConfigError::Invalid { path: PathBuf::from("<text>"), source };
+        let vars: config::Map<String, String> = env.vars().into_iter().collect();
+        let cfg = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator(ENV_SEPARATOR)
+                    .try_parsing(true)
+                    .source(Some(vars)),
+            )
+            .build()
+            .map_err(invalid)?;
+        let mut parsed: BerthConfig = cfg.try_deserialize().map_err(invalid)?;
+        parsed.validate()?;
+        parsed.resolve(base);
+        Ok(parsed)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let semantic = |message: String| ConfigError::Semantic { path: PathBuf::from("<text>"), message };
+        if self.version != 1 {
+            return Err(semantic(format!("`version = {}` is not supported; this berth reads version 1", self.version)));
+        }
+        if self.server.max_concurrency == 0 {
+            return Err(semantic("`server.max_concurrency` must be at least 1".into()));
+        }
+        if !matches!(self.build.profile.as_str(), "release" | "dev") {
+            return Err(semantic(format!("`build.profile = \"{}\"`: expected \"release\" or \"dev\"", self.build.profile)));
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            match (&g.path, &g.file) {
+                (Some(_), Some(_)) => {
+                    return Err(semantic(format!("groups[{i}] sets both `path` and `file`; keep one")));
+                }
+                (None, None) => {
+                    return Err(semantic(format!(
+                        "groups[{i}] needs `path = \"dir/of/crate\"` (built with cargo) or `file = \"plugin.so\"`"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.data_dir);
+        for g in &mut self.groups {
+            g.path.as_mut().map(abs);
+            g.file.as_mut().map(abs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<BerthConfig, ConfigError> {
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        BerthConfig::parse(text, Path::new("/srv"), &env)
+    }
+
+    #[test]
+    fn defaults_apply_and_paths_resolve_against_the_file() {
+        let c = parse("[[groups]]\npath = \"examples/hello\"\n", &[]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.defaults.body_limit, ByteSize::mib(6));
+        assert_eq!(c.defaults.timeout, Duration::from_secs(30));
+        assert_eq!(c.groups[0].path.as_deref(), Some(Path::new("/srv/examples/hello")));
+        assert_eq!(c.data_dir, Path::new("/srv/.berth"));
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let c = parse(
+            "[server]\nlisten = \"127.0.0.1:8080\"\n",
+            &[("BERTH_SERVER__LISTEN", "127.0.0.1:9999"), ("BERTH_SERVER__MAX_CONCURRENCY", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.server.max_concurrency, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = parse("", &[("BERTH_SEVRER__LISTEN", "x")]).unwrap_err().to_string();
+        assert!(err.contains("sevrer"), "{err}");
+    }
+
+    #[test]
+    fn per_function_overrides_parse_units() {
+        let c = parse(
+            "[[groups]]\nfile = \"a.so\"\n[groups.functions.slow]\ntimeout = \"150ms\"\nbody_limit = \"2KiB\"\n",
+            &[],
+        )
+        .unwrap();
+        let o = &c.groups[0].functions["slow"];
+        assert_eq!(o.timeout, Some(Duration::from_millis(150)));
+        assert_eq!(o.body_limit, Some(ByteSize::kib(2)));
+    }
+
+    #[test]
+    fn a_group_needs_exactly_one_source() {
+        let err = parse("[[groups]]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("needs `path"), "{err}");
+        let err = parse("[[groups]]\npath = \"a\"\nfile = \"b\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("both"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! The host side of the plugin ABI's `Host` trait: logging, timers and the clock a plugin uses.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+use berth_plugin_api::abi_stable::std_types::RArc;
+use berth_plugin_api::async_ffi::FutureExt as _;
+use berth_plugin_api::{log_level, FfiFuture, Host, HostHandle, Host_TO, LogRecord};
+use tracing::level_filters::LevelFilter;
+
+/// What one group sees as its host. One per loaded group.
+#[derive(Clone)]
+pub struct GroupHost {
+    group: Arc<str>,
+    max_level: u8,
+}
+
+impl GroupHost {
+    /// A host handle for group `group`, logging up to the currently configured level.
+    pub fn handle(group: &str) -> HostHandle {
+        let max_level = match LevelFilter::current() {
+            LevelFilter::OFF => 0,
+            LevelFilter::ERROR => log_level::ERROR,
+            LevelFilter::WARN => log_level::WARN,
+            LevelFilter::INFO => log_level::INFO,
+            LevelFilter::DEBUG => log_level::DEBUG,
+            _ => log_level::TRACE,
+        };
+        Host_TO::from_ptr(RArc::new(GroupHost { group: group.into(), max_level }), TD_Opaque)
+    }
+}
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Host for GroupHost {
+    fn max_log_level(&self) -> u8 {
+        self.max_level
+    }
+
+    fn log(&self, r: LogRecord<'_>) {
+        // The call's span (request id, group, function) is current: the host polls the plugin's
+        // future inside it, so the record's own request id is not repeated here.
+        let (group, target, msg) = (&*self.group, r.target.as_str(), r.message.as_str());
+        match r.level {
+            log_level::ERROR => tracing::error!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
+            log_level::WARN => tracing::warn!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
+            log_level::INFO => tracing::info!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
+            log_level::DEBUG => tracing::debug!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
+            _ => tracing::trace!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
+        }
+    }
+
+    fn sleep(&self, millis: u64) -> FfiFuture<()> {
+        tokio::time::sleep(Duration::from_millis(millis)).into_ffi()
+    }
+
+    fn now_unix_ms(&self) -> u64 {
+        now_unix_ms()
+    }
+}

@@ -1,0 +1,94 @@
+//! Calling a function: the one path every trigger goes through (deadline, cancellation, panics,
+//! metrics).
+
+use std::time::Instant;
+
+use berth_plugin_api::{
+    describe_error, CallContext, Input, Input_NE, PluginError, RResult, Response,
+};
+use tokio::time::Instant as TokioInstant;
+
+use crate::groups::FunctionEntry;
+use crate::host_api::now_unix_ms;
+
+/// Why a call did not produce a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The handler returned an error.
+    Handler { status: u16, code: String, message: String },
+    /// The deadline passed; the handler's future was dropped.
+    Timeout { after_ms: u64 },
+    /// The handler panicked (caught inside the plugin).
+    Panicked { message: String },
+    /// The plugin reported something else (unknown function, unsupported input, newer error kind).
+    Plugin { message: String },
+}
+
+impl CallError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            CallError::Handler { status, .. } => *status,
+            CallError::Timeout { .. } => 504,
+            CallError::Panicked { .. } | CallError::Plugin { .. } => 500,
+        }
+    }
+    /// A short machine-readable code.
+    pub fn code(&self) -> &str {
+        match self {
+            CallError::Handler { code, .. } => code,
+            CallError::Timeout { .. } => "timeout",
+            CallError::Panicked { .. } => "panic",
+            CallError::Plugin { .. } => "internal",
+        }
+    }
+    /// The message shown to the caller (panic details stay in the log).
+    pub fn public_message(&self) -> String {
+        match self {
+            CallError::Handler { message, .. } => message.clone(),
+            CallError::Timeout { after_ms } => format!("the function did not finish within {after_ms} ms"),
+            CallError::Panicked { .. } => "the function panicked; the host log has the details under this request id".into(),
+            CallError::Plugin { .. } => "the function failed inside the host; see the host log for this request id".into(),
+        }
+    }
+}
+
+/// Calls `entry` with `input`, cancelling it at `deadline`.
+pub async fn call(entry: &FunctionEntry, request_id: &str, input: Input, deadline: TokioInstant) -> Result<Response, CallError> {
+    let started = Instant::now();
+    let remaining = deadline.saturating_duration_since(TokioInstant::now());
+    let ctx = CallContext {
+        request_id: request_id.into(),
+        deadline_unix_ms: now_unix_ms() + remaining.as_millis() as u64,
+        host: entry.group.host.clone(),
+    };
+    let fut = entry.group.instance.group.call(entry.index, ctx, Input_NE::new(input));
+    let outcome = match tokio::time::timeout_at(deadline, fut).await {
+        Err(_) => {
+            entry.metrics.timeouts.inc();
+            Err(CallError::Timeout { after_ms: entry.timeout.as_millis() as u64 })
+        }
+        Ok(RResult::ROk(response)) => Ok(response),
+        Ok(RResult::RErr(e)) => Err(match e.as_enum() {
+            Ok(PluginError::Handler { status, code, message }) => {
+                CallError::Handler { status: *status, code: code.to_string(), message: message.to_string() }
+            }
+            Ok(PluginError::Panicked { message }) => {
+                entry.metrics.panics.inc();
+                tracing::error!(panic = %message, "function panicked; answering 500");
+                CallError::Panicked { message: message.to_string() }
+            }
+            _ => CallError::Plugin { message: describe_error(&e) },
+        }),
+    };
+    let status = match &outcome {
+        Ok(r) => r.status,
+        Err(e) => e.status(),
+    };
+    if status >= 500 && matches!(outcome, Ok(_) | Err(CallError::Handler { .. })) {
+        entry.metrics.handler_errors.inc();
+    }
+    entry.metrics.count(status);
+    entry.metrics.duration.observe(started.elapsed().as_secs_f64());
+    outcome
+}

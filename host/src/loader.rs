@@ -1,0 +1,237 @@
+//! Loading plugin libraries: the only module of the host allowed `unsafe`.
+//!
+//! Each version of a plugin is copied to its own path (named by its sha256) before `dlopen`, so
+//! that a later version of the same file is a different library and a file rewritten in place
+//! never changes code that is running. abi_stable's `RootModule::load_from_*` would cache one
+//! module per type and never unload; we open the library ourselves (`RawLibrary`), read the header
+//! with `lib_header_from_raw_library`, and keep the handle, so that dropping a [`LoadedPlugin`]
+//! really closes it.
+//!
+//! Checks, in order, each with its own message naming the file:
+//! empty file → not a shared library (text, other formats) → `dlopen` failure → no Berth ABI
+//! symbol → ABI version mismatch → abi_stable version/layout mismatch → manifest errors.
+#![allow(unsafe_code, reason = "dlopen/dlsym and calling into plugin code: the loader is the one place for it")]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_plugin_api::abi_stable::library::{lib_header_from_raw_library, RawLibrary};
+use berth_plugin_api::{
+    describe_error, GroupBox, HostHandle, InstantiateArgs, Manifest, PluginModuleRef, RResult, Trigger,
+    ABI_VERSION, ABI_VERSION_SYMBOL,
+};
+use sha2::{Digest, Sha256};
+
+/// How long a group's init hook may take.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin `{path}`: cannot read it: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("plugin `{path}`: the file is empty; build the group again (`cargo build` in its crate)")]
+    Empty { path: PathBuf },
+    #[error("plugin `{path}`: {what}, not a shared library; point `file` at the group's built `.so`")]
+    NotSharedLibrary { path: PathBuf, what: &'static str },
+    #[error("plugin `{path}`: the dynamic loader refused it: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("plugin `{path}`: a shared library, but not a Berth plugin (no `berth_plugin_abi_version` symbol); a group crate must call `berth::group!(...)`")]
+    NotBerthPlugin { path: PathBuf },
+    #[error("plugin `{path}`: built for plugin ABI {found}, this host speaks {expected}; rebuild it against berth {sdk}")]
+    AbiMismatch { path: PathBuf, found: u32, expected: u32, sdk: &'static str },
+    #[error("plugin `{path}`: incompatible with this host's plugin API (built against a different berth-plugin-api): {detail}")]
+    Incompatible { path: PathBuf, detail: String },
+    #[error("plugin `{path}`: invalid manifest: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("plugin `{path}` (group `{group}`): instantiation failed: {message}")]
+    Instantiate { path: PathBuf, group: String, message: String },
+}
+
+/// A trigger as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerSpec {
+    Http { method: http::Method, route: String },
+}
+
+/// One function of a loaded group.
+#[derive(Debug, Clone)]
+pub struct FunctionManifest {
+    pub name: String,
+    pub triggers: Vec<TriggerSpec>,
+    pub timeout: Option<Duration>,
+    pub body_limit: Option<u64>,
+    pub services: Vec<(String, String)>,
+}
+
+/// A plugin's manifest, copied out of the library (so it outlives it).
+#[derive(Debug, Clone)]
+pub struct GroupManifest {
+    pub name: String,
+    pub version: String,
+    pub sdk_version: String,
+    pub functions: Vec<FunctionManifest>,
+}
+
+/// An opened plugin library. Dropping it closes the library: drop every object the plugin made
+/// first (a [`GroupInstance`] holds an `Arc` of this to guarantee it).
+pub struct LoadedPlugin {
+    pub manifest: GroupManifest,
+    /// The file as configured.
+    pub source: PathBuf,
+    /// The private copy that was actually opened.
+    pub copy: PathBuf,
+    pub sha256: String,
+    module: PluginModuleRef,
+    // Declared last: dropped after everything above.
+    _library: RawLibrary,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("source", &self.source).field("sha256", &self.sha256).finish()
+    }
+}
+
+/// A group created from a [`LoadedPlugin`]: the object calls go to.
+pub struct GroupInstance {
+    // Field order matters: the group (plugin-made) is dropped before the library.
+    pub group: GroupBox,
+    pub plugin: std::sync::Arc<LoadedPlugin>,
+}
+
+fn describe_content(head: &[u8]) -> &'static str {
+    if head.is_empty() {
+        "an empty file"
+    } else if std::str::from_utf8(head).is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace())) {
+        "a text file"
+    } else {
+        "not an ELF file"
+    }
+}
+
+/// Copies `path` into `copy_dir` under a name derived from its content hash (if not there yet).
+fn private_copy(path: &Path, copy_dir: &Path) -> Result<(PathBuf, String), LoadError> {
+    let read_err = |source| LoadError::Read { path: path.to_owned(), source };
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let sha256 = format!("{:x}", Sha256::digest(&bytes));
+    std::fs::create_dir_all(copy_dir).map_err(read_err)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let copy = copy_dir.join(format!("{stem}-{}.{}", &sha256[..16], std::env::consts::DLL_EXTENSION));
+    if !copy.exists() {
+        // Write under a temporary name and rename, so a half-written copy is never opened.
+        let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(read_err)?;
+        std::fs::rename(&tmp, &copy).map_err(read_err)?;
+    }
+    Ok((copy, sha256))
+}
+
+/// Opens and checks a plugin file. `copy_dir` receives the private copy.
+pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    if head.is_empty() {
+        return Err(LoadError::Empty { path: path.to_owned() });
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return Err(LoadError::NotSharedLibrary { path: path.to_owned(), what: describe_content(&head) });
+    }
+    let (copy, sha256) = private_copy(path, copy_dir)?;
+    let library = RawLibrary::load_at(&copy).map_err(|e| LoadError::Open { path: path.to_owned(), message: e.to_string() })?;
+
+    // SAFETY: the symbol is declared by `berth::group!` as `extern "C" fn() -> u32`; a library
+    // that exports the name with another type is not a Berth plugin and is beyond protection.
+    let found = unsafe {
+        match library.get::<extern "C" fn() -> u32>(ABI_VERSION_SYMBOL) {
+            Ok(f) => (*f)(),
+            Err(_) => return Err(LoadError::NotBerthPlugin { path: path.to_owned() }),
+        }
+    };
+    if found != ABI_VERSION {
+        return Err(LoadError::AbiMismatch {
+            path: path.to_owned(),
+            found,
+            expected: ABI_VERSION,
+            sdk: env!("CARGO_PKG_VERSION"),
+        });
+    }
+    // SAFETY: the header lives in the library, which `LoadedPlugin` keeps open for as long as the
+    // module reference is used; abi_stable validates the header before handing it out.
+    let header = unsafe { lib_header_from_raw_library(&library) }
+        .map_err(|e| LoadError::Incompatible { path: path.to_owned(), detail: e.to_string() })?;
+    let module = header
+        .init_root_module::<PluginModuleRef>()
+        .map_err(|e| LoadError::Incompatible { path: path.to_owned(), detail: e.to_string() })?;
+    let manifest = match (module.manifest())() {
+        RResult::ROk(m) => convert_manifest(path, m)?,
+        RResult::RErr(e) => return Err(LoadError::Manifest { path: path.to_owned(), message: describe_error(&e) }),
+    };
+    Ok(LoadedPlugin { manifest, source: path.to_owned(), copy, sha256, module, _library: library })
+}
+
+fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError> {
+    let bad = |message: String| LoadError::Manifest { path: path.to_owned(), message };
+    if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad(format!("group name `{}` must be non-empty ASCII letters, digits, `-` or `_`", m.name)));
+    }
+    let mut functions = Vec::with_capacity(m.functions.len());
+    for f in m.functions.iter() {
+        let mut triggers = Vec::new();
+        for t in f.triggers.iter() {
+            match t.as_enum() {
+                Ok(Trigger::Http { method, route }) => {
+                    let method = http::Method::from_bytes(method.as_bytes())
+                        .map_err(|_| bad(format!("function `{}`: invalid HTTP method `{method}`", f.name)))?;
+                    if !route.starts_with('/') {
+                        return Err(bad(format!("function `{}`: route `{route}` must start with `/`", f.name)));
+                    }
+                    triggers.push(TriggerSpec::Http { method, route: route.to_string() });
+                }
+                Ok(_) | Err(_) => {
+                    return Err(bad(format!(
+                        "function `{}` uses a trigger kind this host does not know; upgrade the host or rebuild the plugin",
+                        f.name
+                    )))
+                }
+            }
+        }
+        functions.push(FunctionManifest {
+            name: f.name.to_string(),
+            triggers,
+            timeout: (f.timeout_ms > 0).then(|| Duration::from_millis(f.timeout_ms)),
+            body_limit: (f.body_limit > 0).then_some(f.body_limit),
+            services: f.services.iter().map(|s| (s.kind.to_string(), s.name.to_string())).collect(),
+        });
+    }
+    Ok(GroupManifest {
+        name: m.name.into_string(),
+        version: m.version.into_string(),
+        sdk_version: m.sdk_version.into_string(),
+        functions,
+    })
+}
+
+impl LoadedPlugin {
+    /// Creates the group (running its init hook) with `host` as its host handle.
+    pub async fn instantiate(
+        self: &std::sync::Arc<Self>,
+        host: HostHandle,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<GroupInstance, LoadError> {
+        let err = |message: String| LoadError::Instantiate {
+            path: self.source.clone(),
+            group: self.manifest.name.clone(),
+            message,
+        };
+        let config_json = serde_json::to_string(config).unwrap_or_else(|_| "{}".into());
+        let fut = (self.module.instantiate())(InstantiateArgs { host, config_json: config_json.into() });
+        match tokio::time::timeout(INIT_TIMEOUT, fut).await {
+            Err(_) => Err(err(format!("init hook did not finish within {}s", INIT_TIMEOUT.as_secs()))),
+            Ok(RResult::RErr(e)) => Err(err(describe_error(&e))),
+            Ok(RResult::ROk(group)) => Ok(GroupInstance { group, plugin: self.clone() }),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Prometheus metrics of the host. Each component owns its families under its own prefix;
+//! per-function handles are resolved once when a group loads, never per request.
+
+use prometheus::{
+    core::{AtomicU64, GenericCounter},
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The host's metric families.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    invocations: IntCounterVec,
+    errors: IntCounterVec,
+    duration: HistogramVec,
+    rejected: IntCounterVec,
+    pub groups_loaded: IntGauge,
+    pub inflight: IntGauge,
+}
+
+/// The handles of one function, resolved at load.
+#[derive(Clone)]
+pub struct FunctionMetrics {
+    by_class: [GenericCounter<AtomicU64>; 5],
+    pub panics: GenericCounter<AtomicU64>,
+    pub timeouts: GenericCounter<AtomicU64>,
+    pub handler_errors: GenericCounter<AtomicU64>,
+    pub duration: Histogram,
+}
+
+impl FunctionMetrics {
+    /// Counts one invocation answered with `status`.
+    pub fn count(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].inc();
+    }
+}
+
+/// Why a request was turned away before reaching a function.
+#[derive(Debug, Clone, Copy)]
+pub enum Rejection {
+    NotFound,
+    MethodNotAllowed,
+    Overloaded,
+    BodyTooLarge,
+    NotReady,
+}
+
+impl Rejection {
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::Overloaded => "overloaded",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::NotReady => "not_ready",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let invocations = IntCounterVec::new(
+            Opts::new("berth_function_invocations_total", "Function invocations by response status class"),
+            &["group", "function", "status_class"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new("berth_function_errors_total", "Function failures by kind (handler 5xx, panic, timeout)"),
+            &["group", "function", "kind"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("berth_function_duration_seconds", "Function call duration, body read included")
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["group", "function"],
+        )
+        .expect("valid metric");
+        let rejected = IntCounterVec::new(
+            Opts::new("berth_http_rejected_total", "HTTP requests answered by the host without calling a function"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let groups_loaded = IntGauge::new("berth_plugin_groups_loaded", "Function groups loaded and serving").expect("valid metric");
+        let inflight = IntGauge::new("berth_http_inflight_requests", "Function calls in flight").expect("valid metric");
+        for c in [
+            Box::new(invocations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(errors.clone()),
+            Box::new(duration.clone()),
+            Box::new(rejected.clone()),
+            Box::new(groups_loaded.clone()),
+            Box::new(inflight.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Metrics { registry, invocations, errors, duration, rejected, groups_loaded, inflight }
+    }
+
+    /// Resolves the handles of one function.
+    pub fn function(&self, group: &str, function: &str) -> FunctionMetrics {
+        let class = |c: &str| self.invocations.with_label_values(&[group, function, c]);
+        let kind = |k: &str| self.errors.with_label_values(&[group, function, k]);
+        FunctionMetrics {
+            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+            panics: kind("panic"),
+            timeouts: kind("timeout"),
+            handler_errors: kind("handler"),
+            duration: self.duration.with_label_values(&[group, function]),
+        }
+    }
+
+    pub fn reject(&self, why: Rejection) {
+        self.rejected.with_label_values(&[why.label()]).inc();
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
