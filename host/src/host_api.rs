@@ -27,13 +27,22 @@ impl GroupHost {
             LevelFilter::DEBUG => log_level::DEBUG,
             _ => log_level::TRACE,
         };
-        Host_TO::from_ptr(RArc::new(GroupHost { group: group.into(), max_level }), TD_Opaque)
+        Host_TO::from_ptr(
+            RArc::new(GroupHost {
+                group: group.into(),
+                max_level,
+            }),
+            TD_Opaque,
+        )
     }
 }
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Host for GroupHost {
@@ -46,10 +55,18 @@ impl Host for GroupHost {
         // future inside it, so the record's own request id is not repeated here.
         let (group, target, msg) = (&*self.group, r.target.as_str(), r.message.as_str());
         match r.level {
-            log_level::ERROR => tracing::error!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
-            log_level::WARN => tracing::warn!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
-            log_level::INFO => tracing::info!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
-            log_level::DEBUG => tracing::debug!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
+            log_level::ERROR => {
+                tracing::error!(target: "berth::plugin", group, plugin_target = target, "{msg}")
+            }
+            log_level::WARN => {
+                tracing::warn!(target: "berth::plugin", group, plugin_target = target, "{msg}")
+            }
+            log_level::INFO => {
+                tracing::info!(target: "berth::plugin", group, plugin_target = target, "{msg}")
+            }
+            log_level::DEBUG => {
+                tracing::debug!(target: "berth::plugin", group, plugin_target = target, "{msg}")
+            }
             _ => tracing::trace!(target: "berth::plugin", group, plugin_target = target, "{msg}"),
         }
     }

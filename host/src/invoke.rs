@@ -15,7 +15,11 @@ use crate::host_api::now_unix_ms;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
     /// The handler returned an error.
-    Handler { status: u16, code: String, message: String },
+    Handler {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// The deadline passed; the handler's future was dropped.
     Timeout { after_ms: u64 },
     /// The handler panicked (caught inside the plugin).
@@ -46,15 +50,26 @@ impl CallError {
     pub fn public_message(&self) -> String {
         match self {
             CallError::Handler { message, .. } => message.clone(),
-            CallError::Timeout { after_ms } => format!("the function did not finish within {after_ms} ms"),
-            CallError::Panicked { .. } => "the function panicked; the host log has the details under this request id".into(),
-            CallError::Plugin { .. } => "the function failed inside the host; see the host log for this request id".into(),
+            CallError::Timeout { after_ms } => {
+                format!("the function did not finish within {after_ms} ms")
+            }
+            CallError::Panicked { .. } => {
+                "the function panicked; the host log has the details under this request id".into()
+            }
+            CallError::Plugin { .. } => {
+                "the function failed inside the host; see the host log for this request id".into()
+            }
         }
     }
 }
 
 /// Calls `entry` with `input`, cancelling it at `deadline`.
-pub async fn call(entry: &FunctionEntry, request_id: &str, input: Input, deadline: TokioInstant) -> Result<Response, CallError> {
+pub async fn call(
+    entry: &FunctionEntry,
+    request_id: &str,
+    input: Input,
+    deadline: TokioInstant,
+) -> Result<Response, CallError> {
     let started = Instant::now();
     let remaining = deadline.saturating_duration_since(TokioInstant::now());
     let ctx = CallContext {
@@ -62,23 +77,39 @@ pub async fn call(entry: &FunctionEntry, request_id: &str, input: Input, deadlin
         deadline_unix_ms: now_unix_ms() + remaining.as_millis() as u64,
         host: entry.group.host.clone(),
     };
-    let fut = entry.group.instance.group.call(entry.index, ctx, Input_NE::new(input));
+    let fut = entry
+        .group
+        .instance
+        .group
+        .call(entry.index, ctx, Input_NE::new(input));
     let outcome = match tokio::time::timeout_at(deadline, fut).await {
         Err(_) => {
             entry.metrics.timeouts.inc();
-            Err(CallError::Timeout { after_ms: entry.timeout.as_millis() as u64 })
+            Err(CallError::Timeout {
+                after_ms: entry.timeout.as_millis() as u64,
+            })
         }
         Ok(RResult::ROk(response)) => Ok(response),
         Ok(RResult::RErr(e)) => Err(match e.as_enum() {
-            Ok(PluginError::Handler { status, code, message }) => {
-                CallError::Handler { status: *status, code: code.to_string(), message: message.to_string() }
-            }
+            Ok(PluginError::Handler {
+                status,
+                code,
+                message,
+            }) => CallError::Handler {
+                status: *status,
+                code: code.to_string(),
+                message: message.to_string(),
+            },
             Ok(PluginError::Panicked { message }) => {
                 entry.metrics.panics.inc();
                 tracing::error!(panic = %message, "function panicked; answering 500");
-                CallError::Panicked { message: message.to_string() }
+                CallError::Panicked {
+                    message: message.to_string(),
+                }
             }
-            _ => CallError::Plugin { message: describe_error(&e) },
+            _ => CallError::Plugin {
+                message: describe_error(&e),
+            },
         }),
     };
     let status = match &outcome {
@@ -89,6 +120,9 @@ pub async fn call(entry: &FunctionEntry, request_id: &str, input: Input, deadlin
         entry.metrics.handler_errors.inc();
     }
     entry.metrics.count(status);
-    entry.metrics.duration.observe(started.elapsed().as_secs_f64());
+    entry
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     outcome
 }

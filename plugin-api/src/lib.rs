@@ -24,21 +24,27 @@
 //! assert!(matches!(t.as_enum(), Ok(Trigger::Http { .. })));
 //! ```
 // The `sabi_trait` and `StableAbi` derives expand to items that trip these lints.
-#![allow(non_local_definitions, reason = "abi_stable's sabi_trait expansion on rustc >= 1.80")]
-#![allow(unsafe_code, reason = "abi_stable derives expand to unsafe impls; no hand-written unsafe here")]
-#![allow(non_camel_case_types, reason = "abi_stable names generated types `Foo_NE`, `Foo_TO`")]
+#![allow(
+    non_local_definitions,
+    reason = "abi_stable's sabi_trait expansion on rustc >= 1.80"
+)]
+#![allow(
+    unsafe_code,
+    reason = "abi_stable derives expand to unsafe impls; no hand-written unsafe here"
+)]
+#![allow(
+    non_camel_case_types,
+    reason = "abi_stable names generated types `Foo_NE`, `Foo_TO`"
+)]
 
 pub use abi_stable;
+pub use abi_stable::std_types::{RArc, ROption};
 pub use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec, Tuple2};
-pub use abi_stable::std_types::{ROption, RArc};
 pub use async_ffi::{self, FfiFuture};
 
 use abi_stable::{
-    declare_root_module_statics,
-    library::RootModule,
-    package_version_strings, sabi_trait,
-    sabi_types::VersionStrings,
-    StableAbi,
+    declare_root_module_statics, library::RootModule, package_version_strings, sabi_trait,
+    sabi_types::VersionStrings, StableAbi,
 };
 
 /// The contract version. Bump it on any change a compiled plugin cannot survive; purely additive
@@ -100,7 +106,6 @@ pub enum Trigger {
     Http { method: RString, route: RString },
 }
 
-
 // === Calls ===
 
 /// An HTTP request as the function sees it. The host has already routed it and enforced limits.
@@ -142,7 +147,6 @@ pub enum Input {
     Http(HttpRequest),
     Event(Event),
 }
-
 
 /// What a function answers. For event triggers `status` < 400 means success.
 #[repr(C)]
@@ -187,7 +191,6 @@ pub enum PluginError {
     /// The host sent an input kind this plugin does not understand.
     UnsupportedInput { message: RString },
 }
-
 
 // === Traits ===
 
@@ -306,11 +309,15 @@ impl PluginError {
 pub fn describe_error(err: &PluginError_NE) -> String {
     match err.as_enum() {
         Ok(e) => e.describe(),
-        Err(_) => "an error of a kind this host does not know (plugin built with a newer berth)".into(),
+        Err(_) => {
+            "an error of a kind this host does not know (plugin built with a newer berth)".into()
+        }
     }
 }
 
 /// Builds an `RVec<Pair>` from string pairs.
 pub fn pairs<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(it: I) -> RVec<Pair> {
-    it.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
+    it.into_iter()
+        .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
+        .collect()
 }

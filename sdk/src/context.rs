@@ -31,7 +31,13 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn new(request_id: String, deadline_unix_ms: u64, host: HostHandle) -> Self {
-        Context { state: Arc::new(CallState { request_id, deadline_unix_ms, host }) }
+        Context {
+            state: Arc::new(CallState {
+                request_id,
+                deadline_unix_ms,
+                host,
+            }),
+        }
     }
 
     /// The request id the host assigned (or took from `x-request-id`).
@@ -45,7 +51,9 @@ impl Context {
             return None;
         }
         let now = self.state.host.now_unix_ms();
-        Some(Duration::from_millis(self.state.deadline_unix_ms.saturating_sub(now)))
+        Some(Duration::from_millis(
+            self.state.deadline_unix_ms.saturating_sub(now),
+        ))
     }
 
     /// Sleeps on the host's runtime. (A plugin has no runtime of its own: `tokio::time::sleep`
@@ -91,7 +99,11 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&CallState>) -> R) -> R {
     // that the guarded future owns for longer than the guard, and reset when the guard drops
     // (guards nest, LIFO, on one thread). So a non-null value points to a live `CallState`, and
     // the reference does not escape `f`.
-    let state = if ptr.is_null() { None } else { Some(unsafe { &*ptr }) };
+    let state = if ptr.is_null() {
+        None
+    } else {
+        Some(unsafe { &*ptr })
+    };
     f(state)
 }
 

@@ -8,15 +8,15 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
-use berth_plugin_api::async_ffi::FutureExt as _;
 use berth_plugin_api::abi_stable::prefix_type::PrefixTypeTrait;
 use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+use berth_plugin_api::async_ffi::FutureExt as _;
+pub use berth_plugin_api::{abi_stable, ABI_VERSION};
 use berth_plugin_api::{
     CallContext, FfiFuture, FunctionGroup, FunctionSpec, GroupBox, HostHandle, Input, Input_NE,
     InstantiateArgs, Manifest, PluginError, PluginError_NE, PluginModule, PluginModuleRef, RResult,
     RString, RVec, Trigger, Trigger_NE, Tuple2,
 };
-pub use berth_plugin_api::{abi_stable, ABI_VERSION};
 
 use crate::context::{CallState, CurrentGuard};
 use crate::{Context, Error, Request, Response};
@@ -33,7 +33,10 @@ pub type Hook = fn(crate::GroupContext) -> HookFuture;
 /// A trigger as declared in source.
 #[derive(Debug, Clone)]
 pub enum TriggerDef {
-    Http { method: &'static str, route: &'static str },
+    Http {
+        method: &'static str,
+        route: &'static str,
+    },
 }
 
 /// One function as declared in source.
@@ -72,9 +75,10 @@ impl GroupDef {
                         .triggers
                         .iter()
                         .map(|t| match t {
-                            TriggerDef::Http { method, route } => {
-                                Trigger_NE::new(Trigger::Http { method: (*method).into(), route: (*route).into() })
-                            }
+                            TriggerDef::Http { method, route } => Trigger_NE::new(Trigger::Http {
+                                method: (*method).into(),
+                                route: (*route).into(),
+                            }),
                         })
                         .collect(),
                     timeout_ms: f.timeout_ms,
@@ -132,13 +136,20 @@ fn handler_error(e: Error) -> PluginError_NE {
 fn to_abi_response(r: Response) -> berth_plugin_api::Response {
     berth_plugin_api::Response {
         status: r.status.as_u16(),
-        headers: r.headers.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
+            .collect(),
         body: RVec::from(r.body),
     }
 }
 
 fn from_pairs(pairs: RVec<berth_plugin_api::Pair>) -> Vec<(String, String)> {
-    pairs.into_iter().map(|Tuple2(k, v)| (k.into_string(), v.into_string())).collect()
+    pairs
+        .into_iter()
+        .map(|Tuple2(k, v)| (k.into_string(), v.into_string()))
+        .collect()
 }
 
 /// Turns an ABI input into the SDK's request. Events arrive as their data, with CloudEvents
@@ -172,7 +183,12 @@ fn to_request(input: Input_NE) -> Result<Request, PluginError_NE> {
             for (k, v) in from_pairs(e.extensions) {
                 headers.push((format!("ce-{k}"), v));
             }
-            Ok(Request { method: "POST".into(), headers, body: e.data.into_vec(), ..Default::default() })
+            Ok(Request {
+                method: "POST".into(),
+                headers,
+                body: e.data.into_vec(),
+                ..Default::default()
+            })
         }
         Ok(_) | Err(_) => Err(plugin_error(PluginError::UnsupportedInput {
             message: "an input kind from a newer berth host; rebuild the plugin against it".into(),
@@ -193,9 +209,16 @@ struct SdkGroup {
 }
 
 impl FunctionGroup for SdkGroup {
-    fn call(&self, function: u32, ctx: CallContext, input: Input_NE) -> FfiFuture<RResult<berth_plugin_api::Response, PluginError_NE>> {
+    fn call(
+        &self,
+        function: u32,
+        ctx: CallContext,
+        input: Input_NE,
+    ) -> FfiFuture<RResult<berth_plugin_api::Response, PluginError_NE>> {
         let Some(f) = self.def.functions.get(function as usize) else {
-            return ready(RResult::RErr(plugin_error(PluginError::UnknownFunction { id: function })));
+            return ready(RResult::RErr(plugin_error(PluginError::UnknownFunction {
+                id: function,
+            })));
         };
         let request = match to_request(input) {
             Ok(r) => r,
@@ -211,22 +234,35 @@ impl FunctionGroup for SdkGroup {
         let fut = match made {
             Ok(fut) => fut,
             Err(payload) => {
-                return ready(RResult::RErr(plugin_error(PluginError::Panicked { message: panic_message(&*payload).into() })))
+                return ready(RResult::RErr(plugin_error(PluginError::Panicked {
+                    message: panic_message(&*payload).into(),
+                })))
             }
         };
         Guarded { fut, state }
             .map(|outcome| match outcome {
                 Ok(Ok(response)) => RResult::ROk(to_abi_response(response)),
                 Ok(Err(e)) => RResult::RErr(handler_error(e)),
-                Err(message) => RResult::RErr(plugin_error(PluginError::Panicked { message: message.into() })),
+                Err(message) => RResult::RErr(plugin_error(PluginError::Panicked {
+                    message: message.into(),
+                })),
             })
             .into_ffi()
     }
 
     fn shutdown(&self) -> FfiFuture<()> {
-        let Some(stop) = self.def.stop else { return ready(()) };
-        let ctx = crate::GroupContext { host: self.host.clone(), config: self.config.clone() };
-        let state = Arc::new(CallState { request_id: String::new(), deadline_unix_ms: 0, host: self.host.clone() });
+        let Some(stop) = self.def.stop else {
+            return ready(());
+        };
+        let ctx = crate::GroupContext {
+            host: self.host.clone(),
+            config: self.config.clone(),
+        };
+        let state = Arc::new(CallState {
+            request_id: String::new(),
+            deadline_unix_ms: 0,
+            host: self.host.clone(),
+        });
         let made = catch_unwind(AssertUnwindSafe(|| stop(ctx)));
         let Ok(fut) = made else { return ready(()) };
         Guarded { fut, state }
@@ -241,7 +277,10 @@ impl FunctionGroup for SdkGroup {
 
 trait MapExt: Future + Sized {
     fn map<U, F: FnOnce(Self::Output) -> U>(self, f: F) -> Map<Self, F> {
-        Map { fut: Box::pin(self), f: Some(f) }
+        Map {
+            fut: Box::pin(self),
+            f: Some(f),
+        }
     }
 }
 impl<T: Future> MapExt for T {}
@@ -270,18 +309,25 @@ impl<Fut: Future, U, F: FnOnce(Fut::Output) -> U> Future for Map<Fut, F> {
 static GROUP_FN: OnceLock<fn() -> GroupDef> = OnceLock::new();
 
 fn group_def() -> GroupDef {
-    (GROUP_FN.get().expect("berth plugin used before its root module was loaded"))()
+    (GROUP_FN
+        .get()
+        .expect("berth plugin used before its root module was loaded"))()
 }
 
 extern "C" fn abi_version() -> u32 {
     ABI_VERSION
 }
 
-#[allow(improper_ctypes_definitions, reason = "PluginError is wrapped in abi_stable NonExhaustive; `#[non_exhaustive]` only trips the lint")]
+#[allow(
+    improper_ctypes_definitions,
+    reason = "PluginError is wrapped in abi_stable NonExhaustive; `#[non_exhaustive]` only trips the lint"
+)]
 extern "C" fn manifest() -> RResult<Manifest, PluginError_NE> {
     match catch_unwind(|| group_def().manifest()) {
         Ok(m) => RResult::ROk(m),
-        Err(p) => RResult::RErr(plugin_error(PluginError::Panicked { message: panic_message(&*p).into() })),
+        Err(p) => RResult::RErr(plugin_error(PluginError::Panicked {
+            message: panic_message(&*p).into(),
+        })),
     }
 }
 
@@ -292,7 +338,9 @@ extern "C" fn instantiate(args: InstantiateArgs) -> FfiFuture<RResult<GroupBox, 
         let config: serde_json::Value = match serde_json::from_str(args.config_json.as_str()) {
             Ok(v) => v,
             Err(e) => {
-                return Err(PluginError::Init { message: format!("group config is not valid JSON: {e}").into() });
+                return Err(PluginError::Init {
+                    message: format!("group config is not valid JSON: {e}").into(),
+                });
             }
         };
         Ok((Arc::new(group_def()), Arc::new(config)))
@@ -300,38 +348,64 @@ extern "C" fn instantiate(args: InstantiateArgs) -> FfiFuture<RResult<GroupBox, 
     let (def, config) = match made {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return ready(RResult::RErr(plugin_error(e))),
-        Err(p) => return ready(RResult::RErr(plugin_error(PluginError::Panicked { message: panic_message(&*p).into() }))),
+        Err(p) => {
+            return ready(RResult::RErr(plugin_error(PluginError::Panicked {
+                message: panic_message(&*p).into(),
+            })))
+        }
     };
     let host = args.host;
-    let state = Arc::new(CallState { request_id: String::new(), deadline_unix_ms: 0, host: host.clone() });
+    let state = Arc::new(CallState {
+        request_id: String::new(),
+        deadline_unix_ms: 0,
+        host: host.clone(),
+    });
     let init_fut: HookFuture = match def.init {
         None => Box::pin(std::future::ready(Ok(()))),
         Some(init) => {
-            let ctx = crate::GroupContext { host: host.clone(), config: config.clone() };
+            let ctx = crate::GroupContext {
+                host: host.clone(),
+                config: config.clone(),
+            };
             match catch_unwind(AssertUnwindSafe(|| init(ctx))) {
                 Ok(f) => f,
                 Err(p) => {
                     let message = format!("init hook panicked: {}", panic_message(&*p));
-                    return ready(RResult::RErr(plugin_error(PluginError::Init { message: message.into() })));
+                    return ready(RResult::RErr(plugin_error(PluginError::Init {
+                        message: message.into(),
+                    })));
                 }
             }
         }
     };
-    Guarded { fut: init_fut, state }
-        .map(move |outcome| match outcome {
-            Ok(Ok(())) => RResult::ROk(GroupBox::from_value(SdkGroup { def, host, config }, TD_Opaque)),
-            Ok(Err(e)) => RResult::RErr(plugin_error(PluginError::Init { message: e.to_string().into() })),
-            Err(panic) => RResult::RErr(plugin_error(PluginError::Init {
-                message: format!("init hook panicked: {panic}").into(),
-            })),
-        })
-        .into_ffi()
+    Guarded {
+        fut: init_fut,
+        state,
+    }
+    .map(move |outcome| match outcome {
+        Ok(Ok(())) => RResult::ROk(GroupBox::from_value(
+            SdkGroup { def, host, config },
+            TD_Opaque,
+        )),
+        Ok(Err(e)) => RResult::RErr(plugin_error(PluginError::Init {
+            message: e.to_string().into(),
+        })),
+        Err(panic) => RResult::RErr(plugin_error(PluginError::Init {
+            message: format!("init hook panicked: {panic}").into(),
+        })),
+    })
+    .into_ffi()
 }
 
 /// Builds this plugin's root module (called once per loaded library by the exported header).
 pub fn plugin_module(def: fn() -> GroupDef) -> PluginModuleRef {
     let _ = GROUP_FN.set(def);
-    PluginModule { abi_version, manifest, instantiate }.leak_into_prefix()
+    PluginModule {
+        abi_version,
+        manifest,
+        instantiate,
+    }
+    .leak_into_prefix()
 }
 
 /// Exports the ABI symbols of a plugin. Invoked by `berth::group!`.
@@ -350,7 +424,8 @@ macro_rules! __export_plugin {
         /// out so that a plugin crate needs no direct `abi_stable` dependency).
         #[no_mangle]
         #[allow(unsafe_code, non_upper_case_globals)]
-        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::abi_stable::library::LibHeader = {
+        pub static _1as_0lib_1header_0root_bmodule_bloader:
+            $crate::__private::abi_stable::library::LibHeader = {
             extern "C" fn erased() -> $crate::__private::abi_stable::library::RootModuleResult {
                 $crate::__private::abi_stable::library::__call_root_module_loader(root)
             }
@@ -360,7 +435,9 @@ macro_rules! __export_plugin {
             // SAFETY: `erased` returns this crate's `PluginModuleRef`, the type named here, and
             // the layout is checked by the host on load (`CheckTypeLayout::Yes`).
             unsafe {
-                $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::__private::PluginModuleRef>(
+                $crate::__private::abi_stable::library::LibHeader::from_constructor::<
+                    $crate::__private::PluginModuleRef,
+                >(
                     erased,
                     $crate::__private::abi_stable::library::CheckTypeLayout::Yes,
                 )
@@ -368,5 +445,3 @@ macro_rules! __export_plugin {
         };
     };
 }
-
-

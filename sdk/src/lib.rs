@@ -58,7 +58,9 @@ pub struct GroupContext {
 
 impl std::fmt::Debug for GroupContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupContext").field("config", &self.config).finish()
+        f.debug_struct("GroupContext")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -68,8 +70,12 @@ impl GroupContext {
         &self.config
     }
     /// Sleeps on the host's runtime.
-    pub fn sleep(&self, duration: std::time::Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.host.sleep(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    pub fn sleep(
+        &self,
+        duration: std::time::Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.host
+            .sleep(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

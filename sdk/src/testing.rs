@@ -30,7 +30,9 @@ pub struct TestGroup {
 
 impl std::fmt::Debug for TestGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestGroup").field("name", &self.def.name).finish()
+        f.debug_struct("TestGroup")
+            .field("name", &self.def.name)
+            .finish()
     }
 }
 
@@ -44,7 +46,10 @@ impl TestGroup {
     pub fn start_with_config(def: GroupDef, config: serde_json::Value) -> Result<Self> {
         let host: HostHandle = Host_TO::from_ptr(RArc::new(TestHost), TD_Opaque);
         if let Some(init) = def.init {
-            block_on(init(GroupContext { host: host.clone(), config: Arc::new(config) }))?;
+            block_on(init(GroupContext {
+                host: host.clone(),
+                config: Arc::new(config),
+            }))?;
         }
         Ok(TestGroup { def, host })
     }
@@ -56,7 +61,12 @@ impl TestGroup {
             .functions
             .iter()
             .find(|f| f.name == function)
-            .ok_or_else(|| Error::not_found(format!("group `{}` has no function `{function}`", self.def.name)))?;
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "group `{}` has no function `{function}`",
+                    self.def.name
+                ))
+            })?;
         self.invoke(f, request)
     }
 
@@ -76,14 +86,24 @@ impl TestGroup {
                 }
             }
         }
-        let status = if path_matched { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND };
+        let status = if path_matched {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::NOT_FOUND
+        };
         Ok(Response::new(status))
     }
 
     fn invoke(&self, f: &FunctionDef, request: Request) -> Result<Response> {
         let ctx = Context::new(format!("test-{}", f.name), 0, self.host.clone());
-        let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
-            .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
+        let fut =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
+                .map_err(|p| {
+                    Error::internal(format!(
+                        "handler panicked: {}",
+                        crate::__private::panic_message(&*p)
+                    ))
+                })?;
         block_on(fut)
     }
 }
@@ -138,13 +158,23 @@ impl Host for TestHost {
         berth_plugin_api::log_level::DEBUG
     }
     fn log(&self, record: LogRecord<'_>) {
-        eprintln!("[{}] {} {}: {}", record.request_id, record.level, record.target, record.message);
+        eprintln!(
+            "[{}] {} {}: {}",
+            record.request_id, record.level, record.target, record.message
+        );
     }
     fn sleep(&self, millis: u64) -> FfiFuture<()> {
-        Sleep { until: std::time::Instant::now() + Duration::from_millis(millis), armed: false }.into_ffi()
+        Sleep {
+            until: std::time::Instant::now() + Duration::from_millis(millis),
+            armed: false,
+        }
+        .into_ffi()
     }
     fn now_unix_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
 }
 
@@ -179,10 +209,16 @@ mod tests {
 
     #[test]
     fn routes_match_params_and_catch_all() {
-        assert_eq!(match_route("/hello/{name}", "/hello/world"), Some(vec![("name".into(), "world".into())]));
+        assert_eq!(
+            match_route("/hello/{name}", "/hello/world"),
+            Some(vec![("name".into(), "world".into())])
+        );
         assert_eq!(match_route("/hello/{name}", "/hello"), None);
         assert_eq!(match_route("/hello/{name}", "/hello/a/b"), None);
-        assert_eq!(match_route("/files/{*path}", "/files/a/b"), Some(vec![("path".into(), "a/b".into())]));
+        assert_eq!(
+            match_route("/files/{*path}", "/files/a/b"),
+            Some(vec![("path".into(), "a/b".into())])
+        );
         assert_eq!(match_route("/todos", "/todos"), Some(vec![]));
     }
 

@@ -33,12 +33,20 @@ pub struct Invoke {
 impl Invoke {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
-        berth_host::telemetry::init(if config.log == "info" { "warn" } else { &config.log });
-        let (group_name, function) = self
-            .target
-            .split_once('/')
-            .ok_or_else(|| anyhow!("`{}`: expected `group/function`, e.g. `hello/echo`", self.target))?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        berth_host::telemetry::init(if config.log == "info" {
+            "warn"
+        } else {
+            &config.log
+        });
+        let (group_name, function) = self.target.split_once('/').ok_or_else(|| {
+            anyhow!(
+                "`{}`: expected `group/function`, e.g. `hello/echo`",
+                self.target
+            )
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let metrics = berth_host::metrics::Metrics::new();
             let mut names = Vec::new();
@@ -53,15 +61,29 @@ impl Invoke {
                 group.shutdown().await;
                 return outcome;
             }
-            bail!("no group named `{group_name}` in {}; it has: {}", self.config.config.display(), names.join(", "))
+            bail!(
+                "no group named `{group_name}` in {}; it has: {}",
+                self.config.config.display(),
+                names.join(", ")
+            )
         })
     }
 
-    async fn call(&self, routes: &[berth_host::routes::Route], function: &str) -> anyhow::Result<ExitCode> {
-        let route = routes.iter().find(|r| &*r.entry.name == function).ok_or_else(|| {
-            let names: Vec<_> = routes.iter().map(|r| r.entry.name.to_string()).collect();
-            anyhow!("the group has no function `{function}`; it has: {}", names.join(", "))
-        })?;
+    async fn call(
+        &self,
+        routes: &[berth_host::routes::Route],
+        function: &str,
+    ) -> anyhow::Result<ExitCode> {
+        let route = routes
+            .iter()
+            .find(|r| &*r.entry.name == function)
+            .ok_or_else(|| {
+                let names: Vec<_> = routes.iter().map(|r| r.entry.name.to_string()).collect();
+                anyhow!(
+                    "the group has no function `{function}`; it has: {}",
+                    names.join(", ")
+                )
+            })?;
         let entry = route.entry.clone();
         let path = match &self.path {
             Some(p) => p.clone(),
@@ -72,22 +94,39 @@ impl Invoke {
         };
         let (path_only, query) = path.split_once('?').unwrap_or((&path, ""));
         let mut router = matchit::Router::new();
-        router.insert(route.pattern.clone(), ()).context("the function's route")?;
+        router
+            .insert(route.pattern.clone(), ())
+            .context("the function's route")?;
         let params: Vec<(String, String)> = match router.at(path_only) {
-            Ok(m) => m.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-            Err(_) => bail!("path `{path_only}` does not match the function's route `{}`", route.pattern),
+            Ok(m) => m
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            Err(_) => bail!(
+                "path `{path_only}` does not match the function's route `{}`",
+                route.pattern
+            ),
         };
         let mut headers: Vec<(String, String)> = Vec::new();
         for h in &self.headers {
-            let (k, v) = h.split_once(':').ok_or_else(|| anyhow!("header `{h}`: expected `name: value`"))?;
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow!("header `{h}`: expected `name: value`"))?;
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
         if self.data.is_some() && !headers.iter().any(|(k, _)| k == "content-type") {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        let method = self.method.clone().unwrap_or_else(|| route.method.to_string()).to_ascii_uppercase();
+        let method = self
+            .method
+            .clone()
+            .unwrap_or_else(|| route.method.to_string())
+            .to_ascii_uppercase();
         let pairs = |v: Vec<(String, String)>| -> RVec<Tuple2<RString, RString>> {
-            v.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
+            v.into_iter()
+                .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
+                .collect()
         };
         let input = Input::Http(HttpRequest {
             method: method.into(),

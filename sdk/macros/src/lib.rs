@@ -28,7 +28,10 @@ impl Parse for HttpArgs {
         if !METHODS.contains(&method.to_string().as_str()) {
             return Err(syn::Error::new(
                 method.span(),
-                format!("unknown HTTP method `{method}`; expected one of {}", METHODS.join(", ")),
+                format!(
+                    "unknown HTTP method `{method}`; expected one of {}",
+                    METHODS.join(", ")
+                ),
             ));
         }
         input.parse::<Token![,]>()?;
@@ -36,7 +39,12 @@ impl Parse for HttpArgs {
         if !route.value().starts_with('/') {
             return Err(syn::Error::new(route.span(), "a route must start with `/`"));
         }
-        let mut args = HttpArgs { method, route, timeout_ms: 0, body_limit: 0 };
+        let mut args = HttpArgs {
+            method,
+            route,
+            timeout_ms: 0,
+            body_limit: 0,
+        };
         while input.parse::<Token![,]>().is_ok() {
             if input.is_empty() {
                 break;
@@ -47,14 +55,26 @@ impl Parse for HttpArgs {
                 "timeout" => {
                     let lit: LitStr = input.parse()?;
                     let d = humantime::parse_duration(&lit.value()).map_err(|e| {
-                        syn::Error::new(lit.span(), format!("bad timeout `{}`: {e} (try \"500ms\" or \"30s\")", lit.value()))
+                        syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "bad timeout `{}`: {e} (try \"500ms\" or \"30s\")",
+                                lit.value()
+                            ),
+                        )
                     })?;
                     args.timeout_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
                 }
                 "body_limit" => {
                     let lit: LitStr = input.parse()?;
                     let b: bytesize::ByteSize = lit.value().parse().map_err(|e| {
-                        syn::Error::new(lit.span(), format!("bad body_limit `{}`: {e} (try \"64KiB\" or \"6MiB\")", lit.value()))
+                        syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "bad body_limit `{}`: {e} (try \"64KiB\" or \"6MiB\")",
+                                lit.value()
+                            ),
+                        )
                     })?;
                     args.body_limit = b.as_u64().max(1);
                 }
@@ -79,15 +99,23 @@ impl Parse for HttpArgs {
 pub fn http(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = parse_macro_input!(attr as HttpArgs);
     let func = parse_macro_input!(item as ItemFn);
-    expand_http(args, func).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand_http(args, func)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 fn expand_http(args: HttpArgs, func: ItemFn) -> syn::Result<TokenStream2> {
     if func.sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(func.sig.fn_token, "a berth function must be `async fn`"));
+        return Err(syn::Error::new_spanned(
+            func.sig.fn_token,
+            "a berth function must be `async fn`",
+        ));
     }
     if !func.sig.generics.params.is_empty() {
-        return Err(syn::Error::new_spanned(&func.sig.generics, "a berth function cannot be generic"));
+        return Err(syn::Error::new_spanned(
+            &func.sig.generics,
+            "a berth function cannot be generic",
+        ));
     }
     let name = &func.sig.ident;
     let def_fn = format_ident!("__berth_fn_{}", name);
@@ -95,7 +123,10 @@ fn expand_http(args: HttpArgs, func: ItemFn) -> syn::Result<TokenStream2> {
     let mut call_args = Vec::new();
     for (i, arg) in func.sig.inputs.iter().enumerate() {
         let FnArg::Typed(pat) = arg else {
-            return Err(syn::Error::new_spanned(arg, "a berth function cannot take `self`"));
+            return Err(syn::Error::new_spanned(
+                arg,
+                "a berth function cannot take `self`",
+            ));
         };
         let ty = &pat.ty;
         let var = format_ident!("__arg{}", i);
@@ -146,7 +177,13 @@ struct GroupArgs {
 
 impl Parse for GroupArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut args = GroupArgs { name: None, version: None, functions: Vec::new(), init: None, stop: None };
+        let mut args = GroupArgs {
+            name: None,
+            version: None,
+            functions: Vec::new(),
+            init: None,
+            stop: None,
+        };
         let keyed = input.peek(Ident) && input.peek2(Token![:]);
         if !keyed {
             let list = Punctuated::<Ident, Token![,]>::parse_terminated(input)?;
@@ -167,12 +204,12 @@ impl Parse for GroupArgs {
                     let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
                     args.functions = list.into_iter().collect();
                 }
-                other => {
-                    return Err(syn::Error::new(
-                        key.span(),
-                        format!("unknown key `{other}`; expected name, version, functions, init or stop"),
-                    ))
-                }
+                other => return Err(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "unknown key `{other}`; expected name, version, functions, init or stop"
+                    ),
+                )),
             }
             if input.parse::<Token![,]>().is_err() {
                 break;
@@ -187,11 +224,17 @@ impl Parse for GroupArgs {
 pub fn group(input: TokenStream) -> TokenStream {
     let args = parse_macro_input!(input as GroupArgs);
     if args.functions.is_empty() {
-        return syn::Error::new(Span::call_site(), "a group needs at least one function: `berth::group!(my_fn)`")
-            .into_compile_error()
-            .into();
+        return syn::Error::new(
+            Span::call_site(),
+            "a group needs at least one function: `berth::group!(my_fn)`",
+        )
+        .into_compile_error()
+        .into();
     }
-    let defs = args.functions.iter().map(|f| format_ident!("__berth_fn_{}", f));
+    let defs = args
+        .functions
+        .iter()
+        .map(|f| format_ident!("__berth_fn_{}", f));
     let name = match &args.name {
         Some(n) => quote!(#n),
         None => quote!(::std::env!("CARGO_PKG_NAME")),

@@ -1,0 +1,123 @@
+//! Body limits (413), timeouts (504) and the concurrency limit (503).
+
+use std::time::{Duration, Instant};
+
+use crate::support::{group, raw_request, TestHost};
+
+#[tokio::test]
+async fn bodies_over_the_function_limit_get_413_and_under_it_pass() {
+    let h = TestHost::start(&group("examples/hello")).await;
+    // `upload` declares body_limit = "1KiB".
+    let res = h.send("POST", "/upload", &[], &[b'x'; 1024]).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["bytes"], 1024);
+    let res = h.send("POST", "/upload", &[], &[b'x'; 1025]).await;
+    assert_eq!(res.status, 413);
+    assert_eq!(res.json()["error"], "body_too_large");
+
+    // Chunked, with no Content-Length to check up front: the streaming limit catches it.
+    let chunk = vec![b'y'; 2048];
+    let mut raw = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        chunk.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&chunk);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let res = raw_request(h.addr, &raw).await;
+    assert_eq!(res.status, 413, "{}", res.text());
+
+    // The default limit (6 MiB) applies to functions without their own. A declared length over
+    // the limit is refused before any of the body is read (so only the head is sent here).
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        6 * 1024 * 1024 + 1
+    );
+    let res = raw_request(h.addr, head.as_bytes()).await;
+    assert_eq!(res.status, 413, "{}", res.text());
+    assert!(
+        res.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("6291456 bytes"),
+        "{}",
+        res.text()
+    );
+    assert_eq!(h.get("/hello/still-serving").await.status, 200);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn config_overrides_the_body_limit_per_function() {
+    let h = TestHost::start(&format!(
+        "{}[groups.functions.upload]\nbody_limit = \"10B\"\n",
+        group("examples/hello")
+    ))
+    .await;
+    assert_eq!(
+        h.send("POST", "/upload", &[], b"0123456789").await.status,
+        200
+    );
+    assert_eq!(
+        h.send("POST", "/upload", &[], b"0123456789a").await.status,
+        413
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_function_past_its_timeout_gets_504_and_the_host_keeps_serving() {
+    let h = TestHost::start(&format!(
+        "{}[groups.functions.slow]\ntimeout = \"200ms\"\n",
+        group("examples/hello")
+    ))
+    .await;
+    let started = Instant::now();
+    let res = h.get("/slow?ms=10000").await;
+    assert_eq!(res.status, 504, "{}", res.text());
+    assert_eq!(res.json()["error"], "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.get("/slow?ms=10").await.status, 200);
+    let metrics = h.get("/metrics").await.text();
+    assert!(
+        metrics.contains(
+            r#"berth_function_errors_total{function="slow",group="hello",kind="timeout"} 1"#
+        ),
+        "{metrics}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_answers_503_at_once_instead_of_queueing() {
+    let h = TestHost::start_with("max_concurrency = 2", &group("examples/hello")).await;
+    let addr = h.addr;
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(async move {
+                crate::support::request(addr, "GET", "/slow?ms=800", &[], b"").await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut rejected = 0;
+    for c in calls {
+        let res = c.await.unwrap();
+        match res.status {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(res.json()["error"], "overloaded");
+                rejected += 1;
+            }
+            other => panic!("unexpected status {other}: {}", res.text()),
+        }
+    }
+    assert_eq!((ok, rejected), (2, 4));
+    // Once the slots are free again, calls succeed.
+    assert_eq!(h.get("/hello/again").await.status, 200);
+    h.stop().await;
+}
