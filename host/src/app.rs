@@ -24,10 +24,7 @@ use crate::triggers::http::{self as http_trigger, RequestIds};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}; is another process using the port? (set server.listen or BERTH_SERVER__LISTEN)")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// State shared by every request.
@@ -69,18 +66,9 @@ impl AppState {
 
     pub fn readiness(&self) -> Readiness {
         let problems = self.problems.lock().expect("problems lock").clone();
-        let groups = self
-            .groups
-            .lock()
-            .expect("groups lock")
-            .iter()
-            .map(|g| format!("{}@{}", g.name, g.version))
-            .collect();
-        Readiness {
-            ready: self.is_ready() && problems.is_empty(),
-            groups,
-            problems,
-        }
+        let groups =
+            self.groups.lock().expect("groups lock").iter().map(|g| format!("{}@{}", g.name, g.version)).collect();
+        Readiness { ready: self.is_ready() && problems.is_empty(), groups, problems }
     }
 
     /// Loads every configured group in order. A group that fails is refused (and reported by
@@ -92,10 +80,7 @@ impl AppState {
                 Ok(()) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "group refused");
-                    self.problems
-                        .lock()
-                        .expect("problems lock")
-                        .push(e.to_string());
+                    self.problems.lock().expect("problems lock").push(e.to_string());
                     errors.push(e);
                 }
             }
@@ -104,24 +89,11 @@ impl AppState {
         errors
     }
 
-    async fn add_group(
-        &self,
-        config: &BerthConfig,
-        gc: &crate::config::GroupConfig,
-    ) -> Result<(), GroupError> {
+    async fn add_group(&self, config: &BerthConfig, gc: &crate::config::GroupConfig) -> Result<(), GroupError> {
         let (group, routes) = groups::load_group(config, gc, &self.metrics).await?;
-        if self
-            .groups
-            .lock()
-            .expect("groups lock")
-            .iter()
-            .any(|g| g.name == group.name)
-        {
+        if self.groups.lock().expect("groups lock").iter().any(|g| g.name == group.name) {
             group.shutdown().await;
-            return Err(GroupError::Duplicate {
-                group: group.name.to_string(),
-                source_label: gc.label(),
-            });
+            return Err(GroupError::Duplicate { group: group.name.to_string(), source_label: gc.label() });
         }
         let table = self.routes.load().with_group(&group.name, routes);
         match table {
@@ -133,11 +105,7 @@ impl AppState {
             }
             Err(source) => {
                 group.shutdown().await;
-                Err(GroupError::Routes {
-                    group: group.name.to_string(),
-                    source_label: gc.label(),
-                    source,
-                })
+                Err(GroupError::Routes { group: group.name.to_string(), source_label: gc.label(), source })
             }
         }
     }
@@ -174,14 +142,8 @@ impl RunningHost {
 pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
     let listener = TcpListener::bind(config.server.listen)
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.server.listen,
-        source,
-    })?;
+        .map_err(|source| ServeError::Bind { addr: config.server.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.server.listen, source })?;
     let state = Arc::new(AppState::new(&config));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.server.shutdown_grace;
@@ -195,27 +157,15 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
     });
     tracing::info!(%addr, "listening");
     state.load_groups(&config).await;
-    Ok(RunningHost {
-        addr,
-        state,
-        stop: Some(stop_tx),
-        done,
-    })
+    Ok(RunningHost { addr, state, stop: Some(stop_tx), done })
 }
 
 /// Accepts connections until `shutdown` resolves, then drains for at most `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, grace: Duration, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -243,10 +193,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    tracing::info!(
-        grace_secs = grace.as_secs_f64(),
-        "shutting down: no new connections; draining in-flight requests"
-    );
+    tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections; draining in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over with requests still in flight; closing them"),

@@ -11,13 +11,12 @@ pub enum BuildError {
     #[error("group crate `{dir}` has no Cargo.toml; `path` must name a crate directory")]
     NotACrate { dir: PathBuf },
     #[error("could not run cargo to build `{dir}`: {source}; is cargo on PATH (or $CARGO set)?")]
-    Spawn {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { dir: PathBuf, source: std::io::Error },
     #[error("cargo failed to build `{dir}` (its errors are above); fix them and run again")]
     Failed { dir: PathBuf },
-    #[error("`{dir}` built, but produced no cdylib; add `[lib] crate-type = [\"cdylib\", \"rlib\"]` to its Cargo.toml")]
+    #[error(
+        "`{dir}` built, but produced no cdylib; add `[lib] crate-type = [\"cdylib\", \"rlib\"]` to its Cargo.toml"
+    )]
     NoCdylib { dir: PathBuf },
 }
 
@@ -39,9 +38,7 @@ struct Target {
 
 /// The cargo executable: `$CARGO` when run under cargo, else `cargo` from `PATH`.
 fn cargo() -> PathBuf {
-    std::env::var_os("CARGO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("cargo"))
+    std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
 /// Builds the crate in `dir` with `profile` (`release` or `dev`) and returns the path of its
@@ -49,29 +46,17 @@ fn cargo() -> PathBuf {
 pub fn build_group_crate(dir: &Path, profile: &str) -> Result<PathBuf, BuildError> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(BuildError::NotACrate {
-            dir: dir.to_owned(),
-        });
+        return Err(BuildError::NotACrate { dir: dir.to_owned() });
     }
     let manifest = manifest.canonicalize().unwrap_or(manifest);
     tracing::info!(crate_dir = %dir.display(), profile, "building function group");
     let mut child = Command::new(cargo())
-        .args([
-            "build",
-            "--lib",
-            "--message-format=json-render-diagnostics",
-            "--profile",
-            profile,
-            "--manifest-path",
-        ])
+        .args(["build", "--lib", "--message-format=json-render-diagnostics", "--profile", profile, "--manifest-path"])
         .arg(&manifest)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|source| BuildError::Spawn {
-            dir: dir.to_owned(),
-            source,
-        })?;
+        .map_err(|source| BuildError::Spawn { dir: dir.to_owned(), source })?;
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut cdylib = None;
     for line in BufReader::new(stdout).lines() {
@@ -79,31 +64,17 @@ pub fn build_group_crate(dir: &Path, profile: &str) -> Result<PathBuf, BuildErro
         let Ok(msg) = serde_json::from_str::<Message>(&line) else {
             continue;
         };
-        if msg.reason != "compiler-artifact"
-            || msg.manifest_path.as_deref() != Some(manifest.as_path())
-        {
+        if msg.reason != "compiler-artifact" || msg.manifest_path.as_deref() != Some(manifest.as_path()) {
             continue;
         }
-        if msg
-            .target
-            .is_some_and(|t| t.crate_types.iter().any(|c| c == "cdylib"))
-        {
-            cdylib = msg.filenames.into_iter().find(|f| {
-                f.extension()
-                    .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
-            });
+        if msg.target.is_some_and(|t| t.crate_types.iter().any(|c| c == "cdylib")) {
+            cdylib =
+                msg.filenames.into_iter().find(|f| f.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION));
         }
     }
-    let status = child.wait().map_err(|source| BuildError::Spawn {
-        dir: dir.to_owned(),
-        source,
-    })?;
+    let status = child.wait().map_err(|source| BuildError::Spawn { dir: dir.to_owned(), source })?;
     if !status.success() {
-        return Err(BuildError::Failed {
-            dir: dir.to_owned(),
-        });
+        return Err(BuildError::Failed { dir: dir.to_owned() });
     }
-    cdylib.ok_or_else(|| BuildError::NoCdylib {
-        dir: dir.to_owned(),
-    })
+    cdylib.ok_or_else(|| BuildError::NoCdylib { dir: dir.to_owned() })
 }

@@ -18,15 +18,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "config file `{path}` not found; run from a directory with a berth.toml or pass --config"
-    )]
+    #[error("config file `{path}` not found; run from a directory with a berth.toml or pass --config")]
     Missing { path: PathBuf },
     #[error("invalid configuration in `{path}`: {source}")]
-    Invalid {
-        path: PathBuf,
-        source: config::ConfigError,
-    },
+    Invalid { path: PathBuf, source: config::ConfigError },
     #[error("invalid configuration in `{path}`: {message}")]
     Semantic { path: PathBuf, message: String },
 }
@@ -93,10 +88,7 @@ pub struct FunctionDefaults {
 
 impl Default for FunctionDefaults {
     fn default() -> Self {
-        FunctionDefaults {
-            timeout: default_timeout(),
-            body_limit: default_body_limit(),
-        }
+        FunctionDefaults { timeout: default_timeout(), body_limit: default_body_limit() }
     }
 }
 
@@ -111,9 +103,7 @@ pub struct BuildConfig {
 
 impl Default for BuildConfig {
     fn default() -> Self {
-        BuildConfig {
-            profile: default_profile(),
-        }
+        BuildConfig { profile: default_profile() }
     }
 }
 
@@ -136,11 +126,7 @@ pub struct GroupConfig {
 impl GroupConfig {
     /// A short label for messages: the path or file as written.
     pub fn label(&self) -> String {
-        self.path
-            .as_ref()
-            .or(self.file.as_ref())
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
+        self.path.as_ref().or(self.file.as_ref()).map(|p| p.display().to_string()).unwrap_or_default()
     }
 }
 
@@ -191,9 +177,7 @@ pub struct ProcessEnv;
 
 impl EnvSource for ProcessEnv {
     fn vars(&self) -> BTreeMap<String, String> {
-        std::env::vars()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
-            .collect()
+        std::env::vars().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))).collect()
     }
 }
 
@@ -208,34 +192,21 @@ impl BerthConfig {
     /// resolved against the file's directory.
     pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
         if !path.is_file() {
-            return Err(ConfigError::Missing {
-                path: path.to_owned(),
-            });
+            return Err(ConfigError::Missing { path: path.to_owned() });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Semantic {
-            path: path.to_owned(),
-            message: format!("cannot read it: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Semantic { path: path.to_owned(), message: format!("cannot read it: {e}") })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, &base, env).map_err(|e| match e {
-            ConfigError::Invalid { source, .. } => ConfigError::Invalid {
-                path: path.to_owned(),
-                source,
-            },
-            ConfigError::Semantic { message, .. } => ConfigError::Semantic {
-                path: path.to_owned(),
-                message,
-            },
+            ConfigError::Invalid { source, .. } => ConfigError::Invalid { path: path.to_owned(), source },
+            ConfigError::Semantic { message, .. } => ConfigError::Semantic { path: path.to_owned(), message },
             other => other,
         })
     }
 
     /// Parses TOML text with environment overrides; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let invalid = |source| ConfigError::Invalid {
-            path: PathBuf::from("<text>"),
-            source,
-        };
+        let invalid = |source| ConfigError::Invalid { path: PathBuf::from("<text>"), source };
         let vars: config::Map<String, String> = env.vars().into_iter().collect();
         let cfg = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
@@ -255,20 +226,12 @@ impl BerthConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let semantic = |message: String| ConfigError::Semantic {
-            path: PathBuf::from("<text>"),
-            message,
-        };
+        let semantic = |message: String| ConfigError::Semantic { path: PathBuf::from("<text>"), message };
         if self.version != 1 {
-            return Err(semantic(format!(
-                "`version = {}` is not supported; this berth reads version 1",
-                self.version
-            )));
+            return Err(semantic(format!("`version = {}` is not supported; this berth reads version 1", self.version)));
         }
         if self.server.max_concurrency == 0 {
-            return Err(semantic(
-                "`server.max_concurrency` must be at least 1".into(),
-            ));
+            return Err(semantic("`server.max_concurrency` must be at least 1".into()));
         }
         if !matches!(self.build.profile.as_str(), "release" | "dev") {
             return Err(semantic(format!(
@@ -279,9 +242,7 @@ impl BerthConfig {
         for (i, g) in self.groups.iter().enumerate() {
             match (&g.path, &g.file) {
                 (Some(_), Some(_)) => {
-                    return Err(semantic(format!(
-                        "groups[{i}] sets both `path` and `file`; keep one"
-                    )));
+                    return Err(semantic(format!("groups[{i}] sets both `path` and `file`; keep one")));
                 }
                 (None, None) => {
                     return Err(semantic(format!(
@@ -313,10 +274,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<BerthConfig, ConfigError> {
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         BerthConfig::parse(text, Path::new("/srv"), &env)
     }
 
@@ -326,10 +284,7 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.defaults.body_limit, ByteSize::mib(6));
         assert_eq!(c.defaults.timeout, Duration::from_secs(30));
-        assert_eq!(
-            c.groups[0].path.as_deref(),
-            Some(Path::new("/srv/examples/hello"))
-        );
+        assert_eq!(c.groups[0].path.as_deref(), Some(Path::new("/srv/examples/hello")));
         assert_eq!(c.data_dir, Path::new("/srv/.berth"));
     }
 
@@ -337,10 +292,7 @@ mod tests {
     fn environment_overrides_file_values() {
         let c = parse(
             "[server]\nlisten = \"127.0.0.1:8080\"\n",
-            &[
-                ("BERTH_SERVER__LISTEN", "127.0.0.1:9999"),
-                ("BERTH_SERVER__MAX_CONCURRENCY", "7"),
-            ],
+            &[("BERTH_SERVER__LISTEN", "127.0.0.1:9999"), ("BERTH_SERVER__MAX_CONCURRENCY", "7")],
         )
         .unwrap();
         assert_eq!(c.server.listen.port(), 9999);
@@ -349,13 +301,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_that_name_the_key() {
-        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[]).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
-        let err = parse("", &[("BERTH_SEVRER__LISTEN", "x")])
-            .unwrap_err()
-            .to_string();
+        let err = parse("", &[("BERTH_SEVRER__LISTEN", "x")]).unwrap_err().to_string();
         assert!(err.contains("sevrer"), "{err}");
     }
 
@@ -375,9 +323,7 @@ mod tests {
     fn a_group_needs_exactly_one_source() {
         let err = parse("[[groups]]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("needs `path"), "{err}");
-        let err = parse("[[groups]]\npath = \"a\"\nfile = \"b\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse("[[groups]]\npath = \"a\"\nfile = \"b\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("both"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ use crate::host_api::GroupHost;
 use crate::loader::{self, GroupInstance, LoadError, TriggerSpec};
 use crate::metrics::{FunctionMetrics, Metrics};
 use crate::routes::Route;
+use crate::services::GroupServices;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -19,25 +20,15 @@ pub enum GroupError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("group `{group}` ({source_label}): `[groups.functions.{function}]` in berth.toml names a function the group does not have; it has: {available}")]
-    UnknownFunctionOverride {
-        group: String,
-        source_label: String,
-        function: String,
-        available: String,
-    },
-    #[error("group `{group}` is configured twice (second time from `{source_label}`); remove one of the [[groups]] entries")]
+    UnknownFunctionOverride { group: String, source_label: String, function: String, available: String },
+    #[error(
+        "group `{group}` is configured twice (second time from `{source_label}`); remove one of the [[groups]] entries"
+    )]
     Duplicate { group: String, source_label: String },
     #[error("group `{group}` ({source_label}) refused: {source}")]
-    Routes {
-        group: String,
-        source_label: String,
-        source: crate::routes::RouteConflict,
-    },
+    Routes { group: String, source_label: String, source: crate::routes::RouteConflict },
     #[error("building or loading `{source_label}` stopped unexpectedly: {message}")]
-    Internal {
-        source_label: String,
-        message: String,
-    },
+    Internal { source_label: String, message: String },
 }
 
 /// A group that is loaded and instantiated.
@@ -71,10 +62,8 @@ pub async fn open_plugin(
     group_config: &GroupConfig,
 ) -> Result<Arc<loader::LoadedPlugin>, GroupError> {
     let label = group_config.label();
-    let internal = |e: tokio::task::JoinError| GroupError::Internal {
-        source_label: label.clone(),
-        message: e.to_string(),
-    };
+    let internal =
+        |e: tokio::task::JoinError| GroupError::Internal { source_label: label.clone(), message: e.to_string() };
     let file = match (&group_config.path, &group_config.file) {
         (Some(dir), _) => {
             let (dir, profile) = (dir.clone(), config.build.profile.clone());
@@ -86,9 +75,7 @@ pub async fn open_plugin(
         (None, None) => unreachable!("validated when the config was parsed"),
     };
     let copy_dir = config.data_dir.join("plugins");
-    let plugin = tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir))
-        .await
-        .map_err(internal)??;
+    let plugin = tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??;
     Ok(Arc::new(plugin))
 }
 
@@ -117,19 +104,16 @@ pub async fn serve_plugin(
                 group: manifest.name.clone(),
                 source_label: label,
                 function: name.clone(),
-                available: manifest
-                    .functions
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: manifest.functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
             });
         }
     }
-    let host = GroupHost::handle(&manifest.name);
-    let instance = plugin
-        .instantiate(host.clone(), &group_config.config)
-        .await?;
+    let services = GroupServices {
+        config_json: serde_json::Value::Object(group_config.config.clone()).to_string(),
+        ..GroupServices::default()
+    };
+    let host = GroupHost::with_services(&manifest.name, services);
+    let instance = plugin.instantiate(host.clone()).await?;
     let group = Arc::new(ServedGroup {
         name: manifest.name.as_str().into(),
         version: manifest.version.clone(),
@@ -138,19 +122,12 @@ pub async fn serve_plugin(
     });
     let mut routes = Vec::new();
     for (index, f) in manifest.functions.iter().enumerate() {
-        let over = group_config
-            .functions
-            .get(&f.name)
-            .cloned()
-            .unwrap_or_default();
+        let over = group_config.functions.get(&f.name).cloned().unwrap_or_default();
         let entry = Arc::new(FunctionEntry {
             group: group.clone(),
             index: index as u32,
             name: f.name.as_str().into(),
-            timeout: over
-                .timeout
-                .or(f.timeout)
-                .unwrap_or(config.defaults.timeout),
+            timeout: over.timeout.or(f.timeout).unwrap_or(config.defaults.timeout),
             body_limit: over
                 .body_limit
                 .map(|b| b.as_u64())
@@ -160,11 +137,7 @@ pub async fn serve_plugin(
         });
         for t in &f.triggers {
             let TriggerSpec::Http { method, route } = t;
-            routes.push(Route {
-                method: method.clone(),
-                pattern: route.clone(),
-                entry: entry.clone(),
-            });
+            routes.push(Route { method: method.clone(), pattern: route.clone(), entry: entry.clone() });
         }
     }
     tracing::info!(

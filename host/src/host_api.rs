@@ -6,7 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use berth_plugin_api::abi_stable::std_types::RArc;
 use berth_plugin_api::async_ffi::FutureExt as _;
-use berth_plugin_api::{log_level, FfiFuture, Host, HostHandle, Host_TO, LogRecord};
+use berth_plugin_api::{
+    log_level, BlobHandle, FfiFuture, Host, HostHandle, Host_TO, HttpClientHandle, KvHandle, LogRecord, QueueHandle,
+    RResult, RStr, RString, RedisHandle, ServiceClientHandle, ServiceError, SqlHandle,
+};
+
+use crate::services::GroupServices;
 use tracing::level_filters::LevelFilter;
 
 /// What one group sees as its host. One per loaded group.
@@ -14,11 +19,18 @@ use tracing::level_filters::LevelFilter;
 pub struct GroupHost {
     group: Arc<str>,
     max_level: u8,
+    services: Arc<GroupServices>,
 }
 
 impl GroupHost {
-    /// A host handle for group `group`, logging up to the currently configured level.
+    /// A host handle for group `group` with no services (tools and tests).
     pub fn handle(group: &str) -> HostHandle {
+        Self::with_services(group, GroupServices::default())
+    }
+
+    /// A host handle for group `group`, logging up to the currently configured level, reaching
+    /// exactly `services`.
+    pub fn with_services(group: &str, services: GroupServices) -> HostHandle {
         let max_level = match LevelFilter::current() {
             LevelFilter::OFF => 0,
             LevelFilter::ERROR => log_level::ERROR,
@@ -27,22 +39,13 @@ impl GroupHost {
             LevelFilter::DEBUG => log_level::DEBUG,
             _ => log_level::TRACE,
         };
-        Host_TO::from_ptr(
-            RArc::new(GroupHost {
-                group: group.into(),
-                max_level,
-            }),
-            TD_Opaque,
-        )
+        Host_TO::from_ptr(RArc::new(GroupHost { group: group.into(), max_level, services: Arc::new(services) }), TD_Opaque)
     }
 }
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Host for GroupHost {
@@ -77,5 +80,41 @@ impl Host for GroupHost {
 
     fn now_unix_ms(&self) -> u64 {
         now_unix_ms()
+    }
+
+    fn config_json(&self) -> RString {
+        self.services.config_json.as_str().into()
+    }
+
+    fn secret(&self, name: RStr<'_>) -> RResult<RString, ServiceError> {
+        self.services.secret(name.as_str()).map(|s| RString::from(&*s.0)).into()
+    }
+
+    fn sql(&self, name: RStr<'_>) -> RResult<SqlHandle, ServiceError> {
+        self.services.sql(name.as_str()).into()
+    }
+
+    fn kv(&self, name: RStr<'_>) -> RResult<KvHandle, ServiceError> {
+        self.services.kv(name.as_str()).into()
+    }
+
+    fn redis(&self, name: RStr<'_>) -> RResult<RedisHandle, ServiceError> {
+        self.services.redis(name.as_str()).into()
+    }
+
+    fn blob(&self, name: RStr<'_>) -> RResult<BlobHandle, ServiceError> {
+        self.services.blob(name.as_str()).into()
+    }
+
+    fn http_client(&self) -> RResult<HttpClientHandle, ServiceError> {
+        self.services.http().into()
+    }
+
+    fn queue(&self, name: RStr<'_>) -> RResult<QueueHandle, ServiceError> {
+        self.services.queue(name.as_str()).into()
+    }
+
+    fn service(&self, name: RStr<'_>) -> RResult<ServiceClientHandle, ServiceError> {
+        self.services.exported(name.as_str()).into()
     }
 }

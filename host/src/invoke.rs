@@ -3,9 +3,7 @@
 
 use std::time::Instant;
 
-use berth_plugin_api::{
-    describe_error, CallContext, Input, Input_NE, PluginError, RResult, Response,
-};
+use berth_plugin_api::{describe_error, CallContext, Input, Input_NE, PluginError, RResult, Response};
 use tokio::time::Instant as TokioInstant;
 
 use crate::groups::FunctionEntry;
@@ -15,11 +13,7 @@ use crate::host_api::now_unix_ms;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
     /// The handler returned an error.
-    Handler {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Handler { status: u16, code: String, message: String },
     /// The deadline passed; the handler's future was dropped.
     Timeout { after_ms: u64 },
     /// The handler panicked (caught inside the plugin).
@@ -66,6 +60,7 @@ impl CallError {
 /// Calls `entry` with `input`, cancelling it at `deadline`.
 pub async fn call(
     entry: &FunctionEntry,
+    trigger: &str,
     request_id: &str,
     input: Input,
     deadline: TokioInstant,
@@ -76,40 +71,26 @@ pub async fn call(
         request_id: request_id.into(),
         deadline_unix_ms: now_unix_ms() + remaining.as_millis() as u64,
         host: entry.group.host.clone(),
+        trigger: trigger.into(),
+        caller: berth_plugin_api::ROption::RNone,
     };
-    let fut = entry
-        .group
-        .instance
-        .group
-        .call(entry.index, ctx, Input_NE::new(input));
+    let fut = entry.group.instance.group.call(entry.index, ctx, Input_NE::new(input));
     let outcome = match tokio::time::timeout_at(deadline, fut).await {
         Err(_) => {
             entry.metrics.timeouts.inc();
-            Err(CallError::Timeout {
-                after_ms: entry.timeout.as_millis() as u64,
-            })
+            Err(CallError::Timeout { after_ms: entry.timeout.as_millis() as u64 })
         }
         Ok(RResult::ROk(response)) => Ok(response),
         Ok(RResult::RErr(e)) => Err(match e.as_enum() {
-            Ok(PluginError::Handler {
-                status,
-                code,
-                message,
-            }) => CallError::Handler {
-                status: *status,
-                code: code.to_string(),
-                message: message.to_string(),
-            },
+            Ok(PluginError::Handler { status, code, message }) => {
+                CallError::Handler { status: *status, code: code.to_string(), message: message.to_string() }
+            }
             Ok(PluginError::Panicked { message }) => {
                 entry.metrics.panics.inc();
                 tracing::error!(panic = %message, "function panicked; answering 500");
-                CallError::Panicked {
-                    message: message.to_string(),
-                }
+                CallError::Panicked { message: message.to_string() }
             }
-            _ => CallError::Plugin {
-                message: describe_error(&e),
-            },
+            _ => CallError::Plugin { message: describe_error(&e) },
         }),
     };
     let status = match &outcome {
@@ -120,9 +101,6 @@ pub async fn call(
         entry.metrics.handler_errors.inc();
     }
     entry.metrics.count(status);
-    entry
-        .metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
+    entry.metrics.duration.observe(started.elapsed().as_secs_f64());
     outcome
 }

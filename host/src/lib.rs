@@ -22,5 +22,6 @@ pub mod invoke;
 pub mod loader;
 pub mod metrics;
 pub mod routes;
+pub mod services;
 pub mod telemetry;
 pub mod triggers;

@@ -10,10 +10,7 @@
 //! Checks, in order, each with its own message naming the file:
 //! empty file → not a shared library (text, other formats) → `dlopen` failure → no Berth ABI
 //! symbol → ABI version mismatch → abi_stable version/layout mismatch → manifest errors.
-#![allow(
-    unsafe_code,
-    reason = "dlopen/dlsym and calling into plugin code: the loader is the one place for it"
-)]
+#![allow(unsafe_code, reason = "dlopen/dlsym and calling into plugin code: the loader is the one place for it")]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,13 +19,11 @@ use std::time::Duration;
 use berth_plugin_api::abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility_with_globals, CheckingGlobals,
 };
-use berth_plugin_api::abi_stable::library::{
-    lib_header_from_raw_library, IsLayoutChecked, LibHeader, RawLibrary,
-};
+use berth_plugin_api::abi_stable::library::{lib_header_from_raw_library, IsLayoutChecked, LibHeader, RawLibrary};
 use berth_plugin_api::abi_stable::StableAbi;
 use berth_plugin_api::{
-    describe_error, GroupBox, HostHandle, InstantiateArgs, Manifest, PluginModuleRef, RResult,
-    Trigger, ABI_VERSION, ABI_VERSION_SYMBOL,
+    describe_error, GroupBox, HostHandle, InstantiateArgs, Manifest, PluginModuleRef, RResult, Trigger, ABI_VERSION,
+    ABI_VERSION_SYMBOL,
 };
 use sha2::{Digest, Sha256};
 
@@ -38,39 +33,25 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("plugin `{path}`: cannot read it: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "plugin `{path}`: the file is empty; build the group again (`cargo build` in its crate)"
-    )]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("plugin `{path}`: the file is empty; build the group again (`cargo build` in its crate)")]
     Empty { path: PathBuf },
-    #[error(
-        "plugin `{path}`: {what}, not a shared library; point `file` at the group's built `.so`"
-    )]
+    #[error("plugin `{path}`: {what}, not a shared library; point `file` at the group's built `.so`")]
     NotSharedLibrary { path: PathBuf, what: &'static str },
     #[error("plugin `{path}`: the dynamic loader refused it: {message}")]
     Open { path: PathBuf, message: String },
     #[error("plugin `{path}`: a shared library, but not a Berth plugin (no `berth_plugin_abi_version` symbol); a group crate must call `berth::group!(...)`")]
     NotBerthPlugin { path: PathBuf },
-    #[error("plugin `{path}`: built for plugin ABI {found}, this host speaks {expected}; rebuild it against berth {sdk}")]
-    AbiMismatch {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-        sdk: &'static str,
-    },
+    #[error(
+        "plugin `{path}`: built for plugin ABI {found}, this host speaks {expected}; rebuild it against berth {sdk}"
+    )]
+    AbiMismatch { path: PathBuf, found: u32, expected: u32, sdk: &'static str },
     #[error("plugin `{path}`: incompatible with this host's plugin API (built against a different berth-plugin-api): {detail}")]
     Incompatible { path: PathBuf, detail: String },
     #[error("plugin `{path}`: invalid manifest: {message}")]
     Manifest { path: PathBuf, message: String },
     #[error("plugin `{path}` (group `{group}`): instantiation failed: {message}")]
-    Instantiate {
-        path: PathBuf,
-        group: String,
-        message: String,
-    },
+    Instantiate { path: PathBuf, group: String, message: String },
 }
 
 /// A trigger as the host sees it.
@@ -114,10 +95,7 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin")
-            .field("source", &self.source)
-            .field("sha256", &self.sha256)
-            .finish()
+        f.debug_struct("LoadedPlugin").field("source", &self.source).field("sha256", &self.sha256).finish()
     }
 }
 
@@ -131,9 +109,7 @@ pub struct GroupInstance {
 fn describe_content(head: &[u8]) -> &'static str {
     if head.is_empty() {
         "an empty file"
-    } else if std::str::from_utf8(head)
-        .is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace()))
-    {
+    } else if std::str::from_utf8(head).is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace())) {
         "a text file"
     } else {
         "not an ELF file"
@@ -142,22 +118,12 @@ fn describe_content(head: &[u8]) -> &'static str {
 
 /// Copies `path` into `copy_dir` under a name derived from its content hash (if not there yet).
 fn private_copy(path: &Path, copy_dir: &Path) -> Result<(PathBuf, String), LoadError> {
-    let read_err = |source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| LoadError::Read { path: path.to_owned(), source };
     let bytes = std::fs::read(path).map_err(read_err)?;
     let sha256 = format!("{:x}", Sha256::digest(&bytes));
     std::fs::create_dir_all(copy_dir).map_err(read_err)?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin");
-    let copy = copy_dir.join(format!(
-        "{stem}-{}.{}",
-        &sha256[..16],
-        std::env::consts::DLL_EXTENSION
-    ));
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let copy = copy_dir.join(format!("{stem}-{}.{}", &sha256[..16], std::env::consts::DLL_EXTENSION));
     if !copy.exists() {
         // Write under a temporary name and rename, so a half-written copy is never opened.
         let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
@@ -172,37 +138,23 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
     let mut head = Vec::with_capacity(512);
     std::fs::File::open(path)
         .and_then(|f| f.take(512).read_to_end(&mut head))
-        .map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     if head.is_empty() {
-        return Err(LoadError::Empty {
-            path: path.to_owned(),
-        });
+        return Err(LoadError::Empty { path: path.to_owned() });
     }
     if !head.starts_with(b"\x7fELF") {
-        return Err(LoadError::NotSharedLibrary {
-            path: path.to_owned(),
-            what: describe_content(&head),
-        });
+        return Err(LoadError::NotSharedLibrary { path: path.to_owned(), what: describe_content(&head) });
     }
     let (copy, sha256) = private_copy(path, copy_dir)?;
-    let library = RawLibrary::load_at(&copy).map_err(|e| LoadError::Open {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let library =
+        RawLibrary::load_at(&copy).map_err(|e| LoadError::Open { path: path.to_owned(), message: e.to_string() })?;
 
     // SAFETY: the symbol is declared by `berth::group!` as `extern "C" fn() -> u32`; a library
     // that exports the name with another type is not a Berth plugin and is beyond protection.
     let found = unsafe {
         match library.get::<extern "C" fn() -> u32>(ABI_VERSION_SYMBOL) {
             Ok(f) => (*f)(),
-            Err(_) => {
-                return Err(LoadError::NotBerthPlugin {
-                    path: path.to_owned(),
-                })
-            }
+            Err(_) => return Err(LoadError::NotBerthPlugin { path: path.to_owned() }),
         }
     };
     if found != ABI_VERSION {
@@ -215,29 +167,14 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
     }
     // SAFETY: the header lives in the library, which `LoadedPlugin` keeps open for as long as the
     // module reference is used; abi_stable validates the header before handing it out.
-    let header =
-        unsafe { lib_header_from_raw_library(&library) }.map_err(|e| LoadError::Incompatible {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
+    let header = unsafe { lib_header_from_raw_library(&library) }
+        .map_err(|e| LoadError::Incompatible { path: path.to_owned(), detail: e.to_string() })?;
     let module = check_root_module(path, header)?;
     let manifest = match (module.manifest())() {
         RResult::ROk(m) => convert_manifest(path, m)?,
-        RResult::RErr(e) => {
-            return Err(LoadError::Manifest {
-                path: path.to_owned(),
-                message: describe_error(&e),
-            })
-        }
+        RResult::RErr(e) => return Err(LoadError::Manifest { path: path.to_owned(), message: describe_error(&e) }),
     };
-    Ok(LoadedPlugin {
-        manifest,
-        source: path.to_owned(),
-        copy,
-        sha256,
-        module,
-        _library: library,
-    })
+    Ok(LoadedPlugin { manifest, source: path.to_owned(), copy, sha256, module, _library: library })
 }
 
 /// Checks the plugin's root-module layout against ours and returns the root module.
@@ -248,30 +185,16 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
 /// reads unmapped memory and the host dies with SIGSEGV (seen when two hosts in one process load
 /// and unload the same group). So we run the same check against a fresh `CheckingGlobals` that
 /// lives only for this call, then initialise the module through the unchecked path.
-fn check_root_module(
-    path: &Path,
-    header: &'static LibHeader,
-) -> Result<PluginModuleRef, LoadError> {
-    let incompatible = |detail: String| LoadError::Incompatible {
-        path: path.to_owned(),
-        detail,
-    };
+fn check_root_module(path: &Path, header: &'static LibHeader) -> Result<PluginModuleRef, LoadError> {
+    let incompatible = |detail: String| LoadError::Incompatible { path: path.to_owned(), detail };
     let layout = match header.root_mod_consts().layout() {
         IsLayoutChecked::Yes(layout) => layout,
-        IsLayoutChecked::No => {
-            return Err(incompatible(
-                "the library was exported without a layout to check".into(),
-            ))
-        }
+        IsLayoutChecked::No => return Err(incompatible("the library was exported without a layout to check".into())),
     };
     let globals = CheckingGlobals::new();
-    let checked = check_layout_compatibility_with_globals(
-        <PluginModuleRef as StableAbi>::LAYOUT,
-        layout,
-        &globals,
-    )
-    // Format now: the error holds references into the library.
-    .map_err(|e| e.to_string());
+    let checked = check_layout_compatibility_with_globals(<PluginModuleRef as StableAbi>::LAYOUT, layout, &globals)
+        // Format now: the error holds references into the library.
+        .map_err(|e| e.to_string());
     drop(globals);
     if let Err(full) = checked {
         tracing::debug!(path = %path.display(), report = %full, "abi_stable layout report");
@@ -286,41 +209,16 @@ fn check_root_module(
 /// `Error:` paragraphs at the end. Keep those, on one line.
 fn summarize_abi_report(report: &str) -> String {
     let Some(start) = report.find("\nError:") else {
-        return report
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ");
+        return report.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect::<Vec<_>>().join(" ");
     };
-    let verdict: Vec<&str> = report[start..]
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(12)
-        .collect();
-    format!(
-        "{} (run with log = \"debug\" for abi_stable's full layout report)",
-        verdict.join(" ")
-    )
+    let verdict: Vec<&str> = report[start..].lines().map(str::trim).filter(|l| !l.is_empty()).take(12).collect();
+    format!("{} (run with log = \"debug\" for abi_stable's full layout report)", verdict.join(" "))
 }
 
 fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError> {
-    let bad = |message: String| LoadError::Manifest {
-        path: path.to_owned(),
-        message,
-    };
-    if m.name.is_empty()
-        || !m
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(bad(format!(
-            "group name `{}` must be non-empty ASCII letters, digits, `-` or `_`",
-            m.name
-        )));
+    let bad = |message: String| LoadError::Manifest { path: path.to_owned(), message };
+    if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad(format!("group name `{}` must be non-empty ASCII letters, digits, `-` or `_`", m.name)));
     }
     let mut functions = Vec::with_capacity(m.functions.len());
     for f in m.functions.iter() {
@@ -335,12 +233,10 @@ fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError
                     }
                     triggers.push(TriggerSpec::Http { method, route: route.to_string() });
                 }
-                Ok(_) | Err(_) => {
-                    return Err(bad(format!(
-                        "function `{}` uses a trigger kind this host does not know; upgrade the host or rebuild the plugin",
-                        f.name
-                    )))
-                }
+                Ok(_) | Err(_) => return Err(bad(format!(
+                    "function `{}` uses a trigger kind this host does not know; upgrade the host or rebuild the plugin",
+                    f.name
+                ))),
             }
         }
         functions.push(FunctionManifest {
@@ -348,11 +244,7 @@ fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError
             triggers,
             timeout: (f.timeout_ms > 0).then(|| Duration::from_millis(f.timeout_ms)),
             body_limit: (f.body_limit > 0).then_some(f.body_limit),
-            services: f
-                .services
-                .iter()
-                .map(|s| (s.kind.to_string(), s.name.to_string()))
-                .collect(),
+            services: f.services.iter().map(|s| (s.kind.to_string(), s.name.to_string())).collect(),
         });
     }
     Ok(GroupManifest {
@@ -368,28 +260,17 @@ impl LoadedPlugin {
     pub async fn instantiate(
         self: &std::sync::Arc<Self>,
         host: HostHandle,
-        config: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<GroupInstance, LoadError> {
         let err = |message: String| LoadError::Instantiate {
             path: self.source.clone(),
             group: self.manifest.name.clone(),
             message,
         };
-        let config_json = serde_json::to_string(config).unwrap_or_else(|_| "{}".into());
-        let fut = (self.module.instantiate())(InstantiateArgs {
-            host,
-            config_json: config_json.into(),
-        });
+        let fut = (self.module.instantiate())(InstantiateArgs { host });
         match tokio::time::timeout(INIT_TIMEOUT, fut).await {
-            Err(_) => Err(err(format!(
-                "init hook did not finish within {}s",
-                INIT_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(err(format!("init hook did not finish within {}s", INIT_TIMEOUT.as_secs()))),
             Ok(RResult::RErr(e)) => Err(err(describe_error(&e))),
-            Ok(RResult::ROk(group)) => Ok(GroupInstance {
-                group,
-                plugin: self.clone(),
-            }),
+            Ok(RResult::ROk(group)) => Ok(GroupInstance { group, plugin: self.clone() }),
         }
     }
 }

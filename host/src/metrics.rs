@@ -3,8 +3,7 @@
 
 use prometheus::{
     core::{AtomicU64, GenericCounter},
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The host's metric families.
@@ -69,48 +68,32 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let invocations = IntCounterVec::new(
-            Opts::new(
-                "berth_function_invocations_total",
-                "Function invocations by response status class",
-            ),
+            Opts::new("berth_function_invocations_total", "Function invocations by response status class"),
             &["group", "function", "status_class"],
         )
         .expect("valid metric");
         let errors = IntCounterVec::new(
-            Opts::new(
-                "berth_function_errors_total",
-                "Function failures by kind (handler 5xx, panic, timeout)",
-            ),
+            Opts::new("berth_function_errors_total", "Function failures by kind (handler 5xx, panic, timeout)"),
             &["group", "function", "kind"],
         )
         .expect("valid metric");
         let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "berth_function_duration_seconds",
-                "Function call duration, body read included",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+            HistogramOpts::new("berth_function_duration_seconds", "Function call duration, body read included")
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
+                ]),
             &["group", "function"],
         )
         .expect("valid metric");
         let rejected = IntCounterVec::new(
-            Opts::new(
-                "berth_http_rejected_total",
-                "HTTP requests answered by the host without calling a function",
-            ),
+            Opts::new("berth_http_rejected_total", "HTTP requests answered by the host without calling a function"),
             &["reason"],
         )
         .expect("valid metric");
-        let groups_loaded = IntGauge::new(
-            "berth_plugin_groups_loaded",
-            "Function groups loaded and serving",
-        )
-        .expect("valid metric");
-        let inflight = IntGauge::new("berth_http_inflight_requests", "Function calls in flight")
-            .expect("valid metric");
+        let groups_loaded =
+            IntGauge::new("berth_plugin_groups_loaded", "Function groups loaded and serving").expect("valid metric");
+        let inflight = IntGauge::new("berth_http_inflight_requests", "Function calls in flight").expect("valid metric");
         for c in [
             Box::new(invocations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -121,15 +104,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Metrics {
-            registry,
-            invocations,
-            errors,
-            duration,
-            rejected,
-            groups_loaded,
-            inflight,
-        }
+        Metrics { registry, invocations, errors, duration, rejected, groups_loaded, inflight }
     }
 
     /// Resolves the handles of one function.
@@ -137,13 +112,7 @@ impl Metrics {
         let class = |c: &str| self.invocations.with_label_values(&[group, function, c]);
         let kind = |k: &str| self.errors.with_label_values(&[group, function, k]);
         FunctionMetrics {
-            by_class: [
-                class("1xx"),
-                class("2xx"),
-                class("3xx"),
-                class("4xx"),
-                class("5xx"),
-            ],
+            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
             panics: kind("panic"),
             timeouts: kind("timeout"),
             handler_errors: kind("handler"),

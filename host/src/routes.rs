@@ -13,30 +13,13 @@ pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteConflict {
     #[error("route `{method} {route}` of group `{group}` is already served by group `{other}`")]
-    Taken {
-        method: Method,
-        route: String,
-        group: String,
-        other: String,
-    },
+    Taken { method: Method, route: String, group: String, other: String },
     #[error("route `{route}` of group `{group}` conflicts with route `{other_route}` of group `{other}` ({detail}); rename one of the parameters or segments")]
-    Shape {
-        route: String,
-        group: String,
-        other_route: String,
-        other: String,
-        detail: String,
-    },
-    #[error(
-        "route `{route}` of group `{group}` is reserved by the host (health and metrics endpoints)"
-    )]
+    Shape { route: String, group: String, other_route: String, other: String, detail: String },
+    #[error("route `{route}` of group `{group}` is reserved by the host (health and metrics endpoints)")]
     Reserved { route: String, group: String },
     #[error("route `{route}` of group `{group}` is not a valid route: {detail}")]
-    Invalid {
-        route: String,
-        group: String,
-        detail: String,
-    },
+    Invalid { route: String, group: String, detail: String },
 }
 
 /// One route and the function behind it.
@@ -52,13 +35,8 @@ struct MethodMap(Vec<(Method, Arc<FunctionEntry>)>);
 
 /// The outcome of looking a request up.
 pub enum Lookup<'a> {
-    Found {
-        entry: &'a Arc<FunctionEntry>,
-        params: Vec<(String, String)>,
-    },
-    MethodNotAllowed {
-        allow: String,
-    },
+    Found { entry: &'a Arc<FunctionEntry>, params: Vec<(String, String)> },
+    MethodNotAllowed { allow: String },
     NotFound,
 }
 
@@ -83,11 +61,7 @@ impl RouteTable {
 
     /// A new table with `group`'s routes replaced by `routes` (pass none to remove the group).
     pub fn with_group(&self, group: &str, routes: Vec<Route>) -> Result<RouteTable, RouteConflict> {
-        let kept = self
-            .routes
-            .iter()
-            .filter(|r| &*r.entry.group.name != group)
-            .cloned();
+        let kept = self.routes.iter().filter(|r| &*r.entry.group.name != group).cloned();
         Self::build(kept.chain(routes).collect())
     }
 
@@ -98,10 +72,7 @@ impl RouteTable {
         for r in &routes {
             let group = r.entry.group.name.to_string();
             if RESERVED_PATHS.contains(&r.pattern.as_str()) {
-                return Err(RouteConflict::Reserved {
-                    route: r.pattern.clone(),
-                    group,
-                });
+                return Err(RouteConflict::Reserved { route: r.pattern.clone(), group });
             }
             match patterns.iter_mut().find(|(p, _)| *p == r.pattern) {
                 Some((_, methods)) => {
@@ -115,10 +86,7 @@ impl RouteTable {
                     }
                     methods.0.push((r.method.clone(), r.entry.clone()));
                 }
-                None => patterns.push((
-                    r.pattern.clone(),
-                    MethodMap(vec![(r.method.clone(), r.entry.clone())]),
-                )),
+                None => patterns.push((r.pattern.clone(), MethodMap(vec![(r.method.clone(), r.entry.clone())]))),
             }
         }
         for (pattern, methods) in patterns {
@@ -132,19 +100,9 @@ impl RouteTable {
                             .find(|r| r.pattern == *with)
                             .map(|r| r.entry.group.name.to_string())
                             .unwrap_or_default();
-                        RouteConflict::Shape {
-                            route: pattern,
-                            group,
-                            other_route: with.clone(),
-                            other,
-                            detail,
-                        }
+                        RouteConflict::Shape { route: pattern, group, other_route: with.clone(), other, detail }
                     }
-                    _ => RouteConflict::Invalid {
-                        route: pattern,
-                        group,
-                        detail,
-                    },
+                    _ => RouteConflict::Invalid { route: pattern, group, detail },
                 });
             }
         }
@@ -162,24 +120,13 @@ impl RouteTable {
                     .params
                     .iter()
                     .map(|(k, v)| {
-                        (
-                            k.to_owned(),
-                            percent_encoding::percent_decode_str(v)
-                                .decode_utf8_lossy()
-                                .into_owned(),
-                        )
+                        (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
                     })
                     .collect();
                 Lookup::Found { entry, params }
             }
             None => {
-                let allow = matched
-                    .value
-                    .0
-                    .iter()
-                    .map(|(m, _)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let allow = matched.value.0.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
                 Lookup::MethodNotAllowed { allow }
             }
         }

@@ -24,27 +24,21 @@
 //! assert!(matches!(t.as_enum(), Ok(Trigger::Http { .. })));
 //! ```
 // The `sabi_trait` and `StableAbi` derives expand to items that trip these lints.
-#![allow(
-    non_local_definitions,
-    reason = "abi_stable's sabi_trait expansion on rustc >= 1.80"
-)]
-#![allow(
-    unsafe_code,
-    reason = "abi_stable derives expand to unsafe impls; no hand-written unsafe here"
-)]
-#![allow(
-    non_camel_case_types,
-    reason = "abi_stable names generated types `Foo_NE`, `Foo_TO`"
-)]
+#![allow(non_local_definitions, reason = "abi_stable's sabi_trait expansion on rustc >= 1.80")]
+#![allow(unsafe_code, reason = "abi_stable derives expand to unsafe impls; no hand-written unsafe here")]
+#![allow(non_camel_case_types, reason = "abi_stable names generated types `Foo_NE`, `Foo_TO`")]
+
+mod services;
 
 pub use abi_stable;
 pub use abi_stable::std_types::{RArc, ROption};
 pub use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec, Tuple2};
 pub use async_ffi::{self, FfiFuture};
+pub use services::*;
 
 use abi_stable::{
-    declare_root_module_statics, library::RootModule, package_version_strings, sabi_trait,
-    sabi_types::VersionStrings, StableAbi,
+    declare_root_module_statics, library::RootModule, package_version_strings, sabi_trait, sabi_types::VersionStrings,
+    StableAbi,
 };
 
 /// The contract version. Bump it on any change a compiled plugin cannot survive; purely additive
@@ -70,6 +64,22 @@ pub struct Manifest {
     /// Version of the `berth` SDK the plugin was built with, for diagnostics.
     pub sdk_version: RString,
     pub functions: RVec<FunctionSpec>,
+    /// Services the group needs; the host resolves them all before the group loads.
+    pub services: RVec<ServiceRequirement>,
+    /// Services the group provides to other groups.
+    pub exports: RVec<ExportSpec>,
+}
+
+/// A service a group provides to other groups, defined by an interface crate both depend on.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct ExportSpec {
+    /// The name consumers ask for (`users`).
+    pub name: RString,
+    /// The interface it implements (the interface crate's name, `users-api`).
+    pub interface: RString,
+    /// The interface crate's semver version it was built with.
+    pub version: RString,
 }
 
 /// One function of a group. Its index in [`Manifest::functions`] is its id for [`FunctionGroup::call`].
@@ -86,14 +96,18 @@ pub struct FunctionSpec {
     pub services: RVec<ServiceRequirement>,
 }
 
-/// A service a function declares: its kind (`sql`, `kv`, ...) and the name it is bound under.
+/// A service a group declares: its kind (`sql`, `kv`, `redis`, `blob`, `http`, `secret`,
+/// `queue`, `service`) and the name it is bound under in `berth.toml`.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
 pub struct ServiceRequirement {
     pub kind: RString,
     pub name: RString,
-    /// Minimum interface version of the service.
-    pub min_version: u32,
+    /// For `service`: the interface crate's name and the version the consumer was built with
+    /// (`users-api`, `1.2.0`); a provider must export the same interface, same major version,
+    /// at least this version. Empty for other kinds.
+    pub interface: RString,
+    pub version: RString,
 }
 
 /// What can call a function. New trigger kinds are added as new variants.
@@ -104,6 +118,14 @@ pub struct ServiceRequirement {
 pub enum Trigger {
     /// An HTTP route: `method` is upper-case (`GET`), `route` uses `{param}` and `{*rest}` segments.
     Http { method: RString, route: RString },
+    /// A timer: a cron expression with seconds (`0 */5 * * * *`) or `@every 30s`, in `timezone`
+    /// (IANA name; empty = UTC). Overlapping runs are skipped unless `allow_overlap`.
+    Timer { schedule: RString, timezone: RString, allow_overlap: bool },
+    /// Messages from a queue binding of `berth.toml`. `concurrency` 0 and `max_attempts` 0 mean
+    /// the binding's defaults.
+    Queue { queue: RString, concurrency: u32, max_attempts: u32 },
+    /// Object events (`created`, `deleted`) of a blob bucket.
+    Blob { bucket: RString, events: RVec<RString> },
 }
 
 // === Calls ===
@@ -165,8 +187,12 @@ pub struct CallContext {
     pub request_id: RString,
     /// Absolute deadline in Unix milliseconds; 0 when the call has none.
     pub deadline_unix_ms: u64,
-    /// The host, for logging, timers and (later) services.
+    /// The host, for logging, timers and services.
     pub host: HostHandle,
+    /// Which trigger called (`http`, `timer`, `queue`, `blob`, `invoke`, `service`).
+    pub trigger: RString,
+    /// Who called, when the trigger knows (a consumer group for `service`, a token subject).
+    pub caller: ROption<RString>,
 }
 
 /// Why a call or a load failed, as the plugin reports it.
@@ -177,11 +203,7 @@ pub struct CallContext {
 pub enum PluginError {
     /// The handler returned an error; `status` is the HTTP status it maps to, `code` a short
     /// machine-readable word (`not_found`), `message` a sentence for the caller.
-    Handler {
-        status: u16,
-        code: RString,
-        message: RString,
-    },
+    Handler { status: u16, code: RString, message: RString },
     /// The handler (or the group's init hook) panicked; the panic was caught in the plugin.
     Panicked { message: RString },
     /// The group's init hook failed.
@@ -230,8 +252,25 @@ pub trait Host: Send + Sync + Clone {
     fn sleep(&self, millis: u64) -> FfiFuture<()>;
 
     /// Wall-clock time in Unix milliseconds, as the host sees it.
-    #[sabi(last_prefix_field)]
     fn now_unix_ms(&self) -> u64;
+
+    /// The group's `[groups.config]` table, with environment overrides, as a JSON object.
+    fn config_json(&self) -> RString;
+
+    /// A secret declared by the group (`secret` service): from the environment or a file. Never
+    /// logged by the host.
+    fn secret(&self, name: RStr<'_>) -> RResult<RString, ServiceError>;
+
+    fn sql(&self, name: RStr<'_>) -> RResult<SqlHandle, ServiceError>;
+    fn kv(&self, name: RStr<'_>) -> RResult<KvHandle, ServiceError>;
+    fn redis(&self, name: RStr<'_>) -> RResult<RedisHandle, ServiceError>;
+    fn blob(&self, name: RStr<'_>) -> RResult<BlobHandle, ServiceError>;
+    fn http_client(&self) -> RResult<HttpClientHandle, ServiceError>;
+    fn queue(&self, name: RStr<'_>) -> RResult<QueueHandle, ServiceError>;
+
+    /// A service another group exports, by the name this group declared it under.
+    #[sabi(last_prefix_field)]
+    fn service(&self, name: RStr<'_>) -> RResult<ServiceClientHandle, ServiceError>;
 }
 
 /// The host handle a plugin holds: reference-counted, cheap to clone.
@@ -241,9 +280,8 @@ pub type HostHandle = Host_TO<'static, RArc<()>>;
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct InstantiateArgs {
+    /// The group's host: its log, timers, configuration and resolved services.
     pub host: HostHandle,
-    /// The group's configuration as a JSON object (from `berth.toml`), `{}` when there is none.
-    pub config_json: RString,
 }
 
 /// A loaded, instantiated function group. Implemented by the plugin (the SDK does it).
@@ -251,12 +289,16 @@ pub struct InstantiateArgs {
 pub trait FunctionGroup: Send + Sync {
     /// Calls function `function` (its index in the manifest). The future is `Send + 'static` and
     /// owns everything it needs; dropping it cancels the call.
-    fn call(
+    fn call(&self, function: u32, ctx: CallContext, input: Input_NE) -> FfiFuture<RResult<Response, PluginError_NE>>;
+
+    /// Calls `method` of the service this group exports as `service`.
+    fn call_export(
         &self,
-        function: u32,
+        service: RString,
+        method: RString,
+        payload: RVec<u8>,
         ctx: CallContext,
-        input: Input_NE,
-    ) -> FfiFuture<RResult<Response, PluginError_NE>>;
+    ) -> ServiceResult<RVec<u8>>;
 
     /// Runs the group's stop hook. Called once, after the last call has finished.
     #[sabi(last_prefix_field)]
@@ -309,15 +351,11 @@ impl PluginError {
 pub fn describe_error(err: &PluginError_NE) -> String {
     match err.as_enum() {
         Ok(e) => e.describe(),
-        Err(_) => {
-            "an error of a kind this host does not know (plugin built with a newer berth)".into()
-        }
+        Err(_) => "an error of a kind this host does not know (plugin built with a newer berth)".into(),
     }
 }
 
 /// Builds an `RVec<Pair>` from string pairs.
 pub fn pairs<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(it: I) -> RVec<Pair> {
-    it.into_iter()
-        .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
-        .collect()
+    it.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
 }

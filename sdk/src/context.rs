@@ -12,6 +12,15 @@ pub(crate) struct CallState {
     pub(crate) request_id: String,
     pub(crate) deadline_unix_ms: u64,
     pub(crate) host: HostHandle,
+    pub(crate) trigger: String,
+    pub(crate) caller: Option<String>,
+}
+
+impl CallState {
+    /// The state of work outside any call (init and stop hooks).
+    pub(crate) fn background(host: HostHandle) -> Self {
+        CallState { request_id: String::new(), deadline_unix_ms: 0, host, trigger: String::new(), caller: None }
+    }
 }
 
 /// The context of one invocation. Cheap to clone; take it as a handler argument.
@@ -30,14 +39,38 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(request_id: String, deadline_unix_ms: u64, host: HostHandle) -> Self {
+    pub(crate) fn new(request_id: String, deadline_unix_ms: u64, host: HostHandle, trigger: &str) -> Self {
         Context {
             state: Arc::new(CallState {
                 request_id,
                 deadline_unix_ms,
                 host,
+                trigger: trigger.to_owned(),
+                caller: None,
             }),
         }
+    }
+
+    pub(crate) fn from_abi(ctx: berth_plugin_api::CallContext) -> Self {
+        Context {
+            state: Arc::new(CallState {
+                request_id: ctx.request_id.into_string(),
+                deadline_unix_ms: ctx.deadline_unix_ms,
+                host: ctx.host,
+                trigger: ctx.trigger.into_string(),
+                caller: ctx.caller.into_option().map(|c| c.into_string()),
+            }),
+        }
+    }
+
+    /// Which trigger called: `http`, `timer`, `queue`, `blob`, `invoke` or `service`.
+    pub fn trigger(&self) -> &str {
+        &self.state.trigger
+    }
+
+    /// Who called, when the trigger knows (the consumer group of a service call, ...).
+    pub fn caller(&self) -> Option<&str> {
+        self.state.caller.as_deref()
     }
 
     /// The request id the host assigned (or took from `x-request-id`).
@@ -51,9 +84,7 @@ impl Context {
             return None;
         }
         let now = self.state.host.now_unix_ms();
-        Some(Duration::from_millis(
-            self.state.deadline_unix_ms.saturating_sub(now),
-        ))
+        Some(Duration::from_millis(self.state.deadline_unix_ms.saturating_sub(now)))
     }
 
     /// Sleeps on the host's runtime. (A plugin has no runtime of its own: `tokio::time::sleep`
@@ -99,11 +130,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&CallState>) -> R) -> R {
     // that the guarded future owns for longer than the guard, and reset when the guard drops
     // (guards nest, LIFO, on one thread). So a non-null value points to a live `CallState`, and
     // the reference does not escape `f`.
-    let state = if ptr.is_null() {
-        None
-    } else {
-        Some(unsafe { &*ptr })
-    };
+    let state = if ptr.is_null() { None } else { Some(unsafe { &*ptr }) };
     f(state)
 }
 
@@ -118,3 +145,5 @@ pub fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
         .expect("berth::sleep called outside a Berth call");
     host.sleep(millis)
 }
+
+crate::services::service_accessors!(Context, |s| &s.state.host);

@@ -13,9 +13,9 @@ use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use berth_plugin_api::async_ffi::FutureExt as _;
 pub use berth_plugin_api::{abi_stable, ABI_VERSION};
 use berth_plugin_api::{
-    CallContext, FfiFuture, FunctionGroup, FunctionSpec, GroupBox, HostHandle, Input, Input_NE,
-    InstantiateArgs, Manifest, PluginError, PluginError_NE, PluginModule, PluginModuleRef, RResult,
-    RString, RVec, Trigger, Trigger_NE, Tuple2,
+    service_error_kind, CallContext, ExportSpec, FfiFuture, FunctionGroup, FunctionSpec, GroupBox, HostHandle, Input,
+    Input_NE, InstantiateArgs, Manifest, PluginError, PluginError_NE, PluginModule, PluginModuleRef, RResult, RString,
+    RVec, ServiceError, ServiceRequirement, Trigger, Trigger_NE, Tuple2,
 };
 
 use crate::context::{CallState, CurrentGuard};
@@ -33,10 +33,69 @@ pub type Hook = fn(crate::GroupContext) -> HookFuture;
 /// A trigger as declared in source.
 #[derive(Debug, Clone)]
 pub enum TriggerDef {
-    Http {
-        method: &'static str,
-        route: &'static str,
-    },
+    Http { method: &'static str, route: &'static str },
+    Timer { schedule: &'static str, timezone: &'static str, allow_overlap: bool },
+    Queue { queue: &'static str, concurrency: u32, max_attempts: u32 },
+    Blob { bucket: &'static str, events: &'static [&'static str] },
+}
+
+/// One method of an exported service: JSON in, JSON out.
+pub type ExportMethod =
+    Arc<dyn Fn(Context, Vec<u8>) -> Pin<Box<dyn Future<Output = crate::Result<Vec<u8>>> + Send>> + Send + Sync>;
+
+/// A service this group exports to other groups. Interface crates build these (see
+/// `plugins/users-api`); `berth::group!{ exports: [...] }` lists them.
+#[derive(Clone)]
+pub struct ExportDef {
+    pub name: &'static str,
+    pub interface: &'static str,
+    pub version: &'static str,
+    methods: Vec<(&'static str, ExportMethod)>,
+}
+
+impl std::fmt::Debug for ExportDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportDef")
+            .field("name", &self.name)
+            .field("interface", &self.interface)
+            .field("version", &self.version)
+            .field("methods", &self.method_names())
+            .finish()
+    }
+}
+
+impl ExportDef {
+    /// An export named `name` implementing `interface` at `version` (the interface crate's).
+    pub fn new(name: &'static str, interface: &'static str, version: &'static str) -> Self {
+        ExportDef { name, interface, version, methods: Vec::new() }
+    }
+
+    /// Adds a method: a request type in, a response type out, both JSON on the wire.
+    pub fn method<Req, Resp, F, Fut>(mut self, name: &'static str, f: F) -> Self
+    where
+        Req: serde::de::DeserializeOwned + Send + 'static,
+        Resp: serde::Serialize + 'static,
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<Resp>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let method: ExportMethod = Arc::new(move |ctx, payload| {
+            let f = f.clone();
+            Box::pin(async move {
+                let req: Req = serde_json::from_slice(&payload)
+                    .map_err(|e| Error::bad_request(format!("undecodable request for `{name}`: {e}")))?;
+                let resp = f(ctx, req).await?;
+                serde_json::to_vec(&resp).map_err(|e| Error::internal(format!("encoding the `{name}` answer: {e}")))
+            })
+        });
+        self.methods.push((name, method));
+        self
+    }
+
+    /// The method names, for diagnostics.
+    pub fn method_names(&self) -> Vec<&'static str> {
+        self.methods.iter().map(|(n, _)| *n).collect()
+    }
 }
 
 /// One function as declared in source.
@@ -57,6 +116,8 @@ pub struct GroupDef {
     pub functions: Vec<FunctionDef>,
     pub init: Option<Hook>,
     pub stop: Option<Hook>,
+    pub services: Vec<crate::services::decl::ServiceDecl>,
+    pub exports: Vec<ExportDef>,
 }
 
 impl GroupDef {
@@ -74,17 +135,47 @@ impl GroupDef {
                     triggers: f
                         .triggers
                         .iter()
-                        .map(|t| match t {
-                            TriggerDef::Http { method, route } => Trigger_NE::new(Trigger::Http {
-                                method: (*method).into(),
-                                route: (*route).into(),
-                            }),
+                        .map(|t| {
+                            Trigger_NE::new(match t {
+                                TriggerDef::Http { method, route } => {
+                                    Trigger::Http { method: (*method).into(), route: (*route).into() }
+                                }
+                                TriggerDef::Timer { schedule, timezone, allow_overlap } => Trigger::Timer {
+                                    schedule: (*schedule).into(),
+                                    timezone: (*timezone).into(),
+                                    allow_overlap: *allow_overlap,
+                                },
+                                TriggerDef::Queue { queue, concurrency, max_attempts } => Trigger::Queue {
+                                    queue: (*queue).into(),
+                                    concurrency: *concurrency,
+                                    max_attempts: *max_attempts,
+                                },
+                                TriggerDef::Blob { bucket, events } => Trigger::Blob {
+                                    bucket: (*bucket).into(),
+                                    events: events.iter().map(|e| RString::from(*e)).collect(),
+                                },
+                            })
                         })
                         .collect(),
                     timeout_ms: f.timeout_ms,
                     body_limit: f.body_limit,
                     services: RVec::new(),
                 })
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .map(|d| ServiceRequirement {
+                    kind: d.kind.into(),
+                    name: d.name.as_str().into(),
+                    interface: d.interface.into(),
+                    version: d.version.into(),
+                })
+                .collect(),
+            exports: self
+                .exports
+                .iter()
+                .map(|e| ExportSpec { name: e.name.into(), interface: e.interface.into(), version: e.version.into() })
                 .collect(),
         }
     }
@@ -136,20 +227,13 @@ fn handler_error(e: Error) -> PluginError_NE {
 fn to_abi_response(r: Response) -> berth_plugin_api::Response {
     berth_plugin_api::Response {
         status: r.status.as_u16(),
-        headers: r
-            .headers
-            .into_iter()
-            .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
-            .collect(),
+        headers: r.headers.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
         body: RVec::from(r.body),
     }
 }
 
 fn from_pairs(pairs: RVec<berth_plugin_api::Pair>) -> Vec<(String, String)> {
-    pairs
-        .into_iter()
-        .map(|Tuple2(k, v)| (k.into_string(), v.into_string()))
-        .collect()
+    pairs.into_iter().map(|Tuple2(k, v)| (k.into_string(), v.into_string())).collect()
 }
 
 /// Turns an ABI input into the SDK's request. Events arrive as their data, with CloudEvents
@@ -164,32 +248,17 @@ fn to_request(input: Input_NE) -> Result<Request, PluginError_NE> {
             params: from_pairs(r.params),
             body: r.body.into_vec(),
         }),
-        Ok(Input::Event(e)) => {
-            let mut headers = vec![
-                ("ce-specversion".to_owned(), "1.0".to_owned()),
-                ("ce-id".to_owned(), e.id.into_string()),
-                ("ce-source".to_owned(), e.source.into_string()),
-                ("ce-type".to_owned(), e.ty.into_string()),
-            ];
-            if let Some(s) = e.subject.into_option() {
-                headers.push(("ce-subject".into(), s.into_string()));
-            }
-            if let Some(t) = e.time.into_option() {
-                headers.push(("ce-time".into(), t.into_string()));
-            }
-            if let Some(ct) = e.datacontenttype.into_option() {
-                headers.push(("content-type".into(), ct.into_string()));
-            }
-            for (k, v) in from_pairs(e.extensions) {
-                headers.push((format!("ce-{k}"), v));
-            }
-            Ok(Request {
-                method: "POST".into(),
-                headers,
-                body: e.data.into_vec(),
-                ..Default::default()
-            })
+        Ok(Input::Event(e)) => Ok(crate::Event {
+            id: e.id.into_string(),
+            source: e.source.into_string(),
+            ty: e.ty.into_string(),
+            subject: e.subject.into_option().map(|s| s.into_string()),
+            time: e.time.into_option().map(|s| s.into_string()),
+            datacontenttype: e.datacontenttype.into_option().map(|s| s.into_string()),
+            data: e.data.into_vec(),
+            extensions: from_pairs(e.extensions),
         }
+        .into_request()),
         Ok(_) | Err(_) => Err(plugin_error(PluginError::UnsupportedInput {
             message: "an input kind from a newer berth host; rebuild the plugin against it".into(),
         })),
@@ -205,7 +274,6 @@ fn ready<T: Send + 'static>(v: T) -> FfiFuture<T> {
 struct SdkGroup {
     def: Arc<GroupDef>,
     host: HostHandle,
-    config: Arc<serde_json::Value>,
 }
 
 impl FunctionGroup for SdkGroup {
@@ -216,15 +284,13 @@ impl FunctionGroup for SdkGroup {
         input: Input_NE,
     ) -> FfiFuture<RResult<berth_plugin_api::Response, PluginError_NE>> {
         let Some(f) = self.def.functions.get(function as usize) else {
-            return ready(RResult::RErr(plugin_error(PluginError::UnknownFunction {
-                id: function,
-            })));
+            return ready(RResult::RErr(plugin_error(PluginError::UnknownFunction { id: function })));
         };
         let request = match to_request(input) {
             Ok(r) => r,
             Err(e) => return ready(RResult::RErr(e)),
         };
-        let context = Context::new(ctx.request_id.into_string(), ctx.deadline_unix_ms, ctx.host);
+        let context = Context::from_abi(ctx);
         let state = context.state.clone();
         let handler = f.handler;
         let made = {
@@ -243,9 +309,62 @@ impl FunctionGroup for SdkGroup {
             .map(|outcome| match outcome {
                 Ok(Ok(response)) => RResult::ROk(to_abi_response(response)),
                 Ok(Err(e)) => RResult::RErr(handler_error(e)),
-                Err(message) => RResult::RErr(plugin_error(PluginError::Panicked {
-                    message: message.into(),
-                })),
+                Err(message) => RResult::RErr(plugin_error(PluginError::Panicked { message: message.into() })),
+            })
+            .into_ffi()
+    }
+
+    fn call_export(
+        &self,
+        service: RString,
+        method: RString,
+        payload: RVec<u8>,
+        ctx: CallContext,
+    ) -> FfiFuture<RResult<RVec<u8>, ServiceError>> {
+        let fail = |kind: u8, message: String| ready(RResult::RErr(ServiceError::new(kind, service.as_str(), message)));
+        let Some(export) = self.def.exports.iter().find(|e| e.name == service.as_str()) else {
+            return fail(
+                service_error_kind::NOT_DECLARED,
+                format!("group `{}` exports no service `{service}`", self.def.name),
+            );
+        };
+        let Some((_, m)) = export.methods.iter().find(|(n, _)| *n == method.as_str()) else {
+            return fail(
+                service_error_kind::NOT_FOUND,
+                format!("service `{service}` has no method `{method}`; it has: {}", export.method_names().join(", ")),
+            );
+        };
+        let context = Context::from_abi(ctx);
+        let state = context.state.clone();
+        let m = m.clone();
+        let made = {
+            let _current = CurrentGuard::enter(&state);
+            catch_unwind(AssertUnwindSafe(|| m(context, payload.into_vec())))
+        };
+        let Ok(fut) = made else {
+            return fail(service_error_kind::OTHER, format!("`{service}.{method}` panicked"));
+        };
+        let service_name = service.clone();
+        Guarded { fut, state }
+            .map(move |outcome| match outcome {
+                Ok(Ok(bytes)) => RResult::ROk(RVec::from(bytes)),
+                Ok(Err(e)) => {
+                    let kind = match e.status().as_u16() {
+                        404 => service_error_kind::NOT_FOUND,
+                        409 => service_error_kind::CONFLICT,
+                        413 => service_error_kind::TOO_LARGE,
+                        503 => service_error_kind::UNAVAILABLE,
+                        504 => service_error_kind::TIMEOUT,
+                        400 | 422 => service_error_kind::INVALID,
+                        _ => service_error_kind::OTHER,
+                    };
+                    RResult::RErr(ServiceError::new(kind, service_name.as_str(), e.message()))
+                }
+                Err(panic) => RResult::RErr(ServiceError::new(
+                    service_error_kind::OTHER,
+                    service_name.as_str(),
+                    format!("the provider panicked: {panic}"),
+                )),
             })
             .into_ffi()
     }
@@ -254,15 +373,8 @@ impl FunctionGroup for SdkGroup {
         let Some(stop) = self.def.stop else {
             return ready(());
         };
-        let ctx = crate::GroupContext {
-            host: self.host.clone(),
-            config: self.config.clone(),
-        };
-        let state = Arc::new(CallState {
-            request_id: String::new(),
-            deadline_unix_ms: 0,
-            host: self.host.clone(),
-        });
+        let ctx = crate::GroupContext { host: self.host.clone() };
+        let state = Arc::new(CallState::background(self.host.clone()));
         let made = catch_unwind(AssertUnwindSafe(|| stop(ctx)));
         let Ok(fut) = made else { return ready(()) };
         Guarded { fut, state }
@@ -277,10 +389,7 @@ impl FunctionGroup for SdkGroup {
 
 trait MapExt: Future + Sized {
     fn map<U, F: FnOnce(Self::Output) -> U>(self, f: F) -> Map<Self, F> {
-        Map {
-            fut: Box::pin(self),
-            f: Some(f),
-        }
+        Map { fut: Box::pin(self), f: Some(f) }
     }
 }
 impl<T: Future> MapExt for T {}
@@ -309,9 +418,7 @@ impl<Fut: Future, U, F: FnOnce(Fut::Output) -> U> Future for Map<Fut, F> {
 static GROUP_FN: OnceLock<fn() -> GroupDef> = OnceLock::new();
 
 fn group_def() -> GroupDef {
-    (GROUP_FN
-        .get()
-        .expect("berth plugin used before its root module was loaded"))()
+    (GROUP_FN.get().expect("berth plugin used before its root module was loaded"))()
 }
 
 extern "C" fn abi_version() -> u32 {
@@ -325,9 +432,7 @@ extern "C" fn abi_version() -> u32 {
 extern "C" fn manifest() -> RResult<Manifest, PluginError_NE> {
     match catch_unwind(|| group_def().manifest()) {
         Ok(m) => RResult::ROk(m),
-        Err(p) => RResult::RErr(plugin_error(PluginError::Panicked {
-            message: panic_message(&*p).into(),
-        })),
+        Err(p) => RResult::RErr(plugin_error(PluginError::Panicked { message: panic_message(&*p).into() })),
     }
 }
 
@@ -335,77 +440,44 @@ extern "C" fn manifest() -> RResult<Manifest, PluginError_NE> {
 extern "C" fn instantiate(args: InstantiateArgs) -> FfiFuture<RResult<GroupBox, PluginError_NE>> {
     let made = catch_unwind(AssertUnwindSafe(|| {
         crate::log::install(&args.host);
-        let config: serde_json::Value = match serde_json::from_str(args.config_json.as_str()) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(PluginError::Init {
-                    message: format!("group config is not valid JSON: {e}").into(),
-                });
-            }
-        };
-        Ok((Arc::new(group_def()), Arc::new(config)))
+        Arc::new(group_def())
     }));
-    let (def, config) = match made {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return ready(RResult::RErr(plugin_error(e))),
+    let def = match made {
+        Ok(def) => def,
         Err(p) => {
-            return ready(RResult::RErr(plugin_error(PluginError::Panicked {
-                message: panic_message(&*p).into(),
-            })))
+            return ready(RResult::RErr(plugin_error(PluginError::Panicked { message: panic_message(&*p).into() })))
         }
     };
     let host = args.host;
-    let state = Arc::new(CallState {
-        request_id: String::new(),
-        deadline_unix_ms: 0,
-        host: host.clone(),
-    });
+    let state = Arc::new(CallState::background(host.clone()));
     let init_fut: HookFuture = match def.init {
         None => Box::pin(std::future::ready(Ok(()))),
         Some(init) => {
-            let ctx = crate::GroupContext {
-                host: host.clone(),
-                config: config.clone(),
-            };
+            let ctx = crate::GroupContext { host: host.clone() };
             match catch_unwind(AssertUnwindSafe(|| init(ctx))) {
                 Ok(f) => f,
                 Err(p) => {
                     let message = format!("init hook panicked: {}", panic_message(&*p));
-                    return ready(RResult::RErr(plugin_error(PluginError::Init {
-                        message: message.into(),
-                    })));
+                    return ready(RResult::RErr(plugin_error(PluginError::Init { message: message.into() })));
                 }
             }
         }
     };
-    Guarded {
-        fut: init_fut,
-        state,
-    }
-    .map(move |outcome| match outcome {
-        Ok(Ok(())) => RResult::ROk(GroupBox::from_value(
-            SdkGroup { def, host, config },
-            TD_Opaque,
-        )),
-        Ok(Err(e)) => RResult::RErr(plugin_error(PluginError::Init {
-            message: e.to_string().into(),
-        })),
-        Err(panic) => RResult::RErr(plugin_error(PluginError::Init {
-            message: format!("init hook panicked: {panic}").into(),
-        })),
-    })
-    .into_ffi()
+    Guarded { fut: init_fut, state }
+        .map(move |outcome| match outcome {
+            Ok(Ok(())) => RResult::ROk(GroupBox::from_value(SdkGroup { def, host }, TD_Opaque)),
+            Ok(Err(e)) => RResult::RErr(plugin_error(PluginError::Init { message: e.to_string().into() })),
+            Err(panic) => RResult::RErr(plugin_error(PluginError::Init {
+                message: format!("init hook panicked: {panic}").into(),
+            })),
+        })
+        .into_ffi()
 }
 
 /// Builds this plugin's root module (called once per loaded library by the exported header).
 pub fn plugin_module(def: fn() -> GroupDef) -> PluginModuleRef {
     let _ = GROUP_FN.set(def);
-    PluginModule {
-        abi_version,
-        manifest,
-        instantiate,
-    }
-    .leak_into_prefix()
+    PluginModule { abi_version, manifest, instantiate }.leak_into_prefix()
 }
 
 /// Exports the ABI symbols of a plugin. Invoked by `berth::group!`.

@@ -34,54 +34,52 @@
 
 mod context;
 mod error;
+mod event;
 mod export;
 mod log;
 mod request;
 mod response;
+pub mod services;
 pub mod testing;
 
-use std::sync::Arc;
-
-pub use berth_macros::{group, http};
+pub use berth_macros::{blob, group, http, queue, timer};
 pub use context::{sleep, Context};
 pub use error::{Error, Result};
+pub use berth_plugin_api::SqlExecuted;
+pub use event::Event;
+pub use export::ExportDef;
 pub use http::{Method, StatusCode};
 pub use request::{Bytes, FromCall, Headers, Json, Path, Query, Request};
 pub use response::{IntoResponse, Response};
+pub use services::{
+    Blob, HttpClient, Kv, Queue, Redis, ServiceClient, ServiceError, ServiceResult, Sql, SqlValue, Transaction,
+};
 
-/// What an init or stop hook receives: the host and the group's configuration.
+/// What an init or stop hook receives: the host, with the group's services and configuration.
 #[derive(Clone)]
 pub struct GroupContext {
     pub(crate) host: berth_plugin_api::HostHandle,
-    pub(crate) config: Arc<serde_json::Value>,
 }
 
 impl std::fmt::Debug for GroupContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupContext")
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("GroupContext").finish_non_exhaustive()
     }
 }
 
 impl GroupContext {
-    /// The group's `[groups.config]` table from `berth.toml`, as JSON.
-    pub fn config(&self) -> &serde_json::Value {
-        &self.config
-    }
     /// Sleeps on the host's runtime.
-    pub fn sleep(
-        &self,
-        duration: std::time::Duration,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.host
-            .sleep(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    pub fn sleep(&self, duration: std::time::Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.host.sleep(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
     }
 }
+
+services::service_accessors!(GroupContext, |s| &s.host);
 
 /// Used by the macros. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::*;
+    pub use crate::services::decl;
     pub use berth_plugin_api::PluginModuleRef;
 }

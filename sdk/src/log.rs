@@ -32,14 +32,8 @@ pub(crate) fn install(host: &HostHandle) {
     INSTALL.call_once(|| {
         let _ = tracing::subscriber::set_global_default(HostForwarder);
         std::panic::set_hook(Box::new(|info| {
-            let location = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            let message = format!(
-                "handler panicked{location}: {}",
-                crate::__private::panic_message(info.payload())
-            );
+            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let message = format!("handler panicked{location}: {}", crate::__private::panic_message(info.payload()));
             emit(log_level::ERROR, "berth::panic", &message);
         }));
     });
@@ -81,24 +75,14 @@ impl Visit for MessageVisitor {
         if field.name() == "message" {
             let _ = write!(self.0, "{value:?}");
         } else {
-            let _ = write!(
-                self.0,
-                "{}{}={value:?}",
-                if self.0.is_empty() { "" } else { " " },
-                field.name()
-            );
+            let _ = write!(self.0, "{}{}={value:?}", if self.0.is_empty() { "" } else { " " }, field.name());
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.0.push_str(value);
         } else {
-            let _ = write!(
-                self.0,
-                "{}{}={value}",
-                if self.0.is_empty() { "" } else { " " },
-                field.name()
-            );
+            let _ = write!(self.0, "{}{}={value}", if self.0.is_empty() { "" } else { " " }, field.name());
         }
     }
 }
@@ -128,11 +112,7 @@ impl Subscriber for HostForwarder {
     fn event(&self, event: &Event<'_>) {
         let mut visitor = MessageVisitor(String::new());
         event.record(&mut visitor);
-        emit(
-            level_number(event.metadata().level()),
-            event.metadata().target(),
-            &visitor.0,
-        );
+        emit(level_number(event.metadata().level()), event.metadata().target(), &visitor.0);
     }
     fn enter(&self, _span: &Id) {}
     fn exit(&self, _span: &Id) {}

@@ -21,15 +21,8 @@ pub struct Request {
 impl Request {
     /// A request with method and path (and query, after `?`), for tests.
     pub fn new(method: &str, path_and_query: &str) -> Self {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        Request {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            ..Default::default()
-        }
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        Request { method: method.into(), path: path.into(), query: query.into(), ..Default::default() }
     }
     /// Adds a route parameter (builder style, for tests).
     pub fn with_param(mut self, name: &str, value: &str) -> Self {
@@ -39,23 +32,16 @@ impl Request {
     /// Sets a JSON body and content type (builder style).
     pub fn with_json<T: serde::Serialize>(mut self, value: &T) -> Self {
         self.body = serde_json::to_vec(value).expect("serialising a test body");
-        self.headers
-            .push(("content-type".into(), "application/json".into()));
+        self.headers.push(("content-type".into(), "application/json".into()));
         self
     }
     /// A route parameter by name.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
     /// The first header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     /// The query string decoded into `T`.
     pub fn query<T: DeserializeOwned>(&self) -> Result<T> {
@@ -64,13 +50,11 @@ impl Request {
     }
     /// The body decoded as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<&str> {
-        std::str::from_utf8(&self.body)
-            .map_err(|_| Error::bad_request("the body is not valid UTF-8"))
+        std::str::from_utf8(&self.body).map_err(|_| Error::bad_request("the body is not valid UTF-8"))
     }
 }
 
@@ -116,13 +100,9 @@ impl<T: DeserializeOwned> FromCall for Path<T> {
             if let Ok(v) = single {
                 return Ok(Path(v));
             }
-            return serde_urlencoded::from_str::<T>(
-                &serde_urlencoded::to_string([(name, value)]).unwrap_or_default(),
-            )
-            .map(Path)
-            .map_err(|e| {
-                Error::bad_request(format!("invalid path parameter `{name}` = `{value}`: {e}"))
-            });
+            return serde_urlencoded::from_str::<T>(&serde_urlencoded::to_string([(name, value)]).unwrap_or_default())
+                .map(Path)
+                .map_err(|e| Error::bad_request(format!("invalid path parameter `{name}` = `{value}`: {e}")));
         }
         let encoded = serde_urlencoded::to_string(&req.params).unwrap_or_default();
         serde_urlencoded::from_str(&encoded)
@@ -147,10 +127,7 @@ pub struct Headers(pub Vec<(String, String)>);
 
 impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -172,7 +149,6 @@ impl FromCall for Bytes {
 
 impl FromCall for String {
     fn from_call(_ctx: &Context, req: &mut Request) -> Result<Self> {
-        String::from_utf8(std::mem::take(&mut req.body))
-            .map_err(|_| Error::bad_request("the body is not valid UTF-8"))
+        String::from_utf8(std::mem::take(&mut req.body)).map_err(|_| Error::bad_request("the body is not valid UTF-8"))
     }
 }

@@ -16,19 +16,12 @@ pub struct Response {
 impl Response {
     /// A response with a status and an empty body.
     pub fn new(status: StatusCode) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response { status, headers: Vec::new(), body: Vec::new() }
     }
     /// A JSON response.
     pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Self> {
-        let body = serde_json::to_vec(value)
-            .map_err(|e| Error::internal(format!("serialising the response: {e}")))?;
-        Ok(Response::new(status)
-            .with_header("content-type", "application/json")
-            .with_body(body))
+        let body = serde_json::to_vec(value).map_err(|e| Error::internal(format!("serialising the response: {e}")))?;
+        Ok(Response::new(status).with_header("content-type", "application/json").with_body(body))
     }
     /// Adds a header (builder style).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
@@ -42,10 +35,7 @@ impl Response {
     }
     /// The first header with this name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     /// The body parsed as JSON (for tests).
     pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
@@ -73,9 +63,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 
 impl IntoResponse for String {
     fn into_response(self) -> Result<Response> {
-        Ok(Response::new(StatusCode::OK)
-            .with_header("content-type", "text/plain; charset=utf-8")
-            .with_body(self))
+        Ok(Response::new(StatusCode::OK).with_header("content-type", "text/plain; charset=utf-8").with_body(self))
     }
 }
 
@@ -109,7 +97,6 @@ impl<T: IntoResponse> IntoResponse for (StatusCode, T) {
 
 impl<T: IntoResponse, E: Into<Error>> IntoResponse for std::result::Result<T, E> {
     fn into_response(self) -> Result<Response> {
-        self.map_err(Into::into)
-            .and_then(IntoResponse::into_response)
+        self.map_err(Into::into).and_then(IntoResponse::into_response)
     }
 }

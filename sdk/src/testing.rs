@@ -17,7 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use berth_plugin_api::abi_stable::std_types::RArc;
 use berth_plugin_api::async_ffi::FutureExt as _;
-use berth_plugin_api::{FfiFuture, Host, HostHandle, Host_TO, LogRecord};
+use berth_plugin_api::{
+    service_error_kind, BlobHandle, FfiFuture, Host, HostHandle, Host_TO, HttpClientHandle, KvHandle, LogRecord,
+    QueueHandle, RResult, RStr, RString, RedisHandle, ServiceClientHandle, ServiceError, SqlHandle,
+};
 
 use crate::__private::{FunctionDef, GroupDef, TriggerDef};
 use crate::{Context, Error, GroupContext, Request, Response, Result, StatusCode};
@@ -30,9 +33,7 @@ pub struct TestGroup {
 
 impl std::fmt::Debug for TestGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestGroup")
-            .field("name", &self.def.name)
-            .finish()
+        f.debug_struct("TestGroup").field("name", &self.def.name).finish()
     }
 }
 
@@ -42,14 +43,11 @@ impl TestGroup {
         Self::start_with_config(def, serde_json::json!({}))
     }
 
-    /// Like [`TestGroup::start`], with a group configuration.
+    /// Like [`TestGroup::start`], with a group configuration (what `[groups.config]` gives).
     pub fn start_with_config(def: GroupDef, config: serde_json::Value) -> Result<Self> {
-        let host: HostHandle = Host_TO::from_ptr(RArc::new(TestHost), TD_Opaque);
+        let host: HostHandle = Host_TO::from_ptr(RArc::new(TestHost { config: Arc::new(config) }), TD_Opaque);
         if let Some(init) = def.init {
-            block_on(init(GroupContext {
-                host: host.clone(),
-                config: Arc::new(config),
-            }))?;
+            block_on(init(GroupContext { host: host.clone() }))?;
         }
         Ok(TestGroup { def, host })
     }
@@ -61,12 +59,7 @@ impl TestGroup {
             .functions
             .iter()
             .find(|f| f.name == function)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "group `{}` has no function `{function}`",
-                    self.def.name
-                ))
-            })?;
+            .ok_or_else(|| Error::not_found(format!("group `{}` has no function `{function}`", self.def.name)))?;
         self.invoke(f, request)
     }
 
@@ -76,7 +69,7 @@ impl TestGroup {
         let mut path_matched = false;
         for f in &self.def.functions {
             for t in &f.triggers {
-                let TriggerDef::Http { method, route } = t;
+                let TriggerDef::Http { method, route } = t else { continue };
                 if let Some(params) = match_route(route, &request.path) {
                     path_matched = true;
                     if method.eq_ignore_ascii_case(&request.method) {
@@ -86,24 +79,14 @@ impl TestGroup {
                 }
             }
         }
-        let status = if path_matched {
-            StatusCode::METHOD_NOT_ALLOWED
-        } else {
-            StatusCode::NOT_FOUND
-        };
+        let status = if path_matched { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND };
         Ok(Response::new(status))
     }
 
     fn invoke(&self, f: &FunctionDef, request: Request) -> Result<Response> {
-        let ctx = Context::new(format!("test-{}", f.name), 0, self.host.clone());
-        let fut =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
-                .map_err(|p| {
-                    Error::internal(format!(
-                        "handler panicked: {}",
-                        crate::__private::panic_message(&*p)
-                    ))
-                })?;
+        let ctx = Context::new(format!("test-{}", f.name), 0, self.host.clone(), "test");
+        let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
+            .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
         block_on(fut)
     }
 }
@@ -149,32 +132,60 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
-/// The host of the test harness: logs to stderr, timers on a thread.
+/// The host of the test harness: logs to stderr, timers on a thread, the given config. It has no
+/// backends: services answer `not_declared` (test those through a real host).
 #[derive(Clone)]
-struct TestHost;
+struct TestHost {
+    config: Arc<serde_json::Value>,
+}
+
+fn no_service<T>(kind: &str, name: &str) -> RResult<T, ServiceError> {
+    RResult::RErr(ServiceError::new(
+        service_error_kind::NOT_DECLARED,
+        name,
+        format!("the test harness has no {kind} backends; test this through a berth host"),
+    ))
+}
 
 impl Host for TestHost {
     fn max_log_level(&self) -> u8 {
         berth_plugin_api::log_level::DEBUG
     }
     fn log(&self, record: LogRecord<'_>) {
-        eprintln!(
-            "[{}] {} {}: {}",
-            record.request_id, record.level, record.target, record.message
-        );
+        eprintln!("[{}] {} {}: {}", record.request_id, record.level, record.target, record.message);
     }
     fn sleep(&self, millis: u64) -> FfiFuture<()> {
-        Sleep {
-            until: std::time::Instant::now() + Duration::from_millis(millis),
-            armed: false,
-        }
-        .into_ffi()
+        Sleep { until: std::time::Instant::now() + Duration::from_millis(millis), armed: false }.into_ffi()
     }
     fn now_unix_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+    fn config_json(&self) -> RString {
+        self.config.to_string().into()
+    }
+    fn secret(&self, name: RStr<'_>) -> RResult<RString, ServiceError> {
+        no_service("secret", name.as_str())
+    }
+    fn sql(&self, name: RStr<'_>) -> RResult<SqlHandle, ServiceError> {
+        no_service("sql", name.as_str())
+    }
+    fn kv(&self, name: RStr<'_>) -> RResult<KvHandle, ServiceError> {
+        no_service("kv", name.as_str())
+    }
+    fn redis(&self, name: RStr<'_>) -> RResult<RedisHandle, ServiceError> {
+        no_service("redis", name.as_str())
+    }
+    fn blob(&self, name: RStr<'_>) -> RResult<BlobHandle, ServiceError> {
+        no_service("blob", name.as_str())
+    }
+    fn http_client(&self) -> RResult<HttpClientHandle, ServiceError> {
+        no_service("http", "http")
+    }
+    fn queue(&self, name: RStr<'_>) -> RResult<QueueHandle, ServiceError> {
+        no_service("queue", name.as_str())
+    }
+    fn service(&self, name: RStr<'_>) -> RResult<ServiceClientHandle, ServiceError> {
+        no_service("exported-service", name.as_str())
     }
 }
 
@@ -209,16 +220,10 @@ mod tests {
 
     #[test]
     fn routes_match_params_and_catch_all() {
-        assert_eq!(
-            match_route("/hello/{name}", "/hello/world"),
-            Some(vec![("name".into(), "world".into())])
-        );
+        assert_eq!(match_route("/hello/{name}", "/hello/world"), Some(vec![("name".into(), "world".into())]));
         assert_eq!(match_route("/hello/{name}", "/hello"), None);
         assert_eq!(match_route("/hello/{name}", "/hello/a/b"), None);
-        assert_eq!(
-            match_route("/files/{*path}", "/files/a/b"),
-            Some(vec![("path".into(), "a/b".into())])
-        );
+        assert_eq!(match_route("/files/{*path}", "/files/a/b"), Some(vec![("path".into(), "a/b".into())]));
         assert_eq!(match_route("/todos", "/todos"), Some(vec![]));
     }
 

@@ -16,9 +16,7 @@ pub struct Greeting {
 #[berth::http(GET, "/hello/{name}")]
 pub async fn hello(Path(name): Path<String>) -> Result<Json<Greeting>> {
     tracing::debug!(%name, "greeting");
-    Ok(Json(Greeting {
-        message: format!("Hello, {name}!"),
-    }))
+    Ok(Json(Greeting { message: format!("Hello, {name}!") }))
 }
 
 /// `GET /text`: plain text.
@@ -52,13 +50,7 @@ pub async fn echo(ctx: Context, Json(input): Json<EchoIn>) -> Result<(StatusCode
     }
     tracing::info!(times = input.times, "echoing");
     let echoed = std::iter::repeat_n(input.message, input.times as usize).collect();
-    Ok((
-        StatusCode::CREATED,
-        Json(EchoOut {
-            echoed,
-            request_id: ctx.request_id().to_owned(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(EchoOut { echoed, request_id: ctx.request_id().to_owned() })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,9 +65,7 @@ pub async fn divide(Query(q): Query<DivideQuery>) -> Result<Json<serde_json::Val
     if q.b == 0 {
         return Err(Error::bad_request("cannot divide by zero (b = 0)"));
     }
-    Ok(Json(
-        serde_json::json!({ "quotient": q.a / q.b, "remainder": q.a % q.b }),
-    ))
+    Ok(Json(serde_json::json!({ "quotient": q.a / q.b, "remainder": q.a % q.b })))
 }
 
 /// `GET /panic`: panics on purpose. The host answers 500 with the request id and keeps serving.
@@ -115,20 +105,13 @@ mod tests {
         let g = TestGroup::start(berth_group()).unwrap();
         let res = g.request(Request::new("GET", "/hello/world")).unwrap();
         assert_eq!(res.status, StatusCode::OK);
-        assert_eq!(
-            res.json_body::<Greeting>().unwrap(),
-            Greeting {
-                message: "Hello, world!".into()
-            }
-        );
+        assert_eq!(res.json_body::<Greeting>().unwrap(), Greeting { message: "Hello, world!".into() });
     }
 
     #[test]
     fn divide_by_zero_is_a_bad_request() {
         let g = TestGroup::start(berth_group()).unwrap();
-        let err = g
-            .request(Request::new("GET", "/divide?a=1&b=0"))
-            .unwrap_err();
+        let err = g.request(Request::new("GET", "/divide?a=1&b=0")).unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         let ok = g.request(Request::new("GET", "/divide?a=7&b=2")).unwrap();
         assert_eq!(ok.json_body::<serde_json::Value>().unwrap()["quotient"], 3);
@@ -140,22 +123,13 @@ mod tests {
         let started = std::time::Instant::now();
         let res = g.request(Request::new("GET", "/slow?ms=30")).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(30));
-        assert_eq!(
-            res.json_body::<serde_json::Value>().unwrap()["slept_ms"],
-            30
-        );
+        assert_eq!(res.json_body::<serde_json::Value>().unwrap()["slept_ms"], 30);
     }
 
     #[test]
     fn unknown_method_is_405_and_unknown_path_404() {
         let g = TestGroup::start(berth_group()).unwrap();
-        assert_eq!(
-            g.request(Request::new("DELETE", "/text")).unwrap().status,
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-        assert_eq!(
-            g.request(Request::new("GET", "/nope")).unwrap().status,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(g.request(Request::new("DELETE", "/text")).unwrap().status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(g.request(Request::new("GET", "/nope")).unwrap().status, StatusCode::NOT_FOUND);
     }
 }

@@ -52,11 +52,7 @@ impl Inspect {
         }
         println!("file:        {}", self.file.display());
         println!("sha256:      {}", plugin.sha256);
-        println!(
-            "plugin ABI:  {} (this host speaks {})",
-            berth_plugin_api::ABI_VERSION,
-            berth_plugin_api::ABI_VERSION
-        );
+        println!("plugin ABI:  {} (this host speaks {})", berth_plugin_api::ABI_VERSION, berth_plugin_api::ABI_VERSION);
         println!("group:       {} {}", m.name, m.version);
         println!("built with:  berth {}", m.sdk_version);
         println!("functions:");
@@ -70,19 +66,12 @@ impl Inspect {
                 .collect();
             let mut limits = Vec::new();
             if let Some(t) = f.timeout {
-                limits.push(format!(
-                    "timeout {}",
-                    humantime_serde::re::humantime::format_duration(t)
-                ));
+                limits.push(format!("timeout {}", humantime_serde::re::humantime::format_duration(t)));
             }
             if let Some(b) = f.body_limit {
                 limits.push(format!("body limit {}", bytesize::ByteSize::b(b)));
             }
-            let limits = if limits.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", limits.join(", "))
-            };
+            let limits = if limits.is_empty() { String::new() } else { format!("  ({})", limits.join(", ")) };
             println!("  {:<12} {}{limits}", f.name, triggers.join(", "));
         }
         Ok(ExitCode::SUCCESS)

@@ -33,20 +33,12 @@ pub struct Invoke {
 impl Invoke {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
-        berth_host::telemetry::init(if config.log == "info" {
-            "warn"
-        } else {
-            &config.log
-        });
-        let (group_name, function) = self.target.split_once('/').ok_or_else(|| {
-            anyhow!(
-                "`{}`: expected `group/function`, e.g. `hello/echo`",
-                self.target
-            )
-        })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        berth_host::telemetry::init(if config.log == "info" { "warn" } else { &config.log });
+        let (group_name, function) = self
+            .target
+            .split_once('/')
+            .ok_or_else(|| anyhow!("`{}`: expected `group/function`, e.g. `hello/echo`", self.target))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
             let metrics = berth_host::metrics::Metrics::new();
             let mut names = Vec::new();
@@ -61,29 +53,15 @@ impl Invoke {
                 group.shutdown().await;
                 return outcome;
             }
-            bail!(
-                "no group named `{group_name}` in {}; it has: {}",
-                self.config.config.display(),
-                names.join(", ")
-            )
+            bail!("no group named `{group_name}` in {}; it has: {}", self.config.config.display(), names.join(", "))
         })
     }
 
-    async fn call(
-        &self,
-        routes: &[berth_host::routes::Route],
-        function: &str,
-    ) -> anyhow::Result<ExitCode> {
-        let route = routes
-            .iter()
-            .find(|r| &*r.entry.name == function)
-            .ok_or_else(|| {
-                let names: Vec<_> = routes.iter().map(|r| r.entry.name.to_string()).collect();
-                anyhow!(
-                    "the group has no function `{function}`; it has: {}",
-                    names.join(", ")
-                )
-            })?;
+    async fn call(&self, routes: &[berth_host::routes::Route], function: &str) -> anyhow::Result<ExitCode> {
+        let route = routes.iter().find(|r| &*r.entry.name == function).ok_or_else(|| {
+            let names: Vec<_> = routes.iter().map(|r| r.entry.name.to_string()).collect();
+            anyhow!("the group has no function `{function}`; it has: {}", names.join(", "))
+        })?;
         let entry = route.entry.clone();
         let path = match &self.path {
             Some(p) => p.clone(),
@@ -94,39 +72,22 @@ impl Invoke {
         };
         let (path_only, query) = path.split_once('?').unwrap_or((&path, ""));
         let mut router = matchit::Router::new();
-        router
-            .insert(route.pattern.clone(), ())
-            .context("the function's route")?;
+        router.insert(route.pattern.clone(), ()).context("the function's route")?;
         let params: Vec<(String, String)> = match router.at(path_only) {
-            Ok(m) => m
-                .params
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            Err(_) => bail!(
-                "path `{path_only}` does not match the function's route `{}`",
-                route.pattern
-            ),
+            Ok(m) => m.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            Err(_) => bail!("path `{path_only}` does not match the function's route `{}`", route.pattern),
         };
         let mut headers: Vec<(String, String)> = Vec::new();
         for h in &self.headers {
-            let (k, v) = h
-                .split_once(':')
-                .ok_or_else(|| anyhow!("header `{h}`: expected `name: value`"))?;
+            let (k, v) = h.split_once(':').ok_or_else(|| anyhow!("header `{h}`: expected `name: value`"))?;
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
         if self.data.is_some() && !headers.iter().any(|(k, _)| k == "content-type") {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        let method = self
-            .method
-            .clone()
-            .unwrap_or_else(|| route.method.to_string())
-            .to_ascii_uppercase();
+        let method = self.method.clone().unwrap_or_else(|| route.method.to_string()).to_ascii_uppercase();
         let pairs = |v: Vec<(String, String)>| -> RVec<Tuple2<RString, RString>> {
-            v.into_iter()
-                .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
-                .collect()
+            v.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
         };
         let input = Input::Http(HttpRequest {
             method: method.into(),
@@ -138,7 +99,7 @@ impl Invoke {
         });
         let request_id = format!("invoke-{}", std::process::id());
         let deadline = tokio::time::Instant::now() + entry.timeout;
-        match berth_host::invoke::call(&entry, &request_id, input, deadline).await {
+        match berth_host::invoke::call(&entry, "invoke", &request_id, input, deadline).await {
             Ok(res) => {
                 std::io::stdout().write_all(&res.body)?;
                 if !res.body.ends_with(b"\n") {
@@ -151,7 +112,8 @@ impl Invoke {
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                let body = serde_json::json!({ "error": e.code(), "message": e.public_message(), "request_id": request_id });
+                let body =
+                    serde_json::json!({ "error": e.code(), "message": e.public_message(), "request_id": request_id });
                 println!("{body}");
                 if let berth_host::invoke::CallError::Panicked { message } = &e {
                     eprintln!("panic: {message}");

@@ -37,10 +37,7 @@ struct ConfigArg {
 
 impl ConfigArg {
     fn load(&self) -> anyhow::Result<berth_host::config::BerthConfig> {
-        Ok(berth_host::config::BerthConfig::load(
-            &self.config,
-            &berth_host::config::ProcessEnv,
-        )?)
+        Ok(berth_host::config::BerthConfig::load(&self.config, &berth_host::config::ProcessEnv)?)
     }
 }
 

@@ -31,35 +31,22 @@ impl Default for RequestIds {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
-        RequestIds {
-            prefix: h.finish() as u32,
-            next: AtomicU64::new(1),
-        }
+        RequestIds { prefix: h.finish() as u32, next: AtomicU64::new(1) }
     }
 }
 
 impl RequestIds {
     pub fn next(&self) -> String {
-        format!(
-            "{:08x}-{:012x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{:08x}-{:012x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The caller's id when it is a sane token (≤ 128 visible characters), else a fresh one.
     fn for_request(&self, req: &Request<Incoming>) -> String {
-        match req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-        {
+        match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
             Some(id)
                 if !id.is_empty()
                     && id.len() <= 128
-                    && id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
             {
                 id.to_owned()
             }
@@ -72,34 +59,23 @@ fn json_error(status: StatusCode, code: &str, message: &str, request_id: &str) -
     let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id });
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 
 /// Serves one request.
-pub async fn handle(
-    state: Arc<AppState>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let mut res = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => readyz(&state),
-        (&Method::GET, "/metrics") => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            state.metrics.render(),
-        ),
+        (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         _ => {
             let request_id = state.request_ids.for_request(&req);
             let mut res = route(&state, req, &request_id).await;
@@ -109,27 +85,16 @@ pub async fn handle(
             res
         }
     };
-    res.headers_mut()
-        .entry(header::SERVER)
-        .or_insert(HeaderValue::from_static("berth"));
+    res.headers_mut().entry(header::SERVER).or_insert(HeaderValue::from_static("berth"));
     Ok(res)
 }
 
 fn readyz(state: &AppState) -> Response<Body> {
     let report = state.readiness();
-    let status = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut res = Response::new(Full::new(Bytes::from(
-        serde_json::to_string(&report).unwrap_or_default(),
-    )));
+    let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut res = Response::new(Full::new(Bytes::from(serde_json::to_string(&report).unwrap_or_default())));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 
@@ -139,17 +104,8 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
         Lookup::Found { entry, params } => (entry.clone(), params),
         Lookup::MethodNotAllowed { allow } => {
             state.metrics.reject(Rejection::MethodNotAllowed);
-            let msg = format!(
-                "{} is not allowed on {}; allowed: {allow}",
-                req.method(),
-                req.uri().path()
-            );
-            let mut res = json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                &msg,
-                request_id,
-            );
+            let msg = format!("{} is not allowed on {}; allowed: {allow}", req.method(), req.uri().path());
+            let mut res = json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg, request_id);
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 res.headers_mut().insert(header::ALLOW, v);
             }
@@ -193,10 +149,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
             request_id,
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return too_large();
     }
@@ -213,34 +166,26 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
     async move {
         let deadline = Instant::now() + entry.timeout;
         let (parts, body) = req.into_parts();
-        let body =
-            match tokio::time::timeout_at(deadline, Limited::new(body, limit as usize).collect())
-                .await
-            {
-                Err(_) => {
-                    return json_error(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "body_timeout",
-                        "the request body did not arrive in time",
-                        request_id,
-                    )
-                }
-                Ok(Err(e))
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
-                    return too_large()
-                }
-                Ok(Err(e)) => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_body",
-                        &format!("could not read the request body: {e}"),
-                        request_id,
-                    )
-                }
-                Ok(Ok(collected)) => collected.to_bytes(),
-            };
+        let body = match tokio::time::timeout_at(deadline, Limited::new(body, limit as usize).collect()).await {
+            Err(_) => {
+                return json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body did not arrive in time",
+                    request_id,
+                )
+            }
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
+            Ok(Err(e)) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    &format!("could not read the request body: {e}"),
+                    request_id,
+                )
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
         let input = Input::Http(HttpRequest {
             method: parts.method.as_str().into(),
             path: parts.uri.path().into(),
@@ -248,20 +193,12 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
             headers: parts
                 .headers
                 .iter()
-                .filter_map(|(k, v)| {
-                    Some(Tuple2(
-                        RString::from(k.as_str()),
-                        RString::from(v.to_str().ok()?),
-                    ))
-                })
+                .filter_map(|(k, v)| Some(Tuple2(RString::from(k.as_str()), RString::from(v.to_str().ok()?))))
                 .collect(),
-            params: params
-                .into_iter()
-                .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
-                .collect(),
+            params: params.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
             body: RVec::from(&body[..]),
         });
-        let res = match invoke::call(&entry, request_id, input, deadline).await {
+        let res = match invoke::call(&entry, "http", request_id, input, deadline).await {
             Ok(r) => into_http(r, request_id),
             Err(e) => {
                 if matches!(e, CallError::Timeout { .. }) {
@@ -270,8 +207,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
                         "function timed out; its future was dropped"
                     );
                 }
-                let status =
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 json_error(status, e.code(), &e.public_message(), request_id)
             }
         };
@@ -286,10 +222,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
 /// Copies a plugin response into a hyper response (nothing of the plugin's memory outlives this).
 fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(r.status) else {
-        tracing::error!(
-            status = r.status,
-            "function answered an invalid HTTP status"
-        );
+        tracing::error!(status = r.status, "function answered an invalid HTTP status");
         return json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "bad_response",
@@ -301,10 +234,7 @@ fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> 
     *res.status_mut() = status;
     let headers = res.headers_mut();
     for Tuple2(k, v) in r.headers.iter() {
-        match (
-            header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
+        match (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             (Ok(k), Ok(v)) => {
                 headers.append(k, v);
             }

@@ -5,11 +5,7 @@ use std::process::Command;
 use crate::support::{base_config, group, workspace};
 
 fn berth(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run berth");
+    let out = Command::new(env!("CARGO_BIN_EXE_berth")).args(args).env("NO_COLOR", "1").output().expect("run berth");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -19,15 +15,8 @@ fn berth(args: &[&str]) -> (i32, String, String) {
 
 fn config_file(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("berth.toml");
-    std::fs::write(
-        &path,
-        base_config(
-            dir.path(),
-            "",
-            &[group("examples/todo"), group("examples/hello")].concat(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, base_config(dir.path(), "", &[group("examples/todo"), group("examples/hello")].concat()))
+        .unwrap();
     path.display().to_string()
 }
 
@@ -35,40 +24,18 @@ fn config_file(dir: &tempfile::TempDir) -> String {
 fn invoke_calls_a_function_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(&dir);
-    let (code, out, err) = berth(&[
-        "invoke",
-        "hello/hello",
-        "--path",
-        "/hello/cli",
-        "--config",
-        &config,
-    ]);
+    let (code, out, err) = berth(&["invoke", "hello/hello", "--path", "/hello/cli", "--config", &config]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
-        serde_json::json!({"message": "Hello, cli!"})
-    );
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!({"message": "Hello, cli!"}));
 
-    let (code, out, err) = berth(&[
-        "invoke",
-        "hello/echo",
-        "--data",
-        r#"{"message":"m","times":2}"#,
-        "--config",
-        &config,
-    ]);
+    let (code, out, err) =
+        berth(&["invoke", "hello/echo", "--data", r#"{"message":"m","times":2}"#, "--config", &config]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()["echoed"],
-        serde_json::json!(["m", "m"])
-    );
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["echoed"], serde_json::json!(["m", "m"]));
 
     let (code, out, err) = berth(&["invoke", "hello/panic", "--config", &config]);
     assert_eq!(code, 1);
-    assert!(
-        out.contains("\"panic\"") && err.contains("deliberate panic"),
-        "{out}\n{err}"
-    );
+    assert!(out.contains("\"panic\"") && err.contains("deliberate panic"), "{out}\n{err}");
 
     let (code, _, err) = berth(&["invoke", "hello/hello", "--config", &config]);
     assert_eq!(code, 1);
@@ -76,25 +43,18 @@ fn invoke_calls_a_function_without_a_server() {
 
     let (code, _, err) = berth(&["invoke", "nosuch/fn", "--config", &config]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("no group named `nosuch`") && err.contains("todo") && err.contains("hello"),
-        "{err}"
-    );
+    assert!(err.contains("no group named `nosuch`") && err.contains("todo") && err.contains("hello"), "{err}");
 }
 
 #[test]
 fn inspect_prints_the_manifest_or_why_a_file_is_not_a_plugin() {
-    let so =
-        berth_host::builder::build_group_crate(&workspace().join("examples/hello"), "dev").unwrap();
+    let so = berth_host::builder::build_group_crate(&workspace().join("examples/hello"), "dev").unwrap();
     let (code, out, err) = berth(&["inspect", so.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("group:       hello 1.0.0"), "{out}");
     assert!(out.contains("plugin ABI:  1"), "{out}");
     assert!(out.contains("http GET /hello/{name}"), "{out}");
-    assert!(
-        out.contains("upload") && out.contains("body limit 1.0 KiB"),
-        "{out}"
-    );
+    assert!(out.contains("upload") && out.contains("body limit 1.0 KiB"), "{out}");
 
     let (code, out, _) = berth(&["inspect", "--json", so.to_str().unwrap()]);
     assert_eq!(code, 0);
@@ -107,27 +67,14 @@ fn inspect_prints_the_manifest_or_why_a_file_is_not_a_plugin() {
     std::fs::write(&text, "hello").unwrap();
     let (code, _, err) = berth(&["inspect", text.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("readme.so") && err.contains("a text file"),
-        "{err}"
-    );
+    assert!(err.contains("readme.so") && err.contains("a text file"), "{err}");
 
-    let abi = berth_host::builder::build_group_crate(
-        &workspace().join("host/fixtures/abi-mismatch"),
-        "dev",
-    )
-    .unwrap();
+    let abi = berth_host::builder::build_group_crate(&workspace().join("host/fixtures/abi-mismatch"), "dev").unwrap();
     let (code, _, err) = berth(&["inspect", abi.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("built for plugin ABI 999, this host speaks 1"),
-        "{err}"
-    );
+    assert!(err.contains("built for plugin ABI 999, this host speaks 1"), "{err}");
 
     let (code, _, err) = berth(&["inspect", "/nonexistent/plugin.so"]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("/nonexistent/plugin.so") && err.contains("cannot read"),
-        "{err}"
-    );
+    assert!(err.contains("/nonexistent/plugin.so") && err.contains("cannot read"), "{err}");
 }

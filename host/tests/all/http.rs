@@ -3,12 +3,7 @@
 use crate::support::{group, metric, TestHost};
 
 async fn examples() -> TestHost {
-    TestHost::start(&format!(
-        "{}{}",
-        group("examples/hello"),
-        group("examples/todo")
-    ))
-    .await
+    TestHost::start(&format!("{}{}", group("examples/hello"), group("examples/todo"))).await
 }
 
 #[tokio::test]
@@ -22,15 +17,12 @@ async fn hello_returns_json_and_metrics_count_the_call() {
     assert!(res.header("x-request-id").is_some_and(|id| !id.is_empty()));
 
     let metrics = h.get("/metrics").await.text();
-    let calls = metric(
-        &metrics,
-        r#"berth_function_invocations_total{function="hello",group="hello",status_class="2xx"}"#,
-    );
+    let calls =
+        metric(&metrics, r#"berth_function_invocations_total{function="hello",group="hello",status_class="2xx"}"#);
     assert_eq!(calls, Some(1.0), "{metrics}");
     assert_eq!(metric(&metrics, "berth_plugin_groups_loaded"), Some(2.0));
     assert!(
-        metrics
-            .contains(r#"berth_function_duration_seconds_count{function="hello",group="hello"} 1"#),
+        metrics.contains(r#"berth_function_duration_seconds_count{function="hello",group="hello"} 1"#),
         "{metrics}"
     );
     h.stop().await;
@@ -43,10 +35,7 @@ async fn path_params_are_percent_decoded_and_query_params_typed() {
     assert_eq!(res.json()["message"], "Hello, wörld x!");
     let res = h.get("/divide?a=17&b=5").await;
     assert_eq!(res.status, 200);
-    assert_eq!(
-        res.json(),
-        serde_json::json!({"quotient": 3, "remainder": 2})
-    );
+    assert_eq!(res.json(), serde_json::json!({"quotient": 3, "remainder": 2}));
     let res = h.get("/divide?a=1&b=zero").await;
     assert_eq!(res.status, 400, "{}", res.text());
     assert!(res.json()["message"].as_str().unwrap().contains("query"));
@@ -57,23 +46,11 @@ async fn path_params_are_percent_decoded_and_query_params_typed() {
 async fn json_round_trip_keeps_the_callers_request_id() {
     let h = examples().await;
     let body = br#"{"message":"hi","times":3}"#;
-    let res = h
-        .send(
-            "POST",
-            "/echo",
-            &[
-                ("content-type", "application/json"),
-                ("x-request-id", "trace-42"),
-            ],
-            body,
-        )
-        .await;
+    let res =
+        h.send("POST", "/echo", &[("content-type", "application/json"), ("x-request-id", "trace-42")], body).await;
     assert_eq!(res.status, 201, "{}", res.text());
     assert_eq!(res.header("x-request-id"), Some("trace-42"));
-    assert_eq!(
-        res.json(),
-        serde_json::json!({"echoed": ["hi", "hi", "hi"], "request_id": "trace-42"})
-    );
+    assert_eq!(res.json(), serde_json::json!({"echoed": ["hi", "hi", "hi"], "request_id": "trace-42"}));
     h.stop().await;
 }
 
@@ -85,17 +62,12 @@ async fn malformed_json_and_handler_errors_map_to_statuses_with_request_ids() {
     let err = res.json();
     assert_eq!(err["error"], "bad_request");
     assert_eq!(err["request_id"].as_str(), res.header("x-request-id"));
-    let res = h
-        .send("POST", "/echo", &[], br#"{"message":"x","times":1000}"#)
-        .await;
+    let res = h.send("POST", "/echo", &[], br#"{"message":"x","times":1000}"#).await;
     assert_eq!(res.status, 422);
     assert_eq!(res.json()["error"], "unprocessable");
     let res = h.get("/divide?a=1&b=0").await;
     assert_eq!(res.status, 400);
-    assert!(res.json()["message"]
-        .as_str()
-        .unwrap()
-        .contains("divide by zero"));
+    assert!(res.json()["message"].as_str().unwrap().contains("divide by zero"));
     h.stop().await;
 }
 
@@ -117,9 +89,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
 #[tokio::test]
 async fn todo_crud_over_http() {
     let h = examples().await;
-    let res = h
-        .send("POST", "/todos", &[], br#"{"title":"buy milk"}"#)
-        .await;
+    let res = h.send("POST", "/todos", &[], br#"{"title":"buy milk"}"#).await;
     assert_eq!(res.status, 201, "{}", res.text());
     let id = res.json()["id"].as_u64().unwrap();
     let path = format!("/todos/{id}");
@@ -131,12 +101,7 @@ async fn todo_crud_over_http() {
     assert_eq!(h.send("DELETE", &path, &[], b"").await.status, 204);
     assert_eq!(h.get(&path).await.status, 404);
     assert_eq!(h.get("/todos/not-a-number").await.status, 400);
-    assert_eq!(
-        h.send("POST", "/todos", &[], br#"{"title":"x","colour":"red"}"#)
-            .await
-            .status,
-        400
-    );
+    assert_eq!(h.send("POST", "/todos", &[], br#"{"title":"x","colour":"red"}"#).await.status, 400);
     h.stop().await;
 }
 

@@ -35,58 +35,33 @@ async fn bodies_over_the_function_limit_get_413_and_under_it_pass() {
     );
     let res = raw_request(h.addr, head.as_bytes()).await;
     assert_eq!(res.status, 413, "{}", res.text());
-    assert!(
-        res.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("6291456 bytes"),
-        "{}",
-        res.text()
-    );
+    assert!(res.json()["message"].as_str().unwrap().contains("6291456 bytes"), "{}", res.text());
     assert_eq!(h.get("/hello/still-serving").await.status, 200);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn config_overrides_the_body_limit_per_function() {
-    let h = TestHost::start(&format!(
-        "{}[groups.functions.upload]\nbody_limit = \"10B\"\n",
-        group("examples/hello")
-    ))
-    .await;
-    assert_eq!(
-        h.send("POST", "/upload", &[], b"0123456789").await.status,
-        200
-    );
-    assert_eq!(
-        h.send("POST", "/upload", &[], b"0123456789a").await.status,
-        413
-    );
+    let h =
+        TestHost::start(&format!("{}[groups.functions.upload]\nbody_limit = \"10B\"\n", group("examples/hello"))).await;
+    assert_eq!(h.send("POST", "/upload", &[], b"0123456789").await.status, 200);
+    assert_eq!(h.send("POST", "/upload", &[], b"0123456789a").await.status, 413);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn a_function_past_its_timeout_gets_504_and_the_host_keeps_serving() {
-    let h = TestHost::start(&format!(
-        "{}[groups.functions.slow]\ntimeout = \"200ms\"\n",
-        group("examples/hello")
-    ))
-    .await;
+    let h =
+        TestHost::start(&format!("{}[groups.functions.slow]\ntimeout = \"200ms\"\n", group("examples/hello"))).await;
     let started = Instant::now();
     let res = h.get("/slow?ms=10000").await;
     assert_eq!(res.status, 504, "{}", res.text());
     assert_eq!(res.json()["error"], "timeout");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert_eq!(h.get("/slow?ms=10").await.status, 200);
     let metrics = h.get("/metrics").await.text();
     assert!(
-        metrics.contains(
-            r#"berth_function_errors_total{function="slow",group="hello",kind="timeout"} 1"#
-        ),
+        metrics.contains(r#"berth_function_errors_total{function="slow",group="hello",kind="timeout"} 1"#),
         "{metrics}"
     );
     h.stop().await;
@@ -97,11 +72,7 @@ async fn the_concurrency_limit_answers_503_at_once_instead_of_queueing() {
     let h = TestHost::start_with("max_concurrency = 2", &group("examples/hello")).await;
     let addr = h.addr;
     let calls: Vec<_> = (0..6)
-        .map(|_| {
-            tokio::spawn(async move {
-                crate::support::request(addr, "GET", "/slow?ms=800", &[], b"").await
-            })
-        })
+        .map(|_| tokio::spawn(async move { crate::support::request(addr, "GET", "/slow?ms=800", &[], b"").await }))
         .collect();
     let mut ok = 0;
     let mut rejected = 0;

@@ -26,59 +26,33 @@ async fn bad_plugins_are_refused_by_name_while_the_other_groups_serve() {
     .concat();
     let h = TestHost::start(&config).await;
 
-    assert_eq!(
-        h.get("/hello/world").await.status,
-        200,
-        "hello keeps serving"
-    );
-    assert_eq!(
-        h.get("/never").await.status,
-        404,
-        "a refused group serves nothing"
-    );
+    assert_eq!(h.get("/hello/world").await.status, 200, "hello keeps serving");
+    assert_eq!(h.get("/never").await.status, 404, "a refused group serves nothing");
 
     let ready = h.get("/readyz").await;
     assert_eq!(ready.status, 503);
-    let problems: Vec<String> = ready.json()["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
+    let problems: Vec<String> =
+        ready.json()["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
     assert_eq!(problems.len(), 7, "{problems:#?}");
     let expect = |needle_file: &str, needle_msg: &str| {
         assert!(
-            problems
-                .iter()
-                .any(|p| p.contains(needle_file) && p.contains(needle_msg)),
+            problems.iter().any(|p| p.contains(needle_file) && p.contains(needle_msg)),
             "no problem mentions `{needle_file}` with `{needle_msg}`: {problems:#?}"
         );
     };
     expect("empty.so", "the file is empty");
     expect("notes.so", "a text file, not a shared library");
     expect("libfixture_not_berth.so", "not a Berth plugin");
-    expect(
-        "libfixture_abi_mismatch.so",
-        "built for plugin ABI 999, this host speaks 1",
-    );
-    expect(
-        "libfixture_layout_mismatch.so",
-        "incompatible with this host's plugin API",
-    );
-    expect(
-        "libfixture_panic_init.so",
-        "init hook panicked: fixture: init hook panicked on purpose",
-    );
+    expect("libfixture_abi_mismatch.so", "built for plugin ABI 999, this host speaks 1");
+    expect("libfixture_layout_mismatch.so", "incompatible with this host's plugin API");
+    expect("libfixture_panic_init.so", "init hook panicked: fixture: init hook panicked on purpose");
     expect("libfixture_init_fails.so", "`required_setting` is missing");
     h.stop().await;
 }
 
 #[tokio::test]
 async fn an_init_hook_sees_its_group_config() {
-    let config = format!(
-        "{}[groups.config]\nrequired_setting = \"present\"\n",
-        group("host/fixtures/init-fails")
-    );
+    let config = format!("{}[groups.config]\nrequired_setting = \"present\"\n", group("host/fixtures/init-fails"));
     let h = TestHost::start(&config).await;
     assert!(h.readiness().ready, "{:?}", h.readiness());
     assert_eq!(h.get("/never-either").await.status, 200);
@@ -87,8 +61,7 @@ async fn an_init_hook_sees_its_group_config() {
 
 #[tokio::test]
 async fn a_route_conflict_between_groups_is_refused_at_load() {
-    let h =
-        TestHost::start(&[group("examples/hello"), group("host/fixtures/conflict")].concat()).await;
+    let h = TestHost::start(&[group("examples/hello"), group("host/fixtures/conflict")].concat()).await;
     let readiness = h.readiness();
     assert!(!readiness.ready);
     assert_eq!(readiness.problems.len(), 1, "{readiness:?}");
@@ -100,10 +73,7 @@ async fn a_route_conflict_between_groups_is_refused_at_load() {
         "{problem}"
     );
     // The first group keeps its route.
-    assert_eq!(
-        h.get("/hello/world").await.json()["message"],
-        "Hello, world!"
-    );
+    assert_eq!(h.get("/hello/world").await.json()["message"], "Hello, world!");
     h.stop().await;
 }
 
@@ -118,16 +88,9 @@ async fn the_same_group_twice_and_unknown_function_overrides_are_refused() {
     .concat();
     let h = TestHost::start(&config).await;
     let problems = h.readiness().problems;
+    assert!(problems.iter().any(|p| p.contains("group `hello` is configured twice")), "{problems:#?}");
     assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("group `hello` is configured twice")),
-        "{problems:#?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("`[groups.functions.lsit]`") && p.contains("it has: list, create")),
+        problems.iter().any(|p| p.contains("`[groups.functions.lsit]`") && p.contains("it has: list, create")),
         "{problems:#?}"
     );
     assert_eq!(h.get("/hello/x").await.status, 200);

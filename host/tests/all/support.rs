@@ -12,10 +12,7 @@ use tokio::net::TcpStream;
 
 /// The repository root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
 }
 
 /// The config every test host starts from: port 0, its own data dir, dev-profile builds.
@@ -29,10 +26,7 @@ pub fn base_config(data_dir: &Path, server: &str, extra: &str) -> String {
 
 /// `[[groups]]` entry for a crate under the workspace.
 pub fn group(path: &str) -> String {
-    format!(
-        "[[groups]]\npath = \"{}\"\n",
-        workspace().join(path).display()
-    )
+    format!("[[groups]]\npath = \"{}\"\n", workspace().join(path).display())
 }
 
 /// A host started in-process, with its temporary data directory.
@@ -52,27 +46,16 @@ impl TestHost {
     pub async fn start_with(server: &str, extra: &str) -> TestHost {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = base_config(dir.path(), server, extra);
-        let config =
-            BerthConfig::parse(&text, &workspace(), &BTreeMap::new()).expect("test config parses");
+        let config = BerthConfig::parse(&text, &workspace(), &BTreeMap::new()).expect("test config parses");
         let host = app::start(config).await.expect("host starts");
-        TestHost {
-            addr: host.addr,
-            host: Some(host),
-            _dir: dir,
-        }
+        TestHost { addr: host.addr, host: Some(host), _dir: dir }
     }
 
     pub async fn get(&self, path: &str) -> Res {
         request(self.addr, "GET", path, &[], b"").await
     }
 
-    pub async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Res {
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Res {
         request(self.addr, method, path, headers, body).await
     }
 
@@ -97,14 +80,10 @@ pub struct Res {
 
 impl Res {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -112,17 +91,9 @@ impl Res {
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), with a Content-Length body.
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Res {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Res {
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -134,9 +105,7 @@ pub async fn request(
 
 /// Sends raw bytes and parses the response (the server closes the connection after it).
 pub async fn raw_request(addr: SocketAddr, raw: &[u8]) -> Res {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the test host");
+    let mut stream = TcpStream::connect(addr).await.expect("connect to the test host");
     stream.write_all(raw).await.expect("write request");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
@@ -150,38 +119,20 @@ fn parse_response(buf: &[u8]) -> Res {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "no HTTP response head in {:?}",
-                String::from_utf8_lossy(buf)
-            )
-        });
+        .unwrap_or_else(|| panic!("no HTTP response head in {:?}", String::from_utf8_lossy(buf)));
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        })
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())))
         .collect();
     let body = buf[split + 4..].to_vec();
-    Res {
-        status,
-        headers,
-        body,
-    }
+    Res { status, headers, body }
 }
 
 /// The value of one sample line in a Prometheus text exposition.
 pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    text.lines().find(|l| l.starts_with(name_and_labels)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// A `berth up` process started from the built binary, with its stderr drained in the background.
@@ -196,8 +147,7 @@ impl BerthProcess {
     pub fn start(server: &str, extra: &str) -> BerthProcess {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temp dir");
-        let text =
-            base_config(dir.path(), server, extra).replace("log = \"warn\"", "log = \"info\"");
+        let text = base_config(dir.path(), server, extra).replace("log = \"warn\"", "log = \"info\"");
         let config = dir.path().join("berth.toml");
         std::fs::write(&config, text).expect("write config");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -212,16 +162,9 @@ impl BerthProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains(" ready ") || line.contains("not every group loaded") {
-                    if let Some(addr) = line
-                        .split("addr=")
-                        .nth(1)
-                        .and_then(|s| s.split_whitespace().next())
-                    {
+                    if let Some(addr) = line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()) {
                         if let (Some(tx), Ok(addr)) = (tx.take(), addr.parse::<SocketAddr>()) {
                             let _ = tx.send(addr);
                         }
@@ -229,20 +172,13 @@ impl BerthProcess {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(300))
-            .expect("berth up became ready");
-        BerthProcess {
-            child,
-            addr,
-            _dir: dir,
-        }
+        let addr = rx.recv_timeout(Duration::from_secs(300)).expect("berth up became ready");
+        BerthProcess { child, addr, _dir: dir }
     }
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
