@@ -19,6 +19,7 @@ use crate::config::BerthConfig;
 use crate::groups::{self, GroupError, ServedGroup};
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
+use crate::services::registry::ServiceRegistry;
 use crate::triggers::http::{self as http_trigger, RequestIds};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,7 @@ pub enum ServeError {
 /// State shared by every request.
 pub struct AppState {
     pub routes: ArcSwap<RouteTable>,
+    pub services: Arc<ServiceRegistry>,
     pub limiter: Arc<Semaphore>,
     pub metrics: Metrics,
     pub request_ids: RequestIds,
@@ -48,10 +50,12 @@ pub struct Readiness {
 
 impl AppState {
     fn new(config: &BerthConfig) -> Self {
+        let metrics = Metrics::new();
         AppState {
             routes: ArcSwap::from_pointee(RouteTable::new()),
+            services: Arc::new(ServiceRegistry::new(config, metrics.clone())),
             limiter: Arc::new(Semaphore::new(config.server.max_concurrency)),
-            metrics: Metrics::new(),
+            metrics,
             request_ids: RequestIds::default(),
             ready: AtomicBool::new(false),
             groups: Mutex::new(Vec::new()),
@@ -90,7 +94,7 @@ impl AppState {
     }
 
     async fn add_group(&self, config: &BerthConfig, gc: &crate::config::GroupConfig) -> Result<(), GroupError> {
-        let (group, routes) = groups::load_group(config, gc, &self.metrics).await?;
+        let (group, routes) = groups::load_group(config, gc, &self.services, &self.metrics).await?;
         if self.groups.lock().expect("groups lock").iter().any(|g| g.name == group.name) {
             group.shutdown().await;
             return Err(GroupError::Duplicate { group: group.name.to_string(), source_label: gc.label() });

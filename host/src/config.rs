@@ -47,6 +47,157 @@ pub struct BerthConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// Backends, by the name groups declare them under: `[services.db] kind = "sqlite"`.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// The outbound HTTP client every group that declares `http()` shares.
+    #[serde(default)]
+    pub http_client: HttpClientConfig,
+}
+
+/// One configured backend. `kind` picks the implementation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ServiceConfig {
+    /// SQLite (embedded): a file under the data directory.
+    Sqlite(SqliteConfig),
+    /// PostgreSQL.
+    Postgres(SqlServerConfig),
+    /// MySQL or MariaDB.
+    Mysql(SqlServerConfig),
+    /// The embedded key-value store, persisted under the data directory.
+    Kv(EmbeddedKvConfig),
+    /// A key-value store on Redis.
+    RedisKv(RedisKvConfig),
+    /// Direct Redis access.
+    Redis(RedisConfig),
+    /// A blob bucket in a local directory.
+    Blob(BlobConfig),
+}
+
+impl ServiceConfig {
+    /// The service family a group declares (`sql`, `kv`, `redis`, `blob`).
+    pub fn family(&self) -> &'static str {
+        match self {
+            ServiceConfig::Sqlite(_) | ServiceConfig::Postgres(_) | ServiceConfig::Mysql(_) => "sql",
+            ServiceConfig::Kv(_) | ServiceConfig::RedisKv(_) => "kv",
+            ServiceConfig::Redis(_) => "redis",
+            ServiceConfig::Blob(_) => "blob",
+        }
+    }
+    /// The `kind` as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServiceConfig::Sqlite(_) => "sqlite",
+            ServiceConfig::Postgres(_) => "postgres",
+            ServiceConfig::Mysql(_) => "mysql",
+            ServiceConfig::Kv(_) => "kv",
+            ServiceConfig::RedisKv(_) => "redis-kv",
+            ServiceConfig::Redis(_) => "redis",
+            ServiceConfig::Blob(_) => "blob",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file; relative paths are under `data_dir`. Default: `<data_dir>/sql/<name>.db`.
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_sqlite_connections")]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlServerConfig {
+    /// `postgres://user@host:5432/db` or `mysql://root@127.0.0.1:3306/db`.
+    pub url: String,
+    #[serde(default = "default_pool_connections")]
+    pub max_connections: u32,
+    /// How long a call waits for a connection (and a connection attempt may take).
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedKvConfig {
+    /// The store's file; relative paths are under `data_dir`. Default: `<data_dir>/kv/<name>.db`.
+    pub path: Option<PathBuf>,
+    /// Shared stores are not namespaced per group.
+    #[serde(default)]
+    pub shared: bool,
+    #[serde(default = "default_max_value")]
+    pub max_value_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisKvConfig {
+    /// `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// Prefix of every key this store writes (before the group namespace).
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+    #[serde(default)]
+    pub shared: bool,
+    #[serde(default = "default_max_value")]
+    pub max_value_size: ByteSize,
+    /// How long one command may take before the call fails with `timeout`.
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobConfig {
+    /// The bucket's directory; relative paths are under `data_dir`. Default: `<data_dir>/blob/<name>`.
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_max_object")]
+    pub max_object_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpClientConfig {
+    /// Default timeout of an outbound request (a call may ask for less).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest response body a function may receive.
+    #[serde(default = "default_body_limit")]
+    pub max_response_size: ByteSize,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> Self {
+        HttpClientConfig { timeout: default_timeout(), max_response_size: default_body_limit() }
+    }
+}
+
+/// Where a group's secret comes from: `stripe_key = { env = "STRIPE_KEY" }` or `{ file = "..." }`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,9 +269,18 @@ pub struct GroupConfig {
     /// Per-function overrides, by function name.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionOverride>,
-    /// Free-form settings handed to the group's init hook as JSON.
+    /// Free-form settings handed to the group as JSON (`ctx.config()`).
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// The group's secrets, by the name it declares them under.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Binds a declared service name to a differently named `[services.*]` entry
+    /// (`db = "main-postgres"`); unbound names resolve to the service of the same name.
+    #[serde(default)]
+    pub bind: BTreeMap<String, String>,
+    /// SQL migrations applied when the group loads (default: the crate's `migrations/` folder).
+    pub migrations: Option<PathBuf>,
 }
 
 impl GroupConfig {
@@ -161,6 +321,24 @@ fn default_timeout() -> Duration {
 }
 fn default_body_limit() -> ByteSize {
     ByteSize::mib(6)
+}
+fn default_sqlite_connections() -> u32 {
+    4
+}
+fn default_pool_connections() -> u32 {
+    10
+}
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_value() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_max_object() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_redis_prefix() -> String {
+    "berth:".into()
 }
 fn default_profile() -> String {
     "release".into()
@@ -265,6 +443,12 @@ impl BerthConfig {
         for g in &mut self.groups {
             g.path.as_mut().map(abs);
             g.file.as_mut().map(abs);
+            g.migrations.as_mut().map(abs);
+            for s in g.secrets.values_mut() {
+                if let SecretSource::File(p) = s {
+                    abs(p);
+                }
+            }
         }
     }
 }
@@ -317,6 +501,36 @@ mod tests {
         let o = &c.groups[0].functions["slow"];
         assert_eq!(o.timeout, Some(Duration::from_millis(150)));
         assert_eq!(o.body_limit, Some(ByteSize::kib(2)));
+    }
+
+    #[test]
+    fn services_parse_by_kind_and_refuse_unknown_kinds_and_keys() {
+        let c = parse(
+            "[services.db]\nkind = \"postgres\"\nurl = \"postgres://x/y\"\n[services.cache]\nkind = \"kv\"\nshared = true\n",
+            &[("BERTH_SERVICES__DB__URL", "postgres://127.0.0.1/test")],
+        )
+        .unwrap();
+        match &c.services["db"] {
+            ServiceConfig::Postgres(p) => assert_eq!(p.url, "postgres://127.0.0.1/test"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&c.services["cache"], ServiceConfig::Kv(k) if k.shared));
+        let err = parse("[services.db]\nkind = \"oracle\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("oracle"), "{err}");
+        let err = parse("[services.db]\nkind = \"sqlite\"\nurl = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_never_print() {
+        let c = parse(
+            "[[groups]]\nfile = \"a.so\"\n[groups.secrets]\nkey = { env = \"STRIPE\" }\ncert = { file = \"c.pem\" }\n",
+            &[],
+        )
+        .unwrap();
+        let s = &c.groups[0].secrets;
+        assert!(matches!(&s["key"], SecretSource::Env(v) if v == "STRIPE"));
+        assert!(matches!(&s["cert"], SecretSource::File(p) if p == Path::new("/srv/c.pem")));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::host_api::GroupHost;
 use crate::loader::{self, GroupInstance, LoadError, TriggerSpec};
 use crate::metrics::{FunctionMetrics, Metrics};
 use crate::routes::Route;
-use crate::services::GroupServices;
+use crate::services::registry::{ResolveError, ServiceRegistry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -27,6 +27,8 @@ pub enum GroupError {
     Duplicate { group: String, source_label: String },
     #[error("group `{group}` ({source_label}) refused: {source}")]
     Routes { group: String, source_label: String, source: crate::routes::RouteConflict },
+    #[error(transparent)]
+    Services(#[from] ResolveError),
     #[error("building or loading `{source_label}` stopped unexpectedly: {message}")]
     Internal { source_label: String, message: String },
 }
@@ -83,10 +85,11 @@ pub async fn open_plugin(
 pub async fn load_group(
     config: &BerthConfig,
     group_config: &GroupConfig,
+    registry: &ServiceRegistry,
     metrics: &Metrics,
 ) -> Result<(Arc<ServedGroup>, Vec<Route>), GroupError> {
     let plugin = open_plugin(config, group_config).await?;
-    serve_plugin(config, group_config, plugin, metrics).await
+    serve_plugin(config, group_config, plugin, registry, metrics).await
 }
 
 /// Instantiates an opened plugin with the limits and settings of its `[[groups]]` entry.
@@ -94,6 +97,7 @@ pub async fn serve_plugin(
     config: &BerthConfig,
     group_config: &GroupConfig,
     plugin: Arc<loader::LoadedPlugin>,
+    registry: &ServiceRegistry,
     metrics: &Metrics,
 ) -> Result<(Arc<ServedGroup>, Vec<Route>), GroupError> {
     let label = group_config.label();
@@ -108,10 +112,7 @@ pub async fn serve_plugin(
             });
         }
     }
-    let services = GroupServices {
-        config_json: serde_json::Value::Object(group_config.config.clone()).to_string(),
-        ..GroupServices::default()
-    };
+    let services = registry.resolve(&manifest.name, &manifest.services, group_config)?;
     let host = GroupHost::with_services(&manifest.name, services);
     let instance = plugin.instantiate(host.clone()).await?;
     let group = Arc::new(ServedGroup {

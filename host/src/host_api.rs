@@ -39,7 +39,10 @@ impl GroupHost {
             LevelFilter::DEBUG => log_level::DEBUG,
             _ => log_level::TRACE,
         };
-        Host_TO::from_ptr(RArc::new(GroupHost { group: group.into(), max_level, services: Arc::new(services) }), TD_Opaque)
+        Host_TO::from_ptr(
+            RArc::new(GroupHost { group: group.into(), max_level, services: Arc::new(services) }),
+            TD_Opaque,
+        )
     }
 }
 

@@ -70,6 +70,25 @@ pub struct FunctionManifest {
     pub services: Vec<(String, String)>,
 }
 
+/// A service a group declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceNeed {
+    /// `sql`, `kv`, `redis`, `blob`, `http`, `secret`, `queue` or `service`.
+    pub kind: String,
+    pub name: String,
+    /// For `service`: the interface crate and the version the consumer was built with.
+    pub interface: String,
+    pub version: String,
+}
+
+/// A service a group exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportInfo {
+    pub name: String,
+    pub interface: String,
+    pub version: String,
+}
+
 /// A plugin's manifest, copied out of the library (so it outlives it).
 #[derive(Debug, Clone)]
 pub struct GroupManifest {
@@ -77,6 +96,8 @@ pub struct GroupManifest {
     pub version: String,
     pub sdk_version: String,
     pub functions: Vec<FunctionManifest>,
+    pub services: Vec<ServiceNeed>,
+    pub exports: Vec<ExportInfo>,
 }
 
 /// An opened plugin library. Dropping it closes the library: drop every object the plugin made
@@ -233,10 +254,12 @@ fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError
                     }
                     triggers.push(TriggerSpec::Http { method, route: route.to_string() });
                 }
-                Ok(_) | Err(_) => return Err(bad(format!(
+                Ok(_) | Err(_) => {
+                    return Err(bad(format!(
                     "function `{}` uses a trigger kind this host does not know; upgrade the host or rebuild the plugin",
                     f.name
-                ))),
+                )))
+                }
             }
         }
         functions.push(FunctionManifest {
@@ -247,20 +270,38 @@ fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError
             services: f.services.iter().map(|s| (s.kind.to_string(), s.name.to_string())).collect(),
         });
     }
+    let services = m
+        .services
+        .iter()
+        .map(|s| ServiceNeed {
+            kind: s.kind.to_string(),
+            name: s.name.to_string(),
+            interface: s.interface.to_string(),
+            version: s.version.to_string(),
+        })
+        .collect();
+    let exports = m
+        .exports
+        .iter()
+        .map(|e| ExportInfo {
+            name: e.name.to_string(),
+            interface: e.interface.to_string(),
+            version: e.version.to_string(),
+        })
+        .collect();
     Ok(GroupManifest {
         name: m.name.into_string(),
         version: m.version.into_string(),
         sdk_version: m.sdk_version.into_string(),
         functions,
+        services,
+        exports,
     })
 }
 
 impl LoadedPlugin {
     /// Creates the group (running its init hook) with `host` as its host handle.
-    pub async fn instantiate(
-        self: &std::sync::Arc<Self>,
-        host: HostHandle,
-    ) -> Result<GroupInstance, LoadError> {
+    pub async fn instantiate(self: &std::sync::Arc<Self>, host: HostHandle) -> Result<GroupInstance, LoadError> {
         let err = |message: String| LoadError::Instantiate {
             path: self.source.clone(),
             group: self.manifest.name.clone(),

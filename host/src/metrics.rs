@@ -16,6 +16,53 @@ pub struct Metrics {
     rejected: IntCounterVec,
     pub groups_loaded: IntGauge,
     pub inflight: IntGauge,
+    service_calls: IntCounterVec,
+    service_errors: IntCounterVec,
+    service_duration: HistogramVec,
+}
+
+/// Metrics of one configured service: calls, errors by kind and latency, per operation.
+#[derive(Clone)]
+pub struct ServiceMetrics {
+    service: std::sync::Arc<str>,
+    calls: IntCounterVec,
+    errors: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl ServiceMetrics {
+    /// Times `fut` and counts its outcome under operation `op`; errors are logged with the
+    /// service name (values and parameters never are).
+    pub async fn observe<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T, berth_plugin_api::ServiceError>>,
+    ) -> berth_plugin_api::RResult<T, berth_plugin_api::ServiceError> {
+        let started = std::time::Instant::now();
+        let out = fut.await;
+        self.duration.with_label_values(&[&self.service, op]).observe(started.elapsed().as_secs_f64());
+        self.calls.with_label_values(&[&self.service, op]).inc();
+        if let Err(e) = &out {
+            let kind = service_error_label(e.kind);
+            self.errors.with_label_values(&[&self.service, op, kind]).inc();
+            tracing::warn!(service = %self.service, op, error_kind = kind, error = %e.message, "service call failed");
+        }
+        out.into()
+    }
+}
+
+fn service_error_label(kind: u8) -> &'static str {
+    use berth_plugin_api::service_error_kind as k;
+    match kind {
+        k::UNAVAILABLE => "unavailable",
+        k::NOT_FOUND => "not_found",
+        k::INVALID => "invalid",
+        k::TOO_LARGE => "too_large",
+        k::CONFLICT => "conflict",
+        k::TIMEOUT => "timeout",
+        k::NOT_DECLARED => "not_declared",
+        _ => "other",
+    }
 }
 
 /// The handles of one function, resolved at load.
@@ -94,6 +141,23 @@ impl Metrics {
         let groups_loaded =
             IntGauge::new("berth_plugin_groups_loaded", "Function groups loaded and serving").expect("valid metric");
         let inflight = IntGauge::new("berth_http_inflight_requests", "Function calls in flight").expect("valid metric");
+        let service_calls = IntCounterVec::new(
+            Opts::new("berth_service_calls_total", "Service calls made by functions, by service and operation"),
+            &["service", "op"],
+        )
+        .expect("valid metric");
+        let service_errors = IntCounterVec::new(
+            Opts::new("berth_service_errors_total", "Failed service calls by service, operation and error kind"),
+            &["service", "op", "kind"],
+        )
+        .expect("valid metric");
+        let service_duration = HistogramVec::new(
+            HistogramOpts::new("berth_service_call_duration_seconds", "Service call latency").buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            &["service", "op"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(invocations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -101,10 +165,24 @@ impl Metrics {
             Box::new(rejected.clone()),
             Box::new(groups_loaded.clone()),
             Box::new(inflight.clone()),
+            Box::new(service_calls.clone()),
+            Box::new(service_errors.clone()),
+            Box::new(service_duration.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Metrics { registry, invocations, errors, duration, rejected, groups_loaded, inflight }
+        Metrics {
+            registry,
+            invocations,
+            errors,
+            duration,
+            rejected,
+            groups_loaded,
+            inflight,
+            service_calls,
+            service_errors,
+            service_duration,
+        }
     }
 
     /// Resolves the handles of one function.
@@ -117,6 +195,16 @@ impl Metrics {
             timeouts: kind("timeout"),
             handler_errors: kind("handler"),
             duration: self.duration.with_label_values(&[group, function]),
+        }
+    }
+
+    /// The metrics of the service configured as `name`.
+    pub fn service(&self, name: &str) -> ServiceMetrics {
+        ServiceMetrics {
+            service: name.into(),
+            calls: self.service_calls.clone(),
+            errors: self.service_errors.clone(),
+            duration: self.service_duration.clone(),
         }
     }
 

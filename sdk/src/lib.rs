@@ -43,9 +43,9 @@ pub mod services;
 pub mod testing;
 
 pub use berth_macros::{blob, group, http, queue, timer};
+pub use berth_plugin_api::SqlExecuted;
 pub use context::{sleep, Context};
 pub use error::{Error, Result};
-pub use berth_plugin_api::SqlExecuted;
 pub use event::Event;
 pub use export::ExportDef;
 pub use http::{Method, StatusCode};

@@ -67,6 +67,13 @@ impl IntoResponse for String {
     }
 }
 
+/// Raw bytes answer 200 `application/octet-stream`.
+impl IntoResponse for Vec<u8> {
+    fn into_response(self) -> Result<Response> {
+        Ok(Response::new(StatusCode::OK).with_header("content-type", "application/octet-stream").with_body(self))
+    }
+}
+
 impl IntoResponse for &'static str {
     fn into_response(self) -> Result<Response> {
         self.to_owned().into_response()

@@ -41,6 +41,7 @@ impl Invoke {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
             let metrics = berth_host::metrics::Metrics::new();
+            let registry = berth_host::services::registry::ServiceRegistry::new(&config, metrics.clone());
             let mut names = Vec::new();
             for gc in &config.groups {
                 let plugin = groups::open_plugin(&config, gc).await?;
@@ -48,7 +49,7 @@ impl Invoke {
                     names.push(plugin.manifest.name.clone());
                     continue;
                 }
-                let (group, routes) = groups::serve_plugin(&config, gc, plugin, &metrics).await?;
+                let (group, routes) = groups::serve_plugin(&config, gc, plugin, &registry, &metrics).await?;
                 let outcome = self.call(&routes, function).await;
                 group.shutdown().await;
                 return outcome;

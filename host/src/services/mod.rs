@@ -7,6 +7,13 @@
 //! service refuses the group at load, naming what is missing and which `berth.toml` section would
 //! provide it; it is never a failure at first request.
 
+pub mod blob;
+pub mod http_client;
+pub mod kv;
+pub mod redis;
+pub mod registry;
+pub mod sql;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
