@@ -208,8 +208,9 @@ pub type QueueHandle = QueuePublisher_TO<'static, RArc<()>>;
 /// A call to a service another plugin exports. Payloads are the interface crate's serde encoding.
 #[sabi_trait]
 pub trait ServiceClient: Send + Sync + Clone {
+    /// `request_id` is the calling function's, so the provider's logs carry it too.
     #[sabi(last_prefix_field)]
-    fn call(&self, method: RString, payload: RVec<u8>) -> ServiceResult<RVec<u8>>;
+    fn call(&self, method: RString, payload: RVec<u8>, request_id: RString) -> ServiceResult<RVec<u8>>;
 }
 
 pub type ServiceClientHandle = ServiceClient_TO<'static, RArc<()>>;

@@ -52,6 +52,7 @@ pub use http::{Method, StatusCode};
 pub use request::{Bytes, FromCall, Headers, Json, Path, Query, Request};
 pub use response::{IntoResponse, Response};
 pub use services::{
+    sql_bool,
     Blob, HttpClient, Kv, Queue, Redis, ServiceClient, ServiceError, ServiceResult, Sql, SqlValue, Transaction,
 };
 

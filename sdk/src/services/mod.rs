@@ -23,7 +23,7 @@ pub use http::{HttpClient, OutboundResponse};
 pub use kv::Kv;
 pub use queue::Queue;
 pub use redis::Redis;
-pub use sql::{Sql, SqlValue, Transaction};
+pub use sql::{sql_bool, Sql, SqlValue, Transaction};
 
 use crate::{Error, StatusCode};
 
@@ -113,7 +113,8 @@ impl ServiceClient {
     ) -> ServiceResult<Resp> {
         let payload = serde_json::to_vec(request)
             .map_err(|e| ServiceError::local(kind::INVALID, &self.name, format!("encoding `{method}` request: {e}")))?;
-        let raw = lift(self.handle.call(method.into(), payload.into()).await)?;
+        let request_id = crate::context::with_current(|c| c.map(|c| c.request_id.clone()).unwrap_or_default());
+        let raw = lift(self.handle.call(method.into(), payload.into(), request_id.into()).await)?;
         serde_json::from_slice(&raw)
             .map_err(|e| ServiceError::local(kind::INVALID, &self.name, format!("decoding `{method}` answer: {e}")))
     }

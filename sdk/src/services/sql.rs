@@ -4,6 +4,7 @@ use std::fmt;
 
 use berth_plugin_api::{service_error_kind as kind, RVec, SqlExecuted, SqlHandle, SqlTransactionBox, SqlValue_NE};
 use serde::de::DeserializeOwned;
+use serde::Deserialize as _;
 
 use super::{lift, ServiceError, ServiceResult};
 
@@ -181,5 +182,22 @@ impl Transaction {
     /// Rolls back explicitly (dropping does the same).
     pub async fn rollback(self) -> ServiceResult<()> {
         lift(self.tx.rollback().await)
+    }
+}
+
+/// Deserializes a SQL boolean whichever way the database returns it (`true`, `1`, `"t"`):
+/// SQLite and MySQL store booleans as integers. Use as `#[serde(deserialize_with = "berth::sql_bool")]`.
+pub fn sql_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    use serde::de::{Error as _, Unexpected};
+    let v = serde_json::Value::deserialize(d)?;
+    match &v {
+        serde_json::Value::Bool(b) => Ok(*b),
+        serde_json::Value::Number(n) => Ok(n.as_i64().unwrap_or(0) != 0),
+        serde_json::Value::String(s) => match s.as_str() {
+            "t" | "true" | "1" => Ok(true),
+            "f" | "false" | "0" => Ok(false),
+            other => Err(D::Error::invalid_value(Unexpected::Str(other), &"a boolean")),
+        },
+        _ => Err(D::Error::invalid_type(Unexpected::Other("non-boolean"), &"a boolean")),
     }
 }
