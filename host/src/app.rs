@@ -75,34 +75,54 @@ impl AppState {
         Readiness { ready: self.is_ready() && problems.is_empty(), groups, problems }
     }
 
-    /// Loads every configured group in order. A group that fails is refused (and reported by
-    /// `/readyz` and the log); the others serve.
+    /// Builds and loads every configured group: all plugins are opened first, then served in
+    /// dependency order (a group exporting a service before the groups that use it). A group
+    /// that fails is refused (and reported by `/readyz` and the log); the others serve.
     pub async fn load_groups(&self, config: &BerthConfig) -> Vec<GroupError> {
         let mut errors = Vec::new();
+        let mut opened = Vec::new();
         for gc in &config.groups {
-            match self.add_group(config, gc).await {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "group refused");
-                    self.problems.lock().expect("problems lock").push(e.to_string());
-                    errors.push(e);
-                }
+            match groups::open_plugin(config, gc).await {
+                Ok(plugin) => opened.push((gc, plugin)),
+                Err(e) => errors.push(e),
             }
+        }
+        let (ordered, refused) = groups::dependency_order(opened);
+        errors.extend(refused);
+        for (gc, plugin) in ordered {
+            if let Err(e) = self.add_group(config, gc, plugin).await {
+                errors.push(e);
+            }
+        }
+        for e in &errors {
+            tracing::error!(error = %e, "group refused");
+            self.problems.lock().expect("problems lock").push(e.to_string());
         }
         self.ready.store(true, Ordering::Release);
         errors
     }
 
-    async fn add_group(&self, config: &BerthConfig, gc: &crate::config::GroupConfig) -> Result<(), GroupError> {
-        let (group, routes) = groups::load_group(config, gc, &self.services, &self.metrics).await?;
-        if self.groups.lock().expect("groups lock").iter().any(|g| g.name == group.name) {
-            group.shutdown().await;
-            return Err(GroupError::Duplicate { group: group.name.to_string(), source_label: gc.label() });
+    async fn add_group(
+        &self,
+        config: &BerthConfig,
+        gc: &crate::config::GroupConfig,
+        plugin: Arc<crate::loader::LoadedPlugin>,
+    ) -> Result<(), GroupError> {
+        let name = plugin.manifest.name.clone();
+        if self.groups.lock().expect("groups lock").iter().any(|g| *g.name == *name) {
+            return Err(GroupError::Duplicate { group: name, source_label: gc.label() });
         }
+        self.services
+            .exports
+            .check_exports(&name, &plugin.manifest.exports)
+            .map_err(|message| GroupError::Exports { group: name.clone(), message })?;
+        let exports = plugin.manifest.exports.clone();
+        let (group, routes) = groups::serve_plugin(config, gc, plugin, &self.services, &self.metrics).await?;
         let table = self.routes.load().with_group(&group.name, routes);
         match table {
             Ok(table) => {
                 self.routes.store(Arc::new(table));
+                self.services.exports.publish(&group, &exports);
                 self.groups.lock().expect("groups lock").push(group);
                 self.metrics.groups_loaded.inc();
                 Ok(())
@@ -118,7 +138,9 @@ impl AppState {
     pub async fn stop_groups(&self) {
         let groups: Vec<_> = self.groups.lock().expect("groups lock").drain(..).collect();
         self.routes.store(Arc::new(RouteTable::new()));
-        for g in groups {
+        // Consumers first: stop in the reverse of the order groups started in.
+        for g in groups.into_iter().rev() {
+            self.services.exports.withdraw(&g.name);
             g.shutdown().await;
         }
     }

@@ -29,6 +29,10 @@ pub enum GroupError {
     Routes { group: String, source_label: String, source: crate::routes::RouteConflict },
     #[error(transparent)]
     Services(#[from] ResolveError),
+    #[error("group `{group}` refused: {message}")]
+    Exports { group: String, message: String },
+    #[error("groups {groups} depend on each other's services in a cycle; break the cycle (one of them must not need the other)")]
+    Cycle { groups: String },
     #[error("building or loading `{source_label}` stopped unexpectedly: {message}")]
     Internal { source_label: String, message: String },
 }
@@ -150,4 +154,49 @@ pub async fn serve_plugin(
         "group loaded"
     );
     Ok((group, routes))
+}
+
+/// Orders opened plugins so that every group comes after the groups whose exports it needs.
+/// Groups in a dependency cycle (and groups that need them) are refused. A dependency on an
+/// export nobody provides is left for service resolution to report.
+pub fn dependency_order<'a>(
+    opened: Vec<(&'a GroupConfig, Arc<loader::LoadedPlugin>)>,
+) -> (Vec<(&'a GroupConfig, Arc<loader::LoadedPlugin>)>, Vec<GroupError>) {
+    let provider_of = |export: &str| {
+        opened.iter().position(|(_, p)| p.manifest.exports.iter().any(|e| e.name == export))
+    };
+    let deps: Vec<Vec<usize>> = opened
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| {
+            p.manifest
+                .services
+                .iter()
+                .filter(|s| s.kind == "service")
+                .filter_map(|s| provider_of(&s.name))
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
+    let mut placed = vec![false; opened.len()];
+    let mut order = Vec::with_capacity(opened.len());
+    loop {
+        let next = (0..opened.len()).find(|&i| !placed[i] && deps[i].iter().all(|&d| placed[d]));
+        match next {
+            Some(i) => {
+                placed[i] = true;
+                order.push(i);
+            }
+            None => break,
+        }
+    }
+    let mut errors = Vec::new();
+    let stuck: Vec<String> =
+        (0..opened.len()).filter(|&i| !placed[i]).map(|i| format!("`{}`", opened[i].1.manifest.name)).collect();
+    if !stuck.is_empty() {
+        errors.push(GroupError::Cycle { groups: stuck.join(", ") });
+    }
+    let mut slots: Vec<Option<_>> = opened.into_iter().map(Some).collect();
+    let ordered = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    (ordered, errors)
 }

@@ -8,6 +8,7 @@
 //! provide it; it is never a failure at first request.
 
 pub mod blob;
+pub mod exports;
 pub mod http_client;
 pub mod kv;
 pub mod redis;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
 use berth_plugin_api::{HttpClientHandle, HttpClient_TO, KvHandle, RedisHandle};
 
+use super::exports::ExportDirectory;
 use super::{blob, http_client, kv, redis, sql, GroupServices, Secret};
 use crate::config::{BerthConfig, GroupConfig, HttpClientConfig, SecretSource, ServiceConfig};
 use crate::loader::ServiceNeed;
@@ -41,6 +42,8 @@ pub struct ServiceRegistry {
     metrics: Metrics,
     opened: Mutex<BTreeMap<String, Opened>>,
     http: Mutex<Option<HttpClientHandle>>,
+    /// Services groups export to each other.
+    pub exports: Arc<ExportDirectory>,
 }
 
 impl ServiceRegistry {
@@ -52,6 +55,7 @@ impl ServiceRegistry {
             metrics,
             opened: Mutex::new(BTreeMap::new()),
             http: Mutex::new(None),
+            exports: Arc::new(ExportDirectory::default()),
         }
     }
 
@@ -181,6 +185,12 @@ impl ServiceRegistry {
                         }
                         Err(e) => problems.push(format!("secret `{}`: {e}", need.name)),
                     },
+                },
+                "service" => match self.exports.resolve(group, need, self.metrics.service(&need.name)) {
+                    Ok(h) => {
+                        out.exported.insert(need.name.clone(), h);
+                    }
+                    Err(e) => problems.push(e),
                 },
                 other => problems.push(format!(
                     "{other} service `{}` cannot be provided by this host (unknown service kind, or not yet bound)",
