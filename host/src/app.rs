@@ -21,20 +21,36 @@ use crate::metrics::Metrics;
 use crate::routes::RouteTable;
 use crate::services::registry::ServiceRegistry;
 use crate::triggers::http::{self as http_trigger, RequestIds};
+use crate::triggers::blob::BlobTrigger;
+use crate::triggers::invoke::AsyncResults;
+use crate::triggers::supervisor::{TriggerKind, TriggerSupervisor};
+use crate::triggers::timer::{SystemClock, TimerTrigger};
+use crate::triggers::Dispatcher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}; is another process using the port? (set server.listen or BERTH_SERVER__LISTEN)")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// State shared by every request.
 pub struct AppState {
     pub routes: ArcSwap<RouteTable>,
+    /// Every function by (group, name), for triggers other than HTTP.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Runners of timer, queue and blob triggers.
+    pub triggers: Arc<TriggerSupervisor>,
+    /// Outcomes of asynchronous direct invokes.
+    pub invoke_results: Arc<AsyncResults>,
+    pub invoke_token: Option<String>,
     pub services: Arc<ServiceRegistry>,
     pub limiter: Arc<Semaphore>,
     pub metrics: Metrics,
     pub request_ids: RequestIds,
+    /// Per-group versions and the swap lock (hot swap).
+    pub deployments: crate::swap::Deployments,
     ready: AtomicBool,
     groups: Mutex<Vec<Arc<ServedGroup>>>,
     problems: Mutex<Vec<String>>,
@@ -51,10 +67,23 @@ pub struct Readiness {
 impl AppState {
     fn new(config: &BerthConfig) -> Self {
         let metrics = Metrics::new();
+        let dispatcher = Arc::new(Dispatcher::default());
+        let services = Arc::new(ServiceRegistry::new(config, metrics.clone()));
         AppState {
             routes: ArcSwap::from_pointee(RouteTable::new()),
-            services: Arc::new(ServiceRegistry::new(config, metrics.clone())),
+            dispatcher: dispatcher.clone(),
+            triggers: Arc::new(TriggerSupervisor::new(
+                dispatcher,
+                vec![
+                    Arc::new(TimerTrigger::new(Arc::new(SystemClock), &metrics)) as Arc<dyn TriggerKind>,
+                    Arc::new(BlobTrigger::new(services.clone(), &metrics)),
+                ],
+            )),
+            invoke_results: Arc::new(AsyncResults::default()),
+            invoke_token: config.server.invoke_token.clone(),
+            services,
             limiter: Arc::new(Semaphore::new(config.server.max_concurrency)),
+            deployments: crate::swap::Deployments::new(config, &metrics),
             metrics,
             request_ids: RequestIds::default(),
             ready: AtomicBool::new(false),
@@ -98,6 +127,7 @@ impl AppState {
             tracing::error!(error = %e, "group refused");
             self.problems.lock().expect("problems lock").push(e.to_string());
         }
+        self.triggers.reconcile().await;
         self.ready.store(true, Ordering::Release);
         errors
     }
@@ -117,12 +147,15 @@ impl AppState {
             .check_exports(&name, &plugin.manifest.exports)
             .map_err(|message| GroupError::Exports { group: name.clone(), message })?;
         let exports = plugin.manifest.exports.clone();
-        let (group, routes) = groups::serve_plugin(config, gc, plugin, &self.services, &self.metrics).await?;
+        let groups::LoadedGroup { group, routes, functions } =
+            groups::serve_plugin(config, gc, plugin, &self.services, &self.metrics).await?;
         let table = self.routes.load().with_group(&group.name, routes);
         match table {
             Ok(table) => {
                 self.routes.store(Arc::new(table));
+                self.dispatcher.replace_group(&group.name, functions);
                 self.services.exports.publish(&group, &exports);
+                self.deployments.record_loaded(gc, &group);
                 self.groups.lock().expect("groups lock").push(group);
                 self.metrics.groups_loaded.inc();
                 Ok(())
@@ -134,13 +167,41 @@ impl AppState {
         }
     }
 
+    /// The groups serving now, in the order they started.
+    pub fn served_groups(&self) -> Vec<Arc<ServedGroup>> {
+        self.groups.lock().expect("groups lock").clone()
+    }
+
+    /// True when a group named `name` is serving.
+    pub fn serves_group(&self, name: &str) -> bool {
+        self.groups.lock().expect("groups lock").iter().any(|g| *g.name == *name)
+    }
+
+    /// Puts `new` in the place of the serving group named `name` (or appends it; or removes the
+    /// group when `new` is `None`) and returns the group it replaced. Used by hot swap.
+    pub(crate) fn replace_served_group(&self, name: &str, new: Option<Arc<ServedGroup>>) -> Option<Arc<ServedGroup>> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        let at = groups.iter().position(|g| *g.name == *name);
+        match (at, new) {
+            (Some(i), Some(new)) => Some(std::mem::replace(&mut groups[i], new)),
+            (Some(i), None) => Some(groups.remove(i)),
+            (None, Some(new)) => {
+                groups.push(new);
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
     /// Runs every group's stop hook.
     pub async fn stop_groups(&self) {
+        self.triggers.stop_all().await;
         let groups: Vec<_> = self.groups.lock().expect("groups lock").drain(..).collect();
         self.routes.store(Arc::new(RouteTable::new()));
         // Consumers first: stop in the reverse of the order groups started in.
         for g in groups.into_iter().rev() {
             self.services.exports.withdraw(&g.name);
+            self.dispatcher.remove_group(&g.name);
             g.shutdown().await;
         }
     }
@@ -149,6 +210,8 @@ impl AppState {
 /// A host serving in the background (for tests and embedding).
 pub struct RunningHost {
     pub addr: SocketAddr,
+    /// The admin API's address, when it is enabled.
+    pub admin_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
@@ -170,8 +233,11 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
         .await
         .map_err(|source| ServeError::Bind { addr: config.server.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.server.listen, source })?;
+    let admin = crate::admin::bind(&config).await?;
+    let admin_addr = admin.as_ref().map(|a| a.addr);
     let state = Arc::new(AppState::new(&config));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (admin_tx, admin_rx) = oneshot::channel::<crate::admin::AdminServer>();
     let grace = config.server.shutdown_grace;
     let serve_state = state.clone();
     let done = tokio::spawn(async move {
@@ -179,11 +245,20 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
             let _ = stop_rx.await;
         })
         .await;
+        if let Ok(admin) = admin_rx.await {
+            admin.shutdown().await;
+        }
+        serve_state.deployments.close().await;
+        serve_state.deployments.wait_retired(grace).await;
         serve_state.stop_groups().await;
     });
     tracing::info!(%addr, "listening");
     state.load_groups(&config).await;
-    Ok(RunningHost { addr, state, stop: Some(stop_tx), done })
+    // Swaps start once the configured groups are loaded.
+    if let Some(admin) = admin {
+        let _ = admin_tx.send(admin.serve(state.clone()));
+    }
+    Ok(RunningHost { addr, admin_addr, state, stop: Some(stop_tx), done })
 }
 
 /// Accepts connections until `shutdown` resolves, then drains for at most `grace`.
@@ -195,7 +270,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, grace: Duration,
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -206,7 +281,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, grace: Duration,
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let svc = service_fn(move |req| http_trigger::handle(state.clone(), req));
+                let svc = service_fn(move |req| http_trigger::handle(state.clone(), req, peer));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

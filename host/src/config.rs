@@ -53,6 +53,53 @@ pub struct BerthConfig {
     /// The outbound HTTP client every group that declares `http()` shares.
     #[serde(default)]
     pub http_client: HttpClientConfig,
+    /// The admin API (hot swap): its listener and token.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the admin API's own listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token every admin request must carry. Without one, the API only listens on a
+    /// loopback address, with a random token written to `<data_dir>/admin.token`.
+    #[serde(default)]
+    pub token: Option<AdminToken>,
+    /// Largest plugin file a deploy may upload.
+    #[serde(default = "default_max_upload")]
+    pub max_upload: ByteSize,
+    /// Plugin libraries that may stay mapped after their version was replaced (see
+    /// `swap::mapped`) before deploys of versions not already loaded are refused; 0 = no limit.
+    #[serde(default = "default_max_stuck_libraries")]
+    pub max_stuck_libraries: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: default_admin_listen(),
+            token: None,
+            max_upload: default_max_upload(),
+            max_stuck_libraries: default_max_stuck_libraries(),
+        }
+    }
+}
+
+/// The admin API's token. Its `Debug` never shows it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 /// One configured backend. `kind` picks the implementation.
@@ -214,6 +261,9 @@ pub struct ServerConfig {
     /// Tokio worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
+    /// Bearer token for `POST /invoke/...` from non-loopback addresses (loopback needs none).
+    #[serde(default)]
+    pub invoke_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -223,6 +273,7 @@ impl Default for ServerConfig {
             max_concurrency: default_max_concurrency(),
             shutdown_grace: default_grace(),
             workers: 0,
+            invoke_token: None,
         }
     }
 }
@@ -340,6 +391,18 @@ fn default_max_object() -> ByteSize {
 fn default_redis_prefix() -> String {
     "berth:".into()
 }
+fn default_true() -> bool {
+    true
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+fn default_max_upload() -> ByteSize {
+    ByteSize::mib(256)
+}
+fn default_max_stuck_libraries() -> usize {
+    16
+}
 fn default_profile() -> String {
     "release".into()
 }
@@ -410,6 +473,14 @@ impl BerthConfig {
         }
         if self.server.max_concurrency == 0 {
             return Err(semantic("`server.max_concurrency` must be at least 1".into()));
+        }
+        let admin_token = self.admin.token.as_ref().is_some_and(|t| !t.0.trim().is_empty());
+        if self.admin.enabled && !admin_token && !self.admin.listen.ip().is_loopback() {
+            return Err(semantic(format!(
+                "`admin.listen = \"{}\"` is not a loopback address and the admin API has no token: set `[admin] token` \
+                 (or BERTH_ADMIN__TOKEN), listen on 127.0.0.1, or set `admin.enabled = false`",
+                self.admin.listen
+            )));
         }
         if !matches!(self.build.profile.as_str(), "release" | "dev") {
             return Err(semantic(format!(
@@ -531,6 +602,19 @@ mod tests {
         let s = &c.groups[0].secrets;
         assert!(matches!(&s["key"], SecretSource::Env(v) if v == "STRIPE"));
         assert!(matches!(&s["cert"], SecretSource::File(p) if p == Path::new("/srv/c.pem")));
+    }
+
+    #[test]
+    fn the_admin_api_needs_a_token_off_loopback() {
+        let c = parse("", &[]).unwrap();
+        assert!(c.admin.enabled && c.admin.token.is_none());
+        assert_eq!(c.admin.listen, "127.0.0.1:8081".parse().unwrap());
+        let err = parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("not a loopback address") && err.contains("BERTH_ADMIN__TOKEN"), "{err}");
+        let c = parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", &[("BERTH_ADMIN__TOKEN", "s3cret")]).unwrap();
+        assert_eq!(c.admin.token.as_ref().unwrap().0, "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"), "the token never prints");
+        assert!(parse("[admin]\nlisten = \"0.0.0.0:8081\"\nenabled = false\n", &[]).is_ok());
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct ServedGroup {
     pub version: String,
     pub host: HostHandle,
     pub instance: GroupInstance,
+    /// Calls executing in this instance (a swap drains them before the stop hook).
+    pub calls: crate::swap::InflightCalls,
 }
 
 impl ServedGroup {
@@ -60,6 +62,15 @@ pub struct FunctionEntry {
     pub timeout: Duration,
     pub body_limit: u64,
     pub metrics: FunctionMetrics,
+    /// Every trigger the function declares (HTTP routes are also in the routing table).
+    pub triggers: Vec<TriggerSpec>,
+}
+
+/// A group ready to serve: its instance, its HTTP routes and all of its functions.
+pub struct LoadedGroup {
+    pub group: Arc<ServedGroup>,
+    pub routes: Vec<Route>,
+    pub functions: Vec<Arc<FunctionEntry>>,
 }
 
 /// Builds the group crate (if the group is configured by `path`) and opens its plugin.
@@ -91,7 +102,7 @@ pub async fn load_group(
     group_config: &GroupConfig,
     registry: &ServiceRegistry,
     metrics: &Metrics,
-) -> Result<(Arc<ServedGroup>, Vec<Route>), GroupError> {
+) -> Result<LoadedGroup, GroupError> {
     let plugin = open_plugin(config, group_config).await?;
     serve_plugin(config, group_config, plugin, registry, metrics).await
 }
@@ -103,7 +114,7 @@ pub async fn serve_plugin(
     plugin: Arc<loader::LoadedPlugin>,
     registry: &ServiceRegistry,
     metrics: &Metrics,
-) -> Result<(Arc<ServedGroup>, Vec<Route>), GroupError> {
+) -> Result<LoadedGroup, GroupError> {
     let label = group_config.label();
     let manifest = plugin.manifest.clone();
     for name in group_config.functions.keys() {
@@ -124,8 +135,10 @@ pub async fn serve_plugin(
         version: manifest.version.clone(),
         host,
         instance,
+        calls: Default::default(),
     });
     let mut routes = Vec::new();
+    let mut functions = Vec::new();
     for (index, f) in manifest.functions.iter().enumerate() {
         let over = group_config.functions.get(&f.name).cloned().unwrap_or_default();
         let entry = Arc::new(FunctionEntry {
@@ -139,11 +152,14 @@ pub async fn serve_plugin(
                 .or(f.body_limit)
                 .unwrap_or(config.defaults.body_limit.as_u64()),
             metrics: metrics.function(&manifest.name, &f.name),
+            triggers: f.triggers.clone(),
         });
         for t in &f.triggers {
-            let TriggerSpec::Http { method, route } = t;
-            routes.push(Route { method: method.clone(), pattern: route.clone(), entry: entry.clone() });
+            if let TriggerSpec::Http { method, route } = t {
+                routes.push(Route { method: method.clone(), pattern: route.clone(), entry: entry.clone() });
+            }
         }
+        functions.push(entry);
     }
     tracing::info!(
         group = %group.name,
@@ -153,7 +169,7 @@ pub async fn serve_plugin(
         sha256 = %&plugin.sha256[..16],
         "group loaded"
     );
-    Ok((group, routes))
+    Ok(LoadedGroup { group, routes, functions })
 }
 
 /// Orders opened plugins so that every group comes after the groups whose exports it needs.

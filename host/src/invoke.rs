@@ -74,6 +74,8 @@ pub async fn call(
         trigger: trigger.into(),
         caller: berth_plugin_api::ROption::RNone,
     };
+    // Counted until the call's future is dropped (a swap waits for the old version's calls).
+    let _inflight = entry.group.calls.enter();
     let fut = entry.group.instance.group.call(entry.index, ctx, Input_NE::new(input));
     let outcome = match tokio::time::timeout_at(deadline, fut).await {
         Err(_) => {

@@ -13,9 +13,11 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod builder;
 pub mod config;
+pub mod elf;
 pub mod groups;
 pub mod host_api;
 pub mod invoke;
@@ -23,5 +25,7 @@ pub mod loader;
 pub mod metrics;
 pub mod routes;
 pub mod services;
+pub mod swap;
 pub mod telemetry;
 pub mod triggers;
+pub mod watch;

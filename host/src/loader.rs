@@ -38,6 +38,8 @@ pub enum LoadError {
     Empty { path: PathBuf },
     #[error("plugin `{path}`: {what}, not a shared library; point `file` at the group's built `.so`")]
     NotSharedLibrary { path: PathBuf, what: &'static str },
+    #[error("plugin `{path}`: {detail}; the file is incomplete (an interrupted copy, upload or build?): copy or build it again")]
+    Incomplete { path: PathBuf, detail: String },
     #[error("plugin `{path}`: the dynamic loader refused it: {message}")]
     Open { path: PathBuf, message: String },
     #[error("plugin `{path}`: a shared library, but not a Berth plugin (no `berth_plugin_abi_version` symbol); a group crate must call `berth::group!(...)`")]
@@ -58,6 +60,38 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TriggerSpec {
     Http { method: http::Method, route: String },
+    /// A cron expression with seconds, or `@every <duration>`; `timezone` empty = UTC.
+    Timer { schedule: String, timezone: String, allow_overlap: bool },
+    /// A queue binding of `berth.toml`; 0 = the binding's default.
+    Queue { queue: String, concurrency: u32, max_attempts: u32 },
+    Blob { bucket: String, events: Vec<String> },
+}
+
+impl TriggerSpec {
+    /// The trigger's kind as it appears in logs, metrics and `CallContext::trigger`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TriggerSpec::Http { .. } => "http",
+            TriggerSpec::Timer { .. } => "timer",
+            TriggerSpec::Queue { .. } => "queue",
+            TriggerSpec::Blob { .. } => "blob",
+        }
+    }
+
+    /// A one-line description (`http GET /x`, `timer 0 * * * * *`).
+    pub fn describe(&self) -> String {
+        match self {
+            TriggerSpec::Http { method, route } => format!("http {method} {route}"),
+            TriggerSpec::Timer { schedule, timezone, allow_overlap } => {
+                let tz = if timezone.is_empty() { "UTC" } else { timezone };
+                format!("timer \"{schedule}\" ({tz}{})", if *allow_overlap { ", overlapping" } else { "" })
+            }
+            TriggerSpec::Queue { queue, concurrency, max_attempts } => {
+                format!("queue {queue} (concurrency {concurrency}, max attempts {max_attempts}; 0 = binding default)")
+            }
+            TriggerSpec::Blob { bucket, events } => format!("blob {bucket} [{}]", events.join(", ")),
+        }
+    }
 }
 
 /// One function of a loaded group.
@@ -141,13 +175,24 @@ fn describe_content(head: &[u8]) -> &'static str {
 fn private_copy(path: &Path, copy_dir: &Path) -> Result<(PathBuf, String), LoadError> {
     let read_err = |source| LoadError::Read { path: path.to_owned(), source };
     let bytes = std::fs::read(path).map_err(read_err)?;
+    // `dlopen` maps segments past the end of a truncated file, and touching them kills the
+    // process with SIGBUS: refuse a file shorter than its own headers say.
+    crate::elf::check_complete(&bytes).map_err(|detail| LoadError::Incomplete { path: path.to_owned(), detail })?;
     let sha256 = format!("{:x}", Sha256::digest(&bytes));
     std::fs::create_dir_all(copy_dir).map_err(read_err)?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-    let copy = copy_dir.join(format!("{stem}-{}.{}", &sha256[..16], std::env::consts::DLL_EXTENSION));
+    // A private copy loaded again (a rollback) is its own copy.
+    let suffix = format!("-{}", &sha256[..16]);
+    let in_copy_dir = path.parent().and_then(|p| p.canonicalize().ok()) == copy_dir.canonicalize().ok();
+    if in_copy_dir && stem.ends_with(&suffix) {
+        return Ok((path.to_owned(), sha256));
+    }
+    let copy = copy_dir.join(format!("{stem}{suffix}.{}", std::env::consts::DLL_EXTENSION));
     if !copy.exists() {
         // Write under a temporary name and rename, so a half-written copy is never opened.
-        let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = copy.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&tmp, &bytes).map_err(read_err)?;
         std::fs::rename(&tmp, &copy).map_err(read_err)?;
     }
@@ -254,6 +299,20 @@ fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError
                     }
                     triggers.push(TriggerSpec::Http { method, route: route.to_string() });
                 }
+                Ok(Trigger::Timer { schedule, timezone, allow_overlap }) => triggers.push(TriggerSpec::Timer {
+                    schedule: schedule.to_string(),
+                    timezone: timezone.to_string(),
+                    allow_overlap: *allow_overlap,
+                }),
+                Ok(Trigger::Queue { queue, concurrency, max_attempts }) => triggers.push(TriggerSpec::Queue {
+                    queue: queue.to_string(),
+                    concurrency: *concurrency,
+                    max_attempts: *max_attempts,
+                }),
+                Ok(Trigger::Blob { bucket, events }) => triggers.push(TriggerSpec::Blob {
+                    bucket: bucket.to_string(),
+                    events: events.iter().map(|e| e.to_string()).collect(),
+                }),
                 Ok(_) | Err(_) => {
                     return Err(bad(format!(
                     "function `{}` uses a trigger kind this host does not know; upgrade the host or rebuild the plugin",

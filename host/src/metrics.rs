@@ -2,7 +2,7 @@
 //! per-function handles are resolved once when a group loads, never per request.
 
 use prometheus::{
-    core::{AtomicU64, GenericCounter},
+    core::{AtomicU64, Collector, GenericCounter},
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
@@ -19,6 +19,8 @@ pub struct Metrics {
     service_calls: IntCounterVec,
     service_errors: IntCounterVec,
     service_duration: HistogramVec,
+    /// Counter families registered by components on first use (triggers), by name.
+    extra: std::sync::Arc<std::sync::Mutex<Vec<(String, IntCounterVec)>>>,
 }
 
 /// Metrics of one configured service: calls, errors by kind and latency, per operation.
@@ -182,6 +184,7 @@ impl Metrics {
             service_calls,
             service_errors,
             service_duration,
+            extra: Default::default(),
         }
     }
 
@@ -195,6 +198,37 @@ impl Metrics {
             timeouts: kind("timeout"),
             handler_errors: kind("handler"),
             duration: self.duration.with_label_values(&[group, function]),
+        }
+    }
+
+    /// `berth_timer_runs_total{group,function,outcome}` (registered on first use).
+    pub fn timer_runs(&self) -> IntCounterVec {
+        self.register_once(|| {
+            IntCounterVec::new(
+                Opts::new("berth_timer_runs_total", "Timer runs by outcome (ok, failed, skipped while the last ran)"),
+                &["group", "function", "outcome"],
+            )
+            .expect("valid metric")
+        })
+    }
+
+    /// Registers a counter family the first time it is asked for; later calls return the same.
+    pub fn register_once(&self, make: impl FnOnce() -> IntCounterVec) -> IntCounterVec {
+        let made = make();
+        let name = made.desc().first().map(|d| d.fq_name.clone()).unwrap_or_default();
+        let mut extra = self.extra.lock().expect("metrics lock");
+        if let Some(existing) = extra.iter().find(|(n, _)| *n == name) {
+            return existing.1.clone();
+        }
+        let _ = self.registry.register(Box::new(made.clone()));
+        extra.push((name, made.clone()));
+        made
+    }
+
+    /// Registers a family owned by another component (its own metrics struct holds the handles).
+    pub fn register(&self, collector: Box<dyn Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::warn!(error = %e, "metric family not registered");
         }
     }
 

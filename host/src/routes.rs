@@ -7,7 +7,7 @@ use http::Method;
 
 use crate::groups::FunctionEntry;
 
-/// Paths the host itself answers on the HTTP listener.
+/// Paths the host itself answers on the HTTP listener (and everything under `/invoke/`).
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl RouteTable {
         let mut patterns: Vec<(String, MethodMap)> = Vec::new();
         for r in &routes {
             let group = r.entry.group.name.to_string();
-            if RESERVED_PATHS.contains(&r.pattern.as_str()) {
+            if RESERVED_PATHS.contains(&r.pattern.as_str()) || r.pattern == "/invoke" || r.pattern.starts_with("/invoke/") {
                 return Err(RouteConflict::Reserved { route: r.pattern.clone(), group });
             }
             match patterns.iter_mut().find(|(p, _)| *p == r.pattern) {

@@ -34,9 +34,7 @@ impl Inspect {
                 .map(|f| {
                     serde_json::json!({
                         "name": f.name,
-                        "triggers": f.triggers.iter().map(|t| match t {
-                            TriggerSpec::Http { method, route } => serde_json::json!({"http": {"method": method.as_str(), "route": route}}),
-                        }).collect::<Vec<_>>(),
+                        "triggers": f.triggers.iter().map(|t| serde_json::json!({"kind": t.kind(), "description": t.describe()})).collect::<Vec<_>>(),
                         "timeout_ms": f.timeout.map(|d| d.as_millis() as u64),
                         "body_limit": f.body_limit,
                         "services": f.services,
@@ -57,13 +55,7 @@ impl Inspect {
         println!("built with:  berth {}", m.sdk_version);
         println!("functions:");
         for f in &m.functions {
-            let triggers: Vec<String> = f
-                .triggers
-                .iter()
-                .map(|t| match t {
-                    TriggerSpec::Http { method, route } => format!("http {method} {route}"),
-                })
-                .collect();
+            let triggers: Vec<String> = f.triggers.iter().map(TriggerSpec::describe).collect();
             let mut limits = Vec::new();
             if let Some(t) = f.timeout {
                 limits.push(format!("timeout {}", humantime_serde::re::humantime::format_duration(t)));

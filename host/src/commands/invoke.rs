@@ -26,12 +26,22 @@ pub struct Invoke {
     /// Extra request headers, `name: value`.
     #[arg(long = "header", short = 'H')]
     headers: Vec<String>,
+    /// Call a running host instead (`http://127.0.0.1:8080`): POSTs the data as an event to
+    /// `/invoke/<group>/<function>`.
+    #[arg(long)]
+    remote: Option<String>,
+    /// Bearer token for `--remote` calls from another machine (`server.invoke_token`).
+    #[arg(long, env = "BERTH_INVOKE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     config: ConfigArg,
 }
 
 impl Invoke {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(remote) = &self.remote {
+            return self.run_remote(remote);
+        }
         let config = self.config.load()?;
         berth_host::telemetry::init(if config.log == "info" { "warn" } else { &config.log });
         let (group_name, function) = self
@@ -49,12 +59,46 @@ impl Invoke {
                     names.push(plugin.manifest.name.clone());
                     continue;
                 }
-                let (group, routes) = groups::serve_plugin(&config, gc, plugin, &registry, &metrics).await?;
+                let loaded = groups::serve_plugin(&config, gc, plugin, &registry, &metrics).await?;
+                let (group, routes) = (loaded.group, loaded.routes);
                 let outcome = self.call(&routes, function).await;
                 group.shutdown().await;
                 return outcome;
             }
             bail!("no group named `{group_name}` in {}; it has: {}", self.config.config.display(), names.join(", "))
+        })
+    }
+
+    fn run_remote(&self, remote: &str) -> anyhow::Result<ExitCode> {
+        let (group, function) = self
+            .target
+            .split_once('/')
+            .ok_or_else(|| anyhow!("`{}`: expected `group/function`, e.g. `hello/echo`", self.target))?;
+        let url = format!("{}/invoke/{group}/{function}", remote.trim_end_matches('/'));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut req = reqwest::Client::new().post(&url).body(self.data.clone().unwrap_or_default());
+            req = req.header("content-type", "application/json");
+            for h in &self.headers {
+                let (k, v) = h.split_once(':').ok_or_else(|| anyhow!("header `{h}`: expected `name: value`"))?;
+                req = req.header(k.trim(), v.trim());
+            }
+            if let Some(token) = &self.token {
+                req = req.bearer_auth(token);
+            }
+            let res = req.send().await.with_context(|| format!("calling {url}; is the host running?"))?;
+            let status = res.status();
+            let body = res.bytes().await.with_context(|| format!("reading the answer of {url}"))?;
+            std::io::stdout().write_all(&body)?;
+            if !body.ends_with(b"\n") {
+                println!();
+            }
+            if !status.is_success() {
+                eprintln!("status {}", status.as_u16());
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
         })
     }
 

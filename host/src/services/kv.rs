@@ -1,30 +1,780 @@
-//! Key-value backends. PLACEHOLDER until the embedded and Redis stores land (being written now).
+//! Key-value stores: the handle a group gets, and the embedded store (a SQLite file).
+//!
+//! A backend ([`KvBackend`]) is opened once per `[services.<name>]` and shared by every group that
+//! declares it. Each group gets its own [`handle`], which puts `<group>/` in front of every key
+//! unless the store is `shared`, so groups never see each other's keys, and which enforces
+//! `max_value_size` before a backend is asked to store anything. The Redis-backed store lives
+//! with the other Redis code in [`super::redis`].
+//!
+//! The embedded store keeps one table, `kv (key TEXT PRIMARY KEY, value BLOB, expires_at INTEGER)`,
+//! in WAL mode. Expiry is a Unix time in milliseconds: expired rows are invisible to every
+//! operation, deleted when a `get` meets them, and swept in the background every
+//! [`SWEEP_EVERY`] writes.
 
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use berth_plugin_api::KvHandle;
+use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
+use berth_plugin_api::async_ffi::FutureExt as _;
+use berth_plugin_api::{
+    service_error_kind as kind, KvHandle, KvStore, KvStore_TO, ROption, RString, RVec, ServiceError, ServiceResult,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::registry::SetupError;
 use crate::config::{EmbeddedKvConfig, RedisKvConfig};
+use crate::host_api::now_unix_ms;
 use crate::metrics::ServiceMetrics;
 
-/// A key-value backend shared by every group that uses it; namespacing is done by [`handle`].
-pub trait KvBackend: Send + Sync {}
+/// Connections of the embedded store's pool (SQLite serialises writers anyway).
+const EMBEDDED_CONNECTIONS: u32 = 4;
+/// How long an embedded call waits for a connection, and for a writer to release the file.
+const EMBEDDED_WAIT: Duration = Duration::from_secs(5);
+/// Expired rows of the embedded store are swept after this many writes.
+pub const SWEEP_EVERY: u64 = 1024;
 
+/// Why a backend call failed. The group's handle turns it into a [`ServiceError`] that names the
+/// key as the group wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KvError {
+    /// `increment` met a value that is not a decimal 64-bit integer.
+    NotAnInteger,
+    /// `increment` would leave the 64-bit range.
+    Overflow,
+    /// Anything else: a [`kind`] and a message.
+    Failed { kind: u8, message: String },
+}
+
+impl KvError {
+    pub fn failed(kind: u8, message: impl Into<String>) -> Self {
+        KvError::Failed { kind, message: message.into() }
+    }
+}
+
+/// What a backend call returns.
+pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Send + 'a>>;
+
+/// A key-value backend shared by every group that uses it. Keys arrive complete (namespaced by
+/// [`handle`]); values arrive already checked against [`KvBackend::max_value_size`].
+pub trait KvBackend: Send + Sync {
+    /// The metrics of `[services.<name>]`.
+    fn metrics(&self) -> &ServiceMetrics;
+    /// The largest value the store takes, in bytes.
+    fn max_value_size(&self) -> u64;
+    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>>;
+    /// Sets a value; `ttl_ms` 0 means no expiry.
+    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> KvFuture<'a, ()>;
+    /// Deletes a key; true when it existed (and had not expired).
+    fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, bool>;
+    /// Adds `delta` to a decimal integer value (missing = 0), keeping its expiry.
+    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> KvFuture<'a, i64>;
+    /// Sets `new` only if the current value is `expected` (`None`: only if absent), atomically.
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: u64,
+    ) -> KvFuture<'a, bool>;
+    /// Keys starting with `prefix` (taken literally), sorted, at most `limit`.
+    fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> KvFuture<'a, Vec<String>>;
+}
+
+/// The handle a group gets for store `name`: every key is prefixed with `<namespace>/` when
+/// `namespace` is given (and `list_keys` strips it again).
+pub fn handle(backend: Arc<dyn KvBackend>, namespace: Option<String>, name: &str) -> KvHandle {
+    let prefix = namespace.map(|ns| format!("{ns}/")).unwrap_or_default();
+    KvStore_TO::from_ptr(RArc::new(GroupStore { backend, prefix: prefix.into(), name: name.into() }), TD_Opaque)
+}
+
+/// Opens the embedded store of `[services.<name>]`, creating its file and table if needed.
 pub fn open_embedded(
     name: &str,
-    _cfg: &EmbeddedKvConfig,
-    _data_dir: &Path,
-    _m: ServiceMetrics,
+    cfg: &EmbeddedKvConfig,
+    data_dir: &Path,
+    metrics: ServiceMetrics,
 ) -> Result<Arc<dyn KvBackend>, SetupError> {
-    Err(SetupError(format!("`{name}`: the embedded kv backend is not available in this build")))
+    Ok(Arc::new(EmbeddedStore::open(name, cfg, data_dir, metrics)?))
 }
 
-pub fn open_redis(name: &str, _cfg: &RedisKvConfig, _m: ServiceMetrics) -> Result<Arc<dyn KvBackend>, SetupError> {
-    Err(SetupError(format!("`{name}`: the redis-kv backend is not available in this build")))
+/// Opens the Redis-backed store of `[services.<name>]`. Nothing is connected until the first call.
+pub fn open_redis(name: &str, cfg: &RedisKvConfig, metrics: ServiceMetrics) -> Result<Arc<dyn KvBackend>, SetupError> {
+    Ok(Arc::new(super::redis::RedisKvStore::open(name, cfg, metrics)?))
 }
 
-pub fn handle(_backend: Arc<dyn KvBackend>, _namespace: Option<String>, _name: &str) -> KvHandle {
-    unreachable!("no kv backend can be opened in this build")
+// === impl GroupStore ===
+
+/// One group's view of a backend.
+#[derive(Clone)]
+struct GroupStore {
+    backend: Arc<dyn KvBackend>,
+    /// `<group>/`, or empty for a shared store.
+    prefix: Arc<str>,
+    /// The store's name as the group declared it.
+    name: RString,
+}
+
+impl GroupStore {
+    fn key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
+    }
+
+    fn error(&self, key: &str, e: KvError) -> ServiceError {
+        let (kind, message) = match e {
+            KvError::NotAnInteger => (kind::INVALID, format!("value of `{key}` is not an integer")),
+            KvError::Overflow => (kind::INVALID, format!("incrementing `{key}` would overflow a 64-bit integer")),
+            KvError::Failed { kind, message } => (kind, message),
+        };
+        ServiceError { kind, service: self.name.clone(), message: message.into() }
+    }
+
+    fn check_size(&self, key: &str, value: &[u8]) -> Result<(), ServiceError> {
+        let max = self.backend.max_value_size();
+        if value.len() as u64 > max {
+            return Err(ServiceError::new(
+                kind::TOO_LARGE,
+                &self.name,
+                format!(
+                    "value of `{key}` is {} bytes; store `{}` takes at most {max} (its `max_value_size`)",
+                    value.len(),
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl KvStore for GroupStore {
+    fn get(&self, key: RString) -> ServiceResult<ROption<RVec<u8>>> {
+        let s = self.clone();
+        async move {
+            let run = async {
+                let got = s.backend.get(&s.key(&key)).await.map_err(|e| s.error(&key, e))?;
+                Ok(got.map(RVec::from).into())
+            };
+            s.backend.metrics().observe("get", run).await
+        }
+        .into_ffi()
+    }
+
+    fn set(&self, key: RString, value: RVec<u8>, ttl_ms: u64) -> ServiceResult<()> {
+        let s = self.clone();
+        async move {
+            let run = async {
+                s.check_size(&key, &value)?;
+                s.backend.set(&s.key(&key), value.into_vec(), ttl_ms).await.map_err(|e| s.error(&key, e))
+            };
+            s.backend.metrics().observe("set", run).await
+        }
+        .into_ffi()
+    }
+
+    fn delete(&self, key: RString) -> ServiceResult<bool> {
+        let s = self.clone();
+        async move {
+            let run = async { s.backend.delete(&s.key(&key)).await.map_err(|e| s.error(&key, e)) };
+            s.backend.metrics().observe("delete", run).await
+        }
+        .into_ffi()
+    }
+
+    fn increment(&self, key: RString, delta: i64) -> ServiceResult<i64> {
+        let s = self.clone();
+        async move {
+            let run = async { s.backend.increment(&s.key(&key), delta).await.map_err(|e| s.error(&key, e)) };
+            s.backend.metrics().observe("increment", run).await
+        }
+        .into_ffi()
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: RString,
+        expected: ROption<RVec<u8>>,
+        new: RVec<u8>,
+        ttl_ms: u64,
+    ) -> ServiceResult<bool> {
+        let s = self.clone();
+        async move {
+            let run = async {
+                s.check_size(&key, &new)?;
+                let expected = expected.into_option().map(RVec::into_vec);
+                let full = s.key(&key);
+                s.backend.compare_and_swap(&full, expected, new.into_vec(), ttl_ms).await.map_err(|e| s.error(&key, e))
+            };
+            s.backend.metrics().observe("cas", run).await
+        }
+        .into_ffi()
+    }
+
+    fn list_keys(&self, prefix: RString, limit: u32) -> ServiceResult<RVec<RString>> {
+        let s = self.clone();
+        async move {
+            let run = async {
+                if limit == 0 {
+                    return Ok(RVec::new());
+                }
+                let keys = s.backend.list_keys(&s.key(&prefix), limit).await.map_err(|e| s.error(&prefix, e))?;
+                Ok(keys.iter().filter_map(|k| k.strip_prefix(&*s.prefix)).map(RString::from).collect())
+            };
+            s.backend.metrics().observe("list", run).await
+        }
+        .into_ffi()
+    }
+}
+
+// === impl EmbeddedStore ===
+
+/// The embedded store: one SQLite file.
+pub struct EmbeddedStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    max_value_size: u64,
+    metrics: ServiceMetrics,
+    writes: AtomicU64,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at INTEGER);
+CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;";
+
+/// The expiry time of a value set now with `ttl_ms` (0: none).
+fn expires_at(ttl_ms: u64) -> Option<i64> {
+    (ttl_ms > 0).then(|| i64::try_from(now_unix_ms().saturating_add(ttl_ms)).unwrap_or(i64::MAX))
+}
+
+fn now() -> i64 {
+    i64::try_from(now_unix_ms()).unwrap_or(i64::MAX)
+}
+
+fn live(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|t| t > now)
+}
+
+/// The smallest string greater than every string starting with `prefix`, if there is one: the
+/// exclusive upper end of the key range `list_keys` reads (UTF-8 order is code point order).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn sql_error(e: sqlx::Error) -> KvError {
+    let kind = match &e {
+        sqlx::Error::PoolTimedOut => kind::TIMEOUT,
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => kind::UNAVAILABLE,
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+        // (extended codes keep the primary code in the low byte).
+        sqlx::Error::Database(d) => match d.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff) {
+            Some(5 | 6 | 8 | 10 | 13 | 14) => kind::UNAVAILABLE,
+            _ => kind::OTHER,
+        },
+        _ => kind::OTHER,
+    };
+    KvError::failed(kind, format!("embedded store: {e}"))
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store's file and table. The pool connects lazily; the
+    /// table is created here, on a short-lived connection, so a bad path refuses the group at load.
+    pub fn open(
+        name: &str,
+        cfg: &EmbeddedKvConfig,
+        data_dir: &Path,
+        metrics: ServiceMetrics,
+    ) -> Result<EmbeddedStore, SetupError> {
+        let path = match &cfg.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => data_dir.join(p),
+            None => data_dir.join("kv").join(format!("{name}.db")),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SetupError(format!("cannot create directory `{}`: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(EMBEDDED_WAIT);
+        create_schema(&options)
+            .map_err(|e| SetupError(format!("cannot open key-value file `{}`: {e}", path.display())))?;
+        // No idle timeout, lifetime or minimum: the pool then spawns no maintenance task, so it
+        // can be made outside a runtime and used from any.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(EMBEDDED_CONNECTIONS)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(EMBEDDED_WAIT)
+            .connect_lazy_with(options);
+        Ok(EmbeddedStore {
+            pool,
+            path,
+            max_value_size: cfg.max_value_size.as_u64(),
+            metrics,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Counts a write; every [`SWEEP_EVERY`]th starts a background sweep of expired rows.
+    fn wrote(&self) {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let swept = sqlx::query("DELETE FROM kv WHERE expires_at <= ?1").bind(now()).execute(&pool).await;
+                if let Err(e) = swept {
+                    tracing::debug!(error = %e, "sweeping expired keys failed; the next sweep retries");
+                }
+            });
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let row: Option<(Vec<u8>, Option<i64>)> = sqlx::query_as("SELECT value, expires_at FROM kv WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        let now = now();
+        match row {
+            Some((value, exp)) if live(exp, now) => Ok(Some(value)),
+            Some(_) => {
+                // Expired: remove it unless someone has set it again meanwhile.
+                let _ = sqlx::query("DELETE FROM kv WHERE key = ?1 AND expires_at <= ?2")
+                    .bind(key)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set(&self, key: &str, value: Vec<u8>, ttl_ms: u64) -> Result<(), KvError> {
+        sqlx::query(
+            "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(expires_at(ttl_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        let gone: Option<(Option<i64>,)> = sqlx::query_as("DELETE FROM kv WHERE key = ?1 RETURNING expires_at")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(gone.is_some_and(|(exp,)| live(exp, now())))
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        // IMMEDIATE takes the write lock first, so no other writer slips in between read and write.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql_error)?;
+        let row: Option<(Vec<u8>, Option<i64>)> = sqlx::query_as("SELECT value, expires_at FROM kv WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        let (current, exp) = match row {
+            Some((value, exp)) if live(exp, now()) => {
+                let n = std::str::from_utf8(&value).ok().and_then(|s| i64::from_str(s).ok());
+                (n.ok_or(KvError::NotAnInteger)?, exp)
+            }
+            _ => (0, None),
+        };
+        let next = current.checked_add(delta).ok_or(KvError::Overflow)?;
+        sqlx::query(
+            "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(key)
+        .bind(next.to_string().into_bytes())
+        .bind(exp)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_error)?;
+        tx.commit().await.map_err(sql_error)?;
+        self.wrote();
+        Ok(next)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: u64,
+    ) -> Result<bool, KvError> {
+        // One statement each way, so the comparison and the write are atomic.
+        let done = match expected {
+            None => sqlx::query(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?4",
+            )
+            .bind(key)
+            .bind(new)
+            .bind(expires_at(ttl_ms))
+            .bind(now()),
+            Some(expected) => sqlx::query(
+                "UPDATE kv SET value = ?2, expires_at = ?3
+                 WHERE key = ?1 AND value = ?5 AND (expires_at IS NULL OR expires_at > ?4)",
+            )
+            .bind(key)
+            .bind(new)
+            .bind(expires_at(ttl_ms))
+            .bind(now())
+            .bind(expected),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        let swapped = done.rows_affected() == 1;
+        if swapped {
+            self.wrote();
+        }
+        Ok(swapped)
+    }
+
+    async fn list_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, KvError> {
+        // A key range, not LIKE: `%` and `_` in the prefix stay literal, and LIKE would also
+        // match ASCII case-insensitively.
+        let keys: Vec<(String,)> = sqlx::query_as(
+            "SELECT key FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
+             AND (expires_at IS NULL OR expires_at > ?3) ORDER BY key LIMIT ?4",
+        )
+        .bind(prefix)
+        .bind(prefix_end(prefix))
+        .bind(now())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(keys.into_iter().map(|(k,)| k).filter(|k| k.starts_with(prefix)).collect())
+    }
+}
+
+/// Creates the table on a connection of its own. `open` is synchronous and may run inside or
+/// outside a runtime, so this runs on a scoped thread with a runtime of its own.
+fn create_schema(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    let mut conn = options.connect().await?;
+                    sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
+                    conn.close().await
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed))
+    })
+}
+
+impl KvBackend for EmbeddedStore {
+    fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
+    }
+    fn max_value_size(&self) -> u64 {
+        self.max_value_size
+    }
+    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        Box::pin(self.get(key))
+    }
+    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> KvFuture<'a, ()> {
+        Box::pin(self.set(key, value, ttl_ms))
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, bool> {
+        Box::pin(self.delete(key))
+    }
+    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> KvFuture<'a, i64> {
+        Box::pin(self.increment(key, delta))
+    }
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: u64,
+    ) -> KvFuture<'a, bool> {
+        Box::pin(self.compare_and_swap(key, expected, new, ttl_ms))
+    }
+    fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> KvFuture<'a, Vec<String>> {
+        Box::pin(self.list_keys(prefix, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One behavioural suite, run against the embedded store and against redis-kv (a real Redis
+    //! at `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under a key prefix of its own
+    //! that is deleted afterwards).
+
+    use super::*;
+    use crate::services::redis::tests::{purge, redis_url, unique_prefix};
+    use bytesize::ByteSize;
+
+    const MAX: u64 = 32;
+
+    fn metrics() -> ServiceMetrics {
+        crate::metrics::Metrics::new().service("cache")
+    }
+
+    fn embedded(dir: &Path) -> Arc<dyn KvBackend> {
+        let cfg = EmbeddedKvConfig { path: None, shared: false, max_value_size: ByteSize::b(MAX) };
+        open_embedded("cache", &cfg, dir, metrics()).unwrap()
+    }
+
+    fn redis_kv(prefix: &str) -> Arc<dyn KvBackend> {
+        let cfg = RedisKvConfig {
+            url: redis_url(),
+            key_prefix: prefix.to_owned(),
+            shared: false,
+            max_value_size: ByteSize::b(MAX),
+            timeout: Duration::from_secs(2),
+        };
+        open_redis("cache", &cfg, metrics()).unwrap()
+    }
+
+    async fn get(h: &KvHandle, key: &str) -> Option<Vec<u8>> {
+        h.get(key.into()).await.unwrap().into_option().map(RVec::into_vec)
+    }
+
+    async fn set(h: &KvHandle, key: &str, value: &[u8], ttl_ms: u64) {
+        h.set(key.into(), value.into(), ttl_ms).await.unwrap();
+    }
+
+    async fn cas(h: &KvHandle, key: &str, expected: Option<&[u8]>, new: &[u8], ttl_ms: u64) -> bool {
+        let expected = expected.map(RVec::from).into();
+        h.compare_and_swap(key.into(), expected, new.into(), ttl_ms).await.unwrap()
+    }
+
+    async fn list(h: &KvHandle, prefix: &str, limit: u32) -> Vec<String> {
+        h.list_keys(prefix.into(), limit).await.unwrap().into_iter().map(RString::into_string).collect()
+    }
+
+    /// Everything one group does with a store.
+    async fn behaves(backend: Arc<dyn KvBackend>) {
+        let h = handle(backend.clone(), Some("g1".into()), "cache");
+
+        // get / set / overwrite / TTL.
+        assert_eq!(get(&h, "k").await, None);
+        set(&h, "k", b"one", 0).await;
+        assert_eq!(get(&h, "k").await.as_deref(), Some(&b"one"[..]));
+        set(&h, "k", b"two", 0).await;
+        assert_eq!(get(&h, "k").await.as_deref(), Some(&b"two"[..]));
+        set(&h, "short", b"x", 100).await;
+        assert_eq!(get(&h, "short").await.as_deref(), Some(&b"x"[..]));
+        assert!(list(&h, "sh", 10).await.contains(&"short".to_owned()));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(get(&h, "short").await, None, "expired");
+        assert!(list(&h, "sh", 10).await.is_empty(), "expired keys are not listed");
+        assert!(!h.delete("short".into()).await.unwrap(), "an expired key did not exist");
+
+        // delete.
+        assert!(h.delete("k".into()).await.unwrap());
+        assert!(!h.delete("k".into()).await.unwrap());
+        assert_eq!(get(&h, "k").await, None);
+
+        // increment.
+        assert_eq!(h.increment("n".into(), 5).await.unwrap(), 5, "missing counts as 0");
+        assert_eq!(h.increment("n".into(), -7).await.unwrap(), -2);
+        assert_eq!(get(&h, "n").await.as_deref(), Some(&b"-2"[..]));
+        set(&h, "word", b"abc", 0).await;
+        let e = h.increment("word".into(), 1).await.unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (kind::INVALID, "value of `word` is not an integer"));
+        assert_eq!(e.service.as_str(), "cache");
+        set(&h, "big", i64::MAX.to_string().as_bytes(), 0).await;
+        assert_eq!(h.increment("big".into(), 1).await.unwrap_err().kind, kind::INVALID);
+
+        // compare-and-swap.
+        assert!(cas(&h, "c", None, b"v1", 0).await, "absent: set");
+        assert!(!cas(&h, "c", None, b"v2", 0).await, "present: refused");
+        assert!(!cas(&h, "c", Some(b"nope"), b"v2", 0).await, "wrong expected value");
+        assert_eq!(get(&h, "c").await.as_deref(), Some(&b"v1"[..]));
+        assert!(cas(&h, "c", Some(b"v1"), b"v2", 0).await);
+        assert_eq!(get(&h, "c").await.as_deref(), Some(&b"v2"[..]));
+        assert!(!cas(&h, "missing", Some(b"v1"), b"v2", 0).await, "absent is not equal to a value");
+        assert!(cas(&h, "lease", None, b"a", 100).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(cas(&h, "lease", None, b"b", 0).await, "an expired key counts as absent");
+        assert_eq!(get(&h, "lease").await.as_deref(), Some(&b"b"[..]));
+
+        // Limits: the stored value is kept.
+        let too_big = vec![b'x'; MAX as usize + 1];
+        let e = h.set("c".into(), too_big.clone().into(), 0).await.unwrap_err();
+        assert_eq!(e.kind, kind::TOO_LARGE);
+        assert!(e.message.contains("`c`") && e.message.contains("max_value_size"), "{}", e.message);
+        let e = h.compare_and_swap("c".into(), Some(RVec::from(&b"v2"[..])).into(), too_big.into(), 0).await;
+        assert_eq!(e.unwrap_err().kind, kind::TOO_LARGE);
+        assert_eq!(get(&h, "c").await.as_deref(), Some(&b"v2"[..]), "old value kept");
+        set(&h, "exact", &[b'y'; MAX as usize], 0).await;
+    }
+
+    /// Prefix listing takes `%`, `_`, `*`, `?`, `[`, `\` literally, and sorts and limits.
+    async fn lists_literally(backend: Arc<dyn KvBackend>) {
+        let h = handle(backend, Some("g1".into()), "cache");
+        let keys = ["a%b", "a_b", "aXb", "a*x", "a?y", "a[1]", "a\\z", "ab", "b", "A%b"];
+        for k in keys {
+            set(&h, k, b"1", 0).await;
+        }
+        assert_eq!(list(&h, "a%", 10).await, ["a%b"]);
+        assert_eq!(list(&h, "a_", 10).await, ["a_b"]);
+        assert_eq!(list(&h, "a*", 10).await, ["a*x"]);
+        assert_eq!(list(&h, "a?", 10).await, ["a?y"]);
+        assert_eq!(list(&h, "a[", 10).await, ["a[1]"]);
+        assert_eq!(list(&h, "a\\", 10).await, ["a\\z"]);
+        let mut all_a: Vec<&str> = keys.iter().copied().filter(|k| k.starts_with('a')).collect();
+        all_a.sort();
+        assert_eq!(list(&h, "a", 100).await, all_a);
+        assert_eq!(list(&h, "a", 3).await, all_a[..3]);
+        assert_eq!(list(&h, "", 100).await.len(), keys.len());
+        assert!(list(&h, "", 0).await.is_empty());
+        assert!(list(&h, "zz", 10).await.is_empty());
+    }
+
+    /// Two groups on one store do not see each other; two handles on a shared store do.
+    async fn namespaces(backend: Arc<dyn KvBackend>) {
+        let g1 = handle(backend.clone(), Some("g1".into()), "cache");
+        let g2 = handle(backend.clone(), Some("g2".into()), "cache");
+        set(&g1, "same", b"one", 0).await;
+        set(&g2, "same", b"two", 0).await;
+        set(&g2, "only-g2", b"x", 0).await;
+        assert_eq!(get(&g1, "same").await.as_deref(), Some(&b"one"[..]));
+        assert_eq!(get(&g2, "same").await.as_deref(), Some(&b"two"[..]));
+        assert_eq!(get(&g1, "only-g2").await, None);
+        assert_eq!(get(&g1, "g2/only-g2").await, None, "a group cannot reach into another namespace");
+        assert_eq!(list(&g1, "", 100).await, ["same"]);
+        assert_eq!(list(&g2, "", 100).await, ["only-g2", "same"]);
+        assert!(!g1.delete("only-g2".into()).await.unwrap());
+        assert_eq!(g1.increment("same-n".into(), 1).await.unwrap(), 1);
+        assert_eq!(g2.increment("same-n".into(), 1).await.unwrap(), 1);
+
+        let shared_a = handle(backend.clone(), None, "cache");
+        let shared_b = handle(backend, None, "cache");
+        set(&shared_a, "common", b"hi", 0).await;
+        assert_eq!(get(&shared_b, "common").await.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(get(&shared_b, "g1/same").await.as_deref(), Some(&b"one"[..]), "shared: keys as written");
+        assert_eq!(list(&shared_b, "g", 100).await, ["g1/same", "g1/same-n", "g2/only-g2", "g2/same", "g2/same-n"]);
+    }
+
+    #[tokio::test]
+    async fn embedded_store_behaves() {
+        let dir = tempfile::tempdir().unwrap();
+        behaves(embedded(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_store_lists_literally() {
+        let dir = tempfile::tempdir().unwrap();
+        lists_literally(embedded(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_store_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        namespaces(embedded(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn redis_kv_behaves() {
+        let prefix = unique_prefix();
+        behaves(redis_kv(&prefix)).await;
+        purge(&prefix).await;
+    }
+
+    #[tokio::test]
+    async fn redis_kv_lists_literally() {
+        let prefix = unique_prefix();
+        lists_literally(redis_kv(&prefix)).await;
+        purge(&prefix).await;
+    }
+
+    #[tokio::test]
+    async fn redis_kv_namespaces() {
+        let prefix = unique_prefix();
+        namespaces(redis_kv(&prefix)).await;
+        purge(&prefix).await;
+    }
+
+    #[tokio::test]
+    async fn redis_kv_keys_carry_prefix_and_namespace() {
+        let prefix = unique_prefix();
+        let h = handle(redis_kv(&prefix), Some("g1".into()), "cache");
+        set(&h, "k", b"v", 0).await;
+        let raw = crate::services::redis::tests::raw_get(&format!("{prefix}g1/k")).await;
+        assert_eq!(raw.as_deref(), Some(&b"v"[..]));
+        purge(&prefix).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_store_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let h = handle(embedded(dir.path()), Some("g1".into()), "cache");
+            set(&h, "kept", b"value", 0).await;
+            set(&h, "later", b"value", 60_000).await;
+            h.increment("n".into(), 41).await.unwrap();
+        }
+        assert!(dir.path().join("kv/cache.db").exists());
+        let h = handle(embedded(dir.path()), Some("g1".into()), "cache");
+        assert_eq!(get(&h, "kept").await.as_deref(), Some(&b"value"[..]));
+        assert_eq!(get(&h, "later").await.as_deref(), Some(&b"value"[..]));
+        assert_eq!(h.increment("n".into(), 1).await.unwrap(), 42);
+    }
+
+    #[test]
+    fn embedded_store_opens_outside_a_runtime_and_refuses_a_bad_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = embedded(dir.path());
+        std::fs::write(dir.path().join("not-a-dir"), b"").unwrap();
+        let cfg = EmbeddedKvConfig {
+            path: Some(PathBuf::from("not-a-dir/cache.db")),
+            shared: false,
+            max_value_size: ByteSize::b(MAX),
+        };
+        let e = open_embedded("cache", &cfg, dir.path(), metrics()).err().expect("a file in the way");
+        assert!(e.0.contains("not-a-dir"), "{e}");
+    }
+
+    #[test]
+    fn prefix_ranges() {
+        assert_eq!(prefix_end("a").as_deref(), Some("b"));
+        assert_eq!(prefix_end("g1/").as_deref(), Some("g10"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+    }
 }

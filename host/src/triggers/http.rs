@@ -2,6 +2,7 @@
 //! and `/metrics`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -71,11 +72,27 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 }
 
 /// Serves one request.
-pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let mut res = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => readyz(&state),
         (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
+        (_, path) if path.starts_with("/invoke/") => {
+            let request_id = state.request_ids.for_request(&req);
+            let mut res = super::invoke::handle(
+                &state.dispatcher,
+                &state.invoke_results,
+                state.invoke_token.as_deref(),
+                req,
+                peer,
+                &request_id,
+            )
+            .await;
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                res.headers_mut().insert("x-request-id", v);
+            }
+            res
+        }
         _ => {
             let request_id = state.request_ids.for_request(&req);
             let mut res = route(&state, req, &request_id).await;

@@ -1,4 +1,160 @@
-//! Triggers: what calls a function. Each owns its listener or consumer and goes through
-//! [`crate::invoke::call`].
+//! Triggers: what calls a function. The HTTP trigger routes by method and path; every other
+//! trigger (timer, queue, blob, direct invoke) names a function by group and name and delivers
+//! a CloudEvents event through [`Dispatcher::deliver`]. Each delivery looks the function up
+//! anew, so a trigger keeps working across a hot swap and reaches the new version.
 
+pub mod blob;
 pub mod http;
+pub mod invoke;
+pub mod supervisor;
+pub mod timer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use berth_plugin_api::{Event, Input, RString, RVec, Response, Tuple2};
+
+use crate::groups::FunctionEntry;
+use crate::invoke::CallError;
+use crate::loader::TriggerSpec;
+
+/// (group, function)
+pub type FunctionKey = (String, String);
+
+/// Every serving function, swapped atomically per group.
+#[derive(Default)]
+pub struct Dispatcher {
+    functions: ArcSwap<BTreeMap<FunctionKey, Arc<FunctionEntry>>>,
+}
+
+/// One event trigger of one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBinding {
+    pub group: String,
+    pub function: String,
+    pub trigger: TriggerSpec,
+}
+
+/// A CloudEvents event as triggers build it.
+#[derive(Debug, Clone, Default)]
+pub struct EventData {
+    pub id: String,
+    pub source: String,
+    pub ty: String,
+    pub subject: Option<String>,
+    pub time: Option<String>,
+    pub datacontenttype: Option<String>,
+    pub data: Vec<u8>,
+    pub extensions: Vec<(String, String)>,
+}
+
+impl EventData {
+    fn into_input(self) -> Input {
+        let opt = |v: Option<String>| v.map(RString::from).into();
+        Input::Event(Event {
+            id: self.id.into(),
+            source: self.source.into(),
+            ty: self.ty.into(),
+            subject: opt(self.subject),
+            time: opt(self.time),
+            datacontenttype: opt(self.datacontenttype),
+            data: RVec::from(self.data),
+            extensions: self.extensions.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
+        })
+    }
+}
+
+/// Why a delivery did not reach a function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("no function `{1}` in group `{0}` is serving")]
+    NoSuchFunction(String, String),
+    #[error("function failed: {code}: {message} (status {status})")]
+    Failed { status: u16, code: String, message: String },
+}
+
+impl Dispatcher {
+    /// The serving entry of `group`/`function`.
+    pub fn get(&self, group: &str, function: &str) -> Option<Arc<FunctionEntry>> {
+        self.functions.load().get(&(group.to_owned(), function.to_owned())).cloned()
+    }
+
+    /// Replaces every function of `group` (a load or a swap).
+    pub fn replace_group(&self, group: &str, entries: Vec<Arc<FunctionEntry>>) {
+        self.functions.rcu(|current| {
+            let mut next: BTreeMap<_, _> =
+                current.iter().filter(|((g, _), _)| g != group).map(|(k, v)| (k.clone(), v.clone())).collect();
+            for e in &entries {
+                next.insert((group.to_owned(), e.name.to_string()), e.clone());
+            }
+            next
+        });
+    }
+
+    /// Removes every function of `group`.
+    pub fn remove_group(&self, group: &str) {
+        self.replace_group(group, Vec::new());
+    }
+
+    /// Every event trigger of every serving function (not HTTP routes).
+    pub fn bindings(&self) -> Vec<EventBinding> {
+        let table = self.functions.load();
+        let mut out = Vec::new();
+        for ((group, function), entry) in table.iter() {
+            for t in &entry.triggers {
+                if !matches!(t, TriggerSpec::Http { .. }) {
+                    out.push(EventBinding { group: group.clone(), function: function.clone(), trigger: t.clone() });
+                }
+            }
+        }
+        out
+    }
+
+    /// Delivers `event` to `group`/`function` through trigger `trigger`, within the function's
+    /// timeout. The event id is the request id. A response status ≥ 400 is a failure.
+    pub async fn deliver(
+        &self,
+        group: &str,
+        function: &str,
+        trigger: &str,
+        event: EventData,
+    ) -> Result<Response, DeliveryError> {
+        let entry =
+            self.get(group, function).ok_or_else(|| DeliveryError::NoSuchFunction(group.into(), function.into()))?;
+        let request_id = event.id.clone();
+        let span = tracing::info_span!(
+            "invoke",
+            request_id = %request_id,
+            group = %entry.group.name,
+            function = %entry.name,
+            trigger,
+            event.ty = %event.ty,
+        );
+        let deadline = tokio::time::Instant::now() + entry.timeout;
+        let outcome = tracing::Instrument::instrument(
+            crate::invoke::call(&entry, trigger, &request_id, event.into_input(), deadline),
+            span,
+        )
+        .await;
+        match outcome {
+            Ok(r) if r.status < 400 => Ok(r),
+            Ok(r) => Err(DeliveryError::Failed {
+                status: r.status,
+                code: "status".into(),
+                message: String::from_utf8_lossy(&r.body).chars().take(500).collect(),
+            }),
+            Err(e) => Err(match e {
+                CallError::Handler { status, code, message } => DeliveryError::Failed { status, code, message },
+                other => DeliveryError::Failed {
+                    status: other.status(),
+                    code: other.code().to_owned(),
+                    message: match &other {
+                        CallError::Panicked { message } | CallError::Plugin { message } => message.clone(),
+                        _ => other.public_message(),
+                    },
+                },
+            }),
+        }
+    }
+}

@@ -78,3 +78,16 @@ fn inspect_prints_the_manifest_or_why_a_file_is_not_a_plugin() {
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/plugin.so") && err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn invoke_remote_calls_a_running_host() {
+    let host = crate::support::BerthProcess::start("", &group("examples/hello"));
+    let remote = format!("http://{}", host.addr);
+    let (code, out, err) =
+        berth(&["invoke", "hello/echo", "--remote", &remote, "--data", r#"{"message":"over the wire","times":1}"#]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["echoed"], serde_json::json!(["over the wire"]));
+    let (code, out, err) = berth(&["invoke", "hello/nope", "--remote", &remote]);
+    assert_eq!(code, 1);
+    assert!(out.contains("not_found") && err.contains("status 404"), "{out}\n{err}");
+}

@@ -8,3 +8,4 @@ mod loading;
 mod panics;
 mod shutdown;
 mod support;
+mod triggers;

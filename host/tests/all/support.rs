@@ -24,6 +24,16 @@ pub fn base_config(data_dir: &Path, server: &str, extra: &str) -> String {
     )
 }
 
+/// Host logs in test output when `RUST_LOG` is set (e.g. `RUST_LOG=berth=debug`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// `[[groups]]` entry for a crate under the workspace.
 pub fn group(path: &str) -> String {
     format!("[[groups]]\npath = \"{}\"\n", workspace().join(path).display())
@@ -44,6 +54,7 @@ impl TestHost {
 
     /// Like [`TestHost::start`], with `server` lines added to the `[server]` table.
     pub async fn start_with(server: &str, extra: &str) -> TestHost {
+        init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let text = base_config(dir.path(), server, extra);
         let config = BerthConfig::parse(&text, &workspace(), &BTreeMap::new()).expect("test config parses");
@@ -57,6 +68,11 @@ impl TestHost {
 
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Res {
         request(self.addr, method, path, headers, body).await
+    }
+
+    /// The host's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub fn readiness(&self) -> berth_host::app::Readiness {

@@ -1,0 +1,164 @@
+//! The cost of one key-value `get` on the embedded store, made three ways:
+//!
+//! - `kv_call/direct_backend`: host code awaiting `KvBackend::get` on the store itself (the
+//!   SQLite read and nothing else).
+//! - `kv_call/host_handle`: host code awaiting `get` on the `KvHandle` the group was given (adds
+//!   the ABI trait object, the group namespace, metrics and the `FfiFuture`).
+//! - `kv_call/through_plugin`: `FunctionGroup::call` of `kv_get` in the `svc-bench` fixture
+//!   (release build), which runs `ctx.kv("cache")?.get(&key)`: the SDK glue, the registry-resolved
+//!   handle, and the answer back as an HTTP response.
+//!
+//! The store holds one key (64 bytes). The group's services come from a `ServiceRegistry` built
+//! from `berth.toml` text (`[services.cache] kind = "kv"`, `[services.db] kind = "sqlite"`); when
+//! the SQL backend is not available in this build, `db` is left out and the run says so (the
+//! measured function does not use it). After criterion's runs a fixed loop prints the ratio
+//! direct / through-plugin time per call (1.0 would be no overhead).
+//!
+//! `cargo bench -p berth-host --bench kv_call`
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_host::config::{BerthConfig, ServiceConfig};
+use berth_host::host_api::GroupHost;
+use berth_host::metrics::Metrics;
+use berth_host::services::registry::ServiceRegistry;
+use berth_plugin_api::{
+    CallContext, FunctionGroup, HttpRequest, Input, Input_NE, ROption, RResult, RString, RVec, Tuple2,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const GROUP: &str = "svc-bench";
+const KEY: &str = "bench";
+
+fn kv_call(c: &mut Criterion) {
+    berth_host::telemetry::init("warn");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let so = berth_host::builder::build_group_crate(&workspace.join("host/fixtures/svc-bench"), "release")
+        .expect("building host/fixtures/svc-bench");
+    let scratch = std::env::temp_dir().join(format!("berth-kv-bench-{}", std::process::id()));
+    let plugin = Arc::new(berth_host::loader::load(&so, &scratch.join("plugins")).expect("loading svc-bench"));
+    let index = plugin.manifest.functions.iter().position(|f| f.name == "kv_get").expect("svc-bench has `kv_get`");
+
+    let toml = format!(
+        "data_dir = {scratch:?}\n\n[[groups]]\nfile = {so:?}\n\n[services.cache]\nkind = \"kv\"\n\n[services.db]\nkind = \"sqlite\"\n"
+    );
+    let config = BerthConfig::parse(&toml, &scratch, &BTreeMap::new()).expect("bench berth.toml");
+    let registry = ServiceRegistry::new(&config, Metrics::new());
+    let services = match registry.resolve(GROUP, &plugin.manifest.services, &config.groups[0]) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("kv_call: SQL is not available in this build ({e}); resolving without `db`");
+            let kv_only: Vec<_> = plugin.manifest.services.iter().filter(|n| n.kind != "sql").cloned().collect();
+            registry.resolve(GROUP, &kv_only, &config.groups[0]).expect("resolving `cache`")
+        }
+    };
+    let ServiceConfig::Kv(kv_cfg) = &config.services["cache"] else { unreachable!("cache is kind = \"kv\"") };
+    // The same file, opened again: what host code would hold.
+    let backend =
+        berth_host::services::kv::open_embedded("cache", kv_cfg, &config.data_dir, Metrics::new().service("cache"))
+            .expect("opening the store directly");
+    let handle = services.kv("cache").expect("the group's cache handle");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let value = vec![b'v'; 64];
+    rt.block_on(handle.set(KEY.into(), value.clone().into(), 0)).unwrap();
+    let full_key = format!("{GROUP}/{KEY}");
+
+    let host = GroupHost::with_services(GROUP, services.clone());
+    let instance = rt.block_on(plugin.instantiate(host.clone())).expect("instantiating svc-bench");
+    let call = || {
+        let ctx = CallContext {
+            request_id: RString::from("bench"),
+            deadline_unix_ms: 0,
+            host: host.clone(),
+            trigger: "http".into(),
+            caller: ROption::RNone,
+        };
+        let input = Input::Http(HttpRequest {
+            method: "GET".into(),
+            path: format!("/kv/{KEY}").into(),
+            params: RVec::from(vec![Tuple2(RString::from("key"), RString::from(KEY))]),
+            ..HttpRequest::default()
+        });
+        FunctionGroup::call(&instance.group, index as u32, ctx, Input_NE::new(input))
+    };
+
+    // All three see the same value.
+    match rt.block_on(call()) {
+        RResult::ROk(r) => assert_eq!((r.status, &r.body[..]), (200, &value[..])),
+        RResult::RErr(e) => panic!("kv_get failed: {}", berth_plugin_api::describe_error(&e)),
+    }
+    assert_eq!(rt.block_on(backend.get(&full_key)).unwrap().as_deref(), Some(&value[..]));
+    assert_eq!(rt.block_on(handle.get(KEY.into())).unwrap().into_option().as_deref(), Some(&value[..]));
+
+    let direct = || async { black_box(backend.get(black_box(&full_key)).await.unwrap()) };
+    let via_handle = || async { black_box(handle.get(KEY.into()).await) };
+    let via_plugin = || async { black_box(call().await) };
+
+    let mut group = c.benchmark_group("kv_call");
+    group.bench_function("direct_backend", |b| {
+        b.iter_custom(|iters| rt.block_on(timed(iters, direct)));
+    });
+    group.bench_function("host_handle", |b| {
+        b.iter_custom(|iters| rt.block_on(timed(iters, via_handle)));
+    });
+    group.bench_function("through_plugin", |b| {
+        b.iter_custom(|iters| rt.block_on(timed(iters, via_plugin)));
+    });
+    group.finish();
+
+    // The ratio, from interleaved rounds so that drift hits both sides alike.
+    const ROUNDS: usize = 10;
+    const PER_ROUND: u64 = 2_000;
+    let (mut d, mut h, mut p) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        d.push(rt.block_on(timed(PER_ROUND, direct)));
+        h.push(rt.block_on(timed(PER_ROUND, via_handle)));
+        p.push(rt.block_on(timed(PER_ROUND, via_plugin)));
+    }
+    let per_call = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_nanos() as f64 / PER_ROUND as f64
+    };
+    let (d, h, p) = (per_call(d), per_call(h), per_call(p));
+    println!(
+        "kv_call: per get (median of {ROUNDS} x {PER_ROUND}): direct backend {:.1} µs, host handle {:.1} µs, \
+         through plugin {:.1} µs; direct/through-plugin = {:.3}, direct/host-handle = {:.3}",
+        d / 1e3,
+        h / 1e3,
+        p / 1e3,
+        d / p,
+        d / h
+    );
+
+    rt.block_on(instance.group.shutdown());
+    drop(instance);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+async fn timed<F, Fut, T>(iters: u64, op: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let started = Instant::now();
+    for _ in 0..iters {
+        op().await;
+    }
+    started.elapsed()
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = kv_call
+}
+criterion_main!(benches);

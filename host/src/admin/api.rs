@@ -1,0 +1,169 @@
+//! Admin API requests: authentication, routing, and JSON in and out.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use super::AdminContext;
+use crate::swap::{self, SwapError, SwapPlan, SwapSource};
+
+type Body = Full<Bytes>;
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(value).unwrap_or_default())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": code, "message": message }))
+}
+
+fn swap_error(e: &SwapError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, e.code(), &e.to_string())
+}
+
+/// Compares without stopping at the first difference, so response times do not reveal a prefix.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn authorized(ctx: &AdminContext, req: &Request<Incoming>) -> bool {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    given.is_some_and(|t| same_token(t.as_bytes(), ctx.token.as_bytes()))
+}
+
+/// Serves one admin request.
+pub(super) async fn handle(ctx: Arc<AdminContext>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if !authorized(&ctx, &req) {
+        let mut res = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong token: send `Authorization: Bearer <token>` ([admin] token, BERTH_ADMIN__TOKEN, or \
+             the generated one in <data_dir>/admin.token)",
+        );
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Ok(res);
+    }
+    let path = req.uri().path().trim_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').collect();
+    let method = req.method().clone();
+    let state = &ctx.state;
+    let res = match (&method, segments.as_slice()) {
+        (&Method::GET, ["groups"]) => json(StatusCode::OK, &state.deployments.status(state).await),
+        (&Method::GET, ["libraries"]) => json(StatusCode::OK, &state.deployments.status(state).await.libraries),
+        (&Method::GET, ["groups", name]) => {
+            let status = state.deployments.status(state).await;
+            match status.groups.iter().find(|g| g.name == *name) {
+                Some(g) => json(StatusCode::OK, g),
+                None => error(StatusCode::NOT_FOUND, "not_loaded", &format!("no group `{name}` is serving")),
+            }
+        }
+        (&Method::DELETE, ["groups", name]) => outcome(swap::unload(state, name).await),
+        (&Method::POST, ["groups", name, "deploy"]) => {
+            let name = name.to_string();
+            match deploy_source(&ctx, req).await {
+                Ok(source) => outcome(swap::swap(state, SwapPlan { group: name, source }).await),
+                Err(res) => res,
+            }
+        }
+        (&Method::POST, ["groups", name, "reload"]) => {
+            let source = SwapSource::Reload { only_if_changed: false };
+            outcome(swap::swap(state, SwapPlan { group: name.to_string(), source }).await)
+        }
+        (&Method::POST, ["groups", name, "rollback"]) => {
+            outcome(swap::swap(state, SwapPlan { group: name.to_string(), source: SwapSource::Rollback }).await)
+        }
+        (_, ["groups"] | ["libraries"] | ["groups", _] | ["groups", _, "deploy" | "reload" | "rollback"]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("{method} is not allowed on /{path}"))
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no admin endpoint /{path}; see GET /groups, POST /groups/{{name}}/deploy|reload|rollback, DELETE /groups/{{name}}, GET /libraries"),
+        ),
+    };
+    Ok(res)
+}
+
+fn outcome(result: Result<swap::SwapReport, SwapError>) -> Response<Body> {
+    match result {
+        Ok(report) => json(StatusCode::OK, &report),
+        Err(e) => swap_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployPath {
+    path: PathBuf,
+}
+
+/// The new version of a deploy: JSON `{"path": ...}` names a file on the host; any other body is
+/// the plugin file itself.
+async fn deploy_source(ctx: &AdminContext, req: Request<Incoming>) -> Result<SwapSource, Response<Body>> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let limit = ctx.max_upload;
+    let body = match Limited::new(req.into_body(), limit as usize).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!("the upload is larger than admin.max_upload ({limit} bytes)"),
+            ))
+        }
+        Err(e) => return Err(error(StatusCode::BAD_REQUEST, "bad_body", &format!("could not read the body: {e}"))),
+    };
+    if is_json {
+        let parsed: DeployPath = serde_json::from_slice(&body).map_err(|e| {
+            error(StatusCode::BAD_REQUEST, "bad_json", &format!("expected {{\"path\": \"/abs/plugin.so\"}}: {e}"))
+        })?;
+        if !parsed.path.is_absolute() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "relative_path",
+                &format!("`{}`: the path is read by the host, so it must be absolute", parsed.path.display()),
+            ));
+        }
+        return Ok(SwapSource::File(parsed.path));
+    }
+    if body.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "send the plugin file's bytes as the body (application/octet-stream), or JSON {\"path\": \"/abs/plugin.so\"}",
+        ));
+    }
+    Ok(SwapSource::Upload(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token(b"secret", b"secret"));
+        assert!(!same_token(b"secreT", b"secret"));
+        assert!(!same_token(b"secret-longer", b"secret"));
+        assert!(!same_token(b"", b"secret"));
+    }
+}

@@ -1,0 +1,323 @@
+//! Hot swap: replacing a group's serving version while traffic flows, without dropping a request,
+//! and unloading the old version's library afterwards.
+//!
+//! - [`plan`]: a [`SwapPlan`] and the steps of one swap (load, check, init, switch), or of an unload.
+//! - [`retire`]: what happens to the replaced version: drain, stop hook, unload, verification.
+//! - [`drain`]: in-flight calls per group instance.
+//! - [`mapped`]: which plugin libraries are really mapped (`/proc/self/maps`) and why a closed one
+//!   stayed.
+//!
+//! [`Deployments`] is the per-host bookkeeping: per group, the `[[groups]]` settings new versions
+//! are served with, the current and previous versions (for rollback), and the swap lock (one swap
+//! at a time per host).
+
+pub mod drain;
+pub mod mapped;
+pub mod metrics;
+pub mod plan;
+pub mod retire;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+pub use drain::{InflightCall, InflightCalls};
+pub use mapped::{Census, StuckLibrary};
+pub use plan::{swap, unload, SwapError, SwapPlan, SwapReport, SwapSource};
+
+use crate::app::AppState;
+use crate::config::{BerthConfig, GroupConfig};
+use crate::groups::ServedGroup;
+use crate::loader::LoadedPlugin;
+use crate::metrics::Metrics;
+use mapped::LibraryLedger;
+use metrics::SwapMetrics;
+
+/// One version of a group, as deployed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    pub version: String,
+    pub sha256: String,
+    /// The file it was loaded from, as given.
+    pub file: PathBuf,
+    /// The private copy that was opened.
+    pub copy: PathBuf,
+    /// RFC 3339, UTC.
+    pub loaded_at: String,
+    pub loaded_at_unix_ms: u64,
+    /// How it came: `config`, `upload`, `path`, `reload`, `watch` or `rollback`.
+    pub via: &'static str,
+}
+
+impl Deployed {
+    fn new(plugin: &LoadedPlugin, file: &Path, via: &'static str) -> Self {
+        let now = SystemTime::now();
+        Deployed {
+            version: plugin.manifest.version.clone(),
+            sha256: plugin.sha256.clone(),
+            file: file.to_owned(),
+            copy: plugin.copy.clone(),
+            loaded_at: humantime_serde::re::humantime::format_rfc3339_seconds(now).to_string(),
+            loaded_at_unix_ms: now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            via,
+        }
+    }
+}
+
+/// What the host keeps per group across versions.
+#[derive(Debug, Clone)]
+struct Slot {
+    /// The settings every version is served with (limits, config, secrets, bindings).
+    config: GroupConfig,
+    /// From berth.toml (reloads go back to its `path` or `file`), or created by a deploy.
+    configured: bool,
+    current: Option<Deployed>,
+    previous: Option<Deployed>,
+    /// For a group created by a deploy: what a reload loads.
+    reload_from: Option<PathBuf>,
+}
+
+/// A replaced version that has not finished retiring.
+struct Retiring {
+    id: u64,
+    name: Arc<str>,
+    version: String,
+    sha256: String,
+    group: std::sync::Weak<ServedGroup>,
+    since: std::time::Instant,
+}
+
+/// Per-host swap bookkeeping. Lives in [`AppState`].
+pub struct Deployments {
+    config: Arc<BerthConfig>,
+    /// Held for a whole swap; `true` once the host is shutting down.
+    lock: tokio::sync::Mutex<bool>,
+    slots: Mutex<BTreeMap<String, Slot>>,
+    retiring: Mutex<Vec<Retiring>>,
+    retirements: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    next_id: std::sync::atomic::AtomicU64,
+    ledger: Arc<LibraryLedger>,
+    pub metrics: SwapMetrics,
+}
+
+/// `GET /groups` of the admin API.
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    pub groups: Vec<GroupStatus>,
+    /// Groups unloaded through the admin API (they can be reloaded or rolled back).
+    pub unloaded: Vec<UnloadedGroup>,
+    /// Replaced versions still draining or unloading.
+    pub retiring: Vec<RetiringStatus>,
+    pub libraries: LibraryStatus,
+}
+
+/// One serving group.
+#[derive(Debug, Serialize)]
+pub struct GroupStatus {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub file: PathBuf,
+    pub copy: PathBuf,
+    pub loaded_at: String,
+    pub loaded_at_unix_ms: u64,
+    pub via: &'static str,
+    pub functions: Vec<FunctionStatus>,
+    /// Calls executing in this version right now.
+    pub inflight: usize,
+    /// The version a rollback returns to.
+    pub previous: Option<Deployed>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionStatus {
+    pub name: String,
+    pub triggers: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnloadedGroup {
+    pub name: String,
+    pub previous: Option<Deployed>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetiringStatus {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub inflight: usize,
+    pub retiring_for_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LibraryStatus {
+    /// Private plugin copies mapped in the process.
+    pub mapped: usize,
+    /// Mapped although nothing uses them any more, with the reason found.
+    pub stuck: Vec<StuckLibrary>,
+}
+
+impl Deployments {
+    pub fn new(config: &BerthConfig, metrics: &Metrics) -> Self {
+        Deployments {
+            config: Arc::new(config.clone()),
+            lock: tokio::sync::Mutex::new(false),
+            slots: Mutex::new(BTreeMap::new()),
+            retiring: Mutex::new(Vec::new()),
+            retirements: Mutex::new(Vec::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            ledger: Arc::new(LibraryLedger::new(&config.data_dir.join("plugins"))),
+            metrics: SwapMetrics::new(metrics),
+        }
+    }
+
+    /// Records a group loaded from berth.toml at startup.
+    pub fn record_loaded(&self, group_config: &GroupConfig, group: &Arc<ServedGroup>) {
+        let plugin = &group.instance.plugin;
+        self.ledger.track(plugin);
+        self.metrics.versions_loaded.inc();
+        let file = plugin.source.clone();
+        let slot = Slot {
+            config: group_config.clone(),
+            configured: true,
+            current: Some(Deployed::new(plugin, &file, "config")),
+            previous: None,
+            reload_from: None,
+        };
+        self.slots.lock().expect("slots lock").insert(group.name.to_string(), slot);
+        self.metrics.libraries_mapped.set(self.ledger.census().mapped.len() as i64);
+    }
+
+    fn slot(&self, name: &str) -> Option<Slot> {
+        self.slots.lock().expect("slots lock").get(name).cloned()
+    }
+
+    /// Makes `deployed` the current version of `name`; returns (current, previous).
+    fn commit(&self, name: &str, config: GroupConfig, deployed: Deployed) -> (Deployed, Option<Deployed>) {
+        let mut slots = self.slots.lock().expect("slots lock");
+        let slot = slots.entry(name.to_owned()).or_insert_with(|| Slot {
+            config,
+            configured: false,
+            current: None,
+            previous: None,
+            reload_from: None,
+        });
+        match deployed.via {
+            "path" => slot.reload_from = Some(deployed.file.clone()),
+            "upload" | "rollback" => slot.reload_from = Some(deployed.copy.clone()),
+            _ => {}
+        }
+        // Reloading the same file keeps the version to roll back to.
+        if let Some(current) = slot.current.take() {
+            if current.sha256 != deployed.sha256 {
+                slot.previous = Some(current);
+            }
+        }
+        slot.current = Some(deployed.clone());
+        (deployed, slot.previous.clone())
+    }
+
+    /// Marks `name` unloaded; its last version becomes the one to roll back to.
+    fn retire_current(&self, name: &str) -> Option<Deployed> {
+        let mut slots = self.slots.lock().expect("slots lock");
+        let slot = slots.get_mut(name)?;
+        if let Some(current) = slot.current.take() {
+            slot.previous = Some(current);
+        }
+        slot.previous.clone()
+    }
+
+    /// `/proc/self/maps` right now (off the async workers).
+    pub async fn census(&self) -> Census {
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.census()).await.unwrap_or_default()
+    }
+
+    /// Takes a census and updates `berth_plugin_libraries_mapped`.
+    pub async fn refresh_census(&self) -> Census {
+        let census = self.census().await;
+        self.metrics.libraries_mapped.set(census.mapped.len() as i64);
+        census
+    }
+
+    /// Everything the admin API lists.
+    pub async fn status(&self, state: &AppState) -> HostStatus {
+        let census = self.refresh_census().await;
+        let slots = self.slots.lock().expect("slots lock").clone();
+        let groups = state
+            .served_groups()
+            .into_iter()
+            .map(|g| {
+                let plugin = &g.instance.plugin;
+                let slot = slots.get(&*g.name);
+                let current = slot.and_then(|s| s.current.clone());
+                let functions = plugin
+                    .manifest
+                    .functions
+                    .iter()
+                    .map(|f| FunctionStatus {
+                        name: f.name.clone(),
+                        triggers: f.triggers.iter().map(|t| t.describe()).collect(),
+                    })
+                    .collect();
+                GroupStatus {
+                    name: g.name.to_string(),
+                    version: g.version.clone(),
+                    sha256: plugin.sha256.clone(),
+                    file: current.as_ref().map(|c| c.file.clone()).unwrap_or_else(|| plugin.source.clone()),
+                    copy: plugin.copy.clone(),
+                    loaded_at: current.as_ref().map(|c| c.loaded_at.clone()).unwrap_or_default(),
+                    loaded_at_unix_ms: current.as_ref().map(|c| c.loaded_at_unix_ms).unwrap_or(0),
+                    via: current.as_ref().map(|c| c.via).unwrap_or("config"),
+                    functions,
+                    inflight: g.calls.current(),
+                    previous: slot.and_then(|s| s.previous.clone()),
+                }
+            })
+            .collect();
+        let unloaded = slots
+            .iter()
+            .filter(|(_, s)| s.current.is_none())
+            .map(|(name, s)| UnloadedGroup { name: name.clone(), previous: s.previous.clone() })
+            .collect();
+        let retiring = self
+            .retiring
+            .lock()
+            .expect("retiring lock")
+            .iter()
+            .map(|r| RetiringStatus {
+                name: r.name.to_string(),
+                version: r.version.clone(),
+                sha256: r.sha256.clone(),
+                inflight: r.group.upgrade().map(|g| g.calls.current()).unwrap_or(0),
+                retiring_for_ms: r.since.elapsed().as_millis() as u64,
+            })
+            .collect();
+        HostStatus {
+            groups,
+            unloaded,
+            retiring,
+            libraries: LibraryStatus { mapped: census.mapped.len(), stuck: census.stuck },
+        }
+    }
+
+    /// Refuses further swaps and waits for any swap in progress.
+    pub async fn close(&self) {
+        *self.lock.lock().await = true;
+    }
+
+    /// Waits (up to `grace` each) for replaced versions to finish retiring.
+    pub async fn wait_retired(&self, grace: std::time::Duration) {
+        let tasks: Vec<_> = std::mem::take(&mut *self.retirements.lock().expect("retirements lock"));
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(grace, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! One swap, step by step: [`SwapPlan`] names the group and where the new version comes from;
+//! [`swap`] runs it. Every step before the routing switch may refuse the new version, and a refusal
+//! leaves the serving version untouched.
+//!
+//! 1. resolve the file: store an upload under `data_dir/uploads/`, rebuild a `path` group, or
+//!    take the previous version's private copy (rollback);
+//! 2. load it from its own content-addressed private copy (`loader::load`: ELF completeness, ABI
+//!    version, abi_stable layout, manifest), and check it is the same group;
+//! 3. resolve its services, run its init hook and build its routes (`groups::serve_plugin`);
+//! 4. build the new routing table (refused on a conflict with another group's route);
+//! 5. switch: routing table, trigger dispatcher, exports and group list, each one atomic store;
+//! 6. retire the old version in the background (`retire.rs`): drain, stop hook, unload, verify.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Deployed, Deployments, Slot};
+use crate::app::AppState;
+use crate::builder::BuildError;
+use crate::config::GroupConfig;
+use crate::groups::{self, GroupError, LoadedGroup};
+use crate::loader::{self, LoadError, LoadedPlugin};
+use crate::routes::RouteConflict;
+
+/// What to swap in, for which group.
+#[derive(Debug, Clone)]
+pub struct SwapPlan {
+    pub group: String,
+    pub source: SwapSource,
+}
+
+/// Where the new version comes from.
+#[derive(Debug, Clone)]
+pub enum SwapSource {
+    /// The plugin file's bytes, sent to the admin API; stored under `data_dir/uploads/` first.
+    Upload(bytes::Bytes),
+    /// A plugin file on the host's filesystem.
+    File(PathBuf),
+    /// The group's own source again: a `path` group is rebuilt, a `file` group's file re-read.
+    /// With `only_if_changed` (the file watcher), an identical file is not swapped.
+    Reload { only_if_changed: bool },
+    /// The version that served before the current one, from its private copy.
+    Rollback,
+}
+
+impl SwapSource {
+    fn via(&self) -> &'static str {
+        match self {
+            SwapSource::Upload(_) => "upload",
+            SwapSource::File(_) => "path",
+            SwapSource::Reload { only_if_changed: false } => "reload",
+            SwapSource::Reload { only_if_changed: true } => "watch",
+            SwapSource::Rollback => "rollback",
+        }
+    }
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapReport {
+    pub group: String,
+    /// `swapped`, `unchanged` (a reload found the same file) or `unloaded`.
+    pub outcome: &'static str,
+    /// The version serving now (none after an unload).
+    pub current: Option<Deployed>,
+    /// The version a rollback would return to.
+    pub previous: Option<Deployed>,
+    /// The version now draining in the background, if one was replaced.
+    pub retiring: Option<String>,
+    /// From the request to the routing switch.
+    pub swap_ms: f64,
+}
+
+/// Why a swap was refused. The serving version is untouched by every one of them.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("`{group}` is not a group name: use ASCII letters, digits, `-` or `_`")]
+    BadName { group: String },
+    #[error("group `{group}` is neither loaded nor configured; deploy a plugin file to create it")]
+    UnknownGroup { group: String },
+    #[error("group `{group}` is not loaded; deploy, reload or roll it back first")]
+    NotLoaded { group: String },
+    #[error("group `{group}` has no previous version to roll back to")]
+    NoPrevious { group: String },
+    #[error("plugin `{file}` is group `{found}`, not `{group}`; deploy it as group `{found}`")]
+    WrongGroup { group: String, found: String, file: PathBuf },
+    #[error("cannot store the uploaded plugin as `{path}`: {source}")]
+    Upload { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error("group `{group}`: the new version was refused: {source}")]
+    Routes { group: String, source: RouteConflict },
+    #[error(
+        "{stuck} plugin libraries stayed mapped after unloading (limit: admin.max_stuck_libraries = {limit}), and \
+         this version would map another one; restart berth to reclaim their memory (GET /libraries says why they stayed)"
+    )]
+    TooManyStuck { stuck: usize, limit: usize },
+    #[error("the host is shutting down; no more swaps")]
+    ShuttingDown,
+    #[error("swap of group `{group}` stopped unexpectedly: {message}")]
+    Internal { group: String, message: String },
+}
+
+impl SwapError {
+    /// The HTTP status the admin API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            SwapError::BadName { .. } => 400,
+            SwapError::UnknownGroup { .. } | SwapError::NotLoaded { .. } => 404,
+            SwapError::NoPrevious { .. } | SwapError::Routes { .. } => 409,
+            SwapError::Group(GroupError::Exports { .. } | GroupError::Routes { .. }) => 409,
+            SwapError::TooManyStuck { .. } | SwapError::ShuttingDown => 503,
+            SwapError::Upload { .. } | SwapError::Internal { .. } => 500,
+            SwapError::Group(GroupError::Internal { .. }) => 500,
+            SwapError::WrongGroup { .. } | SwapError::Build(_) | SwapError::Load(_) | SwapError::Group(_) => 422,
+        }
+    }
+
+    /// A short machine-readable code; also the `outcome` label of `berth_swap_total`.
+    pub fn code(&self) -> &'static str {
+        fn load_code(e: &LoadError) -> &'static str {
+            match e {
+                LoadError::AbiMismatch { .. } => "abi_mismatch",
+                LoadError::Incompatible { .. } => "incompatible",
+                LoadError::Instantiate { .. } => "init_failed",
+                LoadError::Incomplete { .. } => "truncated",
+                LoadError::Read { .. } => "unreadable",
+                _ => "not_a_plugin",
+            }
+        }
+        match self {
+            SwapError::BadName { .. } => "bad_name",
+            SwapError::UnknownGroup { .. } => "unknown_group",
+            SwapError::NotLoaded { .. } => "not_loaded",
+            SwapError::NoPrevious { .. } => "no_previous",
+            SwapError::WrongGroup { .. } => "wrong_group",
+            SwapError::Upload { .. } => "upload_failed",
+            SwapError::Build(_) | SwapError::Group(GroupError::Build(_)) => "build_failed",
+            SwapError::Load(e) | SwapError::Group(GroupError::Load(e)) => load_code(e),
+            SwapError::Group(GroupError::Services(_)) => "services_unresolved",
+            SwapError::Group(GroupError::Exports { .. }) => "export_conflict",
+            SwapError::Group(GroupError::UnknownFunctionOverride { .. }) => "config_mismatch",
+            SwapError::Routes { .. } | SwapError::Group(GroupError::Routes { .. }) => "route_conflict",
+            SwapError::TooManyStuck { .. } => "too_many_stuck",
+            SwapError::ShuttingDown => "shutting_down",
+            SwapError::Group(_) | SwapError::Internal { .. } => "internal",
+        }
+    }
+}
+
+/// A group name as manifests allow it (it becomes a file name and a metric label).
+pub fn valid_group_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Runs `plan`: one swap at a time per host. On success the new version serves every request
+/// that starts after this returns; the old one drains and unloads in the background.
+pub async fn swap(state: &Arc<AppState>, plan: SwapPlan) -> Result<SwapReport, SwapError> {
+    let started = Instant::now();
+    let group = plan.group.clone();
+    let result = swap_serialized(state, plan, started).await;
+    record(&state.deployments, &group, started, &result);
+    result
+}
+
+/// Takes `group` out of service: its routes, functions and exports go, the instance drains, stops
+/// and unloads in the background. Its last version stays available to reload or roll back to.
+pub async fn unload(state: &Arc<AppState>, group: &str) -> Result<SwapReport, SwapError> {
+    let started = Instant::now();
+    let result = unload_serialized(state, group, started).await;
+    record(&state.deployments, group, started, &result);
+    result
+}
+
+fn record(d: &Deployments, group: &str, started: Instant, result: &Result<SwapReport, SwapError>) {
+    d.metrics.duration.observe(started.elapsed().as_secs_f64());
+    let label = if valid_group_name(group) { group } else { "<invalid>" };
+    match result {
+        Ok(r) => {
+            d.metrics.count(label, "ok");
+            let version = r.current.as_ref().map(|c| c.version.as_str()).unwrap_or("-");
+            tracing::info!(group, outcome = r.outcome, version, swap_ms = r.swap_ms, retiring = ?r.retiring, "swap done");
+        }
+        Err(e) => {
+            d.metrics.count(label, e.code());
+            tracing::warn!(group, code = e.code(), error = %e, "swap refused; the serving version is unchanged");
+        }
+    }
+}
+
+async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant) -> Result<SwapReport, SwapError> {
+    let d = &state.deployments;
+    let name = plan.group.clone();
+    if !valid_group_name(&name) {
+        return Err(SwapError::BadName { group: name });
+    }
+    let closed = d.lock.lock().await;
+    if *closed {
+        return Err(SwapError::ShuttingDown);
+    }
+    let slot = d.slot(&name);
+    let via = plan.source.via();
+
+    // 1. The file.
+    let (file, group_config) = match (&plan.source, slot) {
+        (SwapSource::Upload(bytes), slot) => {
+            let file = store_upload(&d.config.data_dir, &name, bytes.clone()).await?;
+            (file.clone(), slot.map(|s| s.config).unwrap_or_else(|| deployed_group_config(&file)))
+        }
+        (SwapSource::File(path), slot) => {
+            (path.clone(), slot.map(|s| s.config).unwrap_or_else(|| deployed_group_config(path)))
+        }
+        (SwapSource::Reload { only_if_changed }, Some(slot)) => {
+            let file = reload_file(d, &name, &slot).await?;
+            if *only_if_changed {
+                if let Some(current) = &slot.current {
+                    if file_sha256(&file).await.ok().as_deref() == Some(current.sha256.as_str()) {
+                        return Ok(SwapReport {
+                            group: name,
+                            outcome: "unchanged",
+                            current: slot.current.clone(),
+                            previous: slot.previous.clone(),
+                            retiring: None,
+                            swap_ms: ms(started),
+                        });
+                    }
+                }
+            }
+            (file, slot.config)
+        }
+        (SwapSource::Rollback, Some(slot)) => {
+            let previous = slot.previous.clone().ok_or_else(|| SwapError::NoPrevious { group: name.clone() })?;
+            let file = if previous.copy.exists() { previous.copy } else { previous.file };
+            (file, slot.config)
+        }
+        (SwapSource::Reload { .. } | SwapSource::Rollback, None) => {
+            return Err(SwapError::UnknownGroup { group: name });
+        }
+    };
+
+    // 2. Load and check it.
+    let before = d.census().await;
+    let copy_dir = d.config.data_dir.join("plugins");
+    let to_load = file.clone();
+    let plugin = tokio::task::spawn_blocking(move || loader::load(&to_load, &copy_dir))
+        .await
+        .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })??;
+    let plugin = Arc::new(plugin);
+    if plugin.manifest.name != name {
+        let found = plugin.manifest.name.clone();
+        close_quietly(plugin).await;
+        return Err(SwapError::WrongGroup { group: name, found, file });
+    }
+    let limit = d.config.admin.max_stuck_libraries;
+    let copy = plugin.copy.canonicalize().unwrap_or_else(|_| plugin.copy.clone());
+    if limit > 0 && before.stuck.len() >= limit && !before.mapped.contains(&copy) {
+        close_quietly(plugin).await;
+        return Err(SwapError::TooManyStuck { stuck: before.stuck.len(), limit });
+    }
+    d.ledger.track(&plugin);
+
+    // 3. Services, init hook, routes.
+    let exports = plugin.manifest.exports.clone();
+    state
+        .services
+        .exports
+        .check_exports(&name, &exports)
+        .map_err(|message| GroupError::Exports { group: name.clone(), message })?;
+    let deployed = Deployed::new(&plugin, &file, via);
+    let LoadedGroup { group, routes, functions } =
+        groups::serve_plugin(&d.config, &group_config, plugin, &state.services, &state.metrics).await?;
+
+    // 4. The new routing table.
+    let table = match state.routes.load().with_group(&name, routes) {
+        Ok(t) => t,
+        Err(source) => {
+            group.shutdown().await;
+            drop(functions);
+            close_quietly_group(group).await;
+            return Err(SwapError::Routes { group: name, source });
+        }
+    };
+
+    // 5. Switch.
+    state.routes.store(Arc::new(table));
+    state.dispatcher.replace_group(&name, functions);
+    state.services.exports.publish(&group, &exports);
+    let old = state.replace_served_group(&name, Some(group));
+    d.metrics.versions_loaded.inc();
+    if old.is_none() {
+        state.metrics.groups_loaded.inc();
+    }
+    let swap_ms = ms(started);
+    let (current, previous) = d.commit(&name, group_config, deployed);
+    drop(closed);
+
+    // 6. Retire the old version.
+    let retiring = old.map(|old| {
+        let version = old.version.clone();
+        super::retire::spawn(state.clone(), old);
+        version
+    });
+    if retiring.is_none() {
+        d.refresh_census().await;
+    }
+    Ok(SwapReport { group: name, outcome: "swapped", current: Some(current), previous, retiring, swap_ms })
+}
+
+async fn unload_serialized(state: &Arc<AppState>, name: &str, started: Instant) -> Result<SwapReport, SwapError> {
+    let d = &state.deployments;
+    if !valid_group_name(name) {
+        return Err(SwapError::BadName { group: name.to_owned() });
+    }
+    let closed = d.lock.lock().await;
+    if *closed {
+        return Err(SwapError::ShuttingDown);
+    }
+    if !state.serves_group(name) {
+        return Err(SwapError::NotLoaded { group: name.to_owned() });
+    }
+    let table = state
+        .routes
+        .load()
+        .with_group(name, Vec::new())
+        .map_err(|e| SwapError::Internal { group: name.to_owned(), message: e.to_string() })?;
+    state.routes.store(Arc::new(table));
+    state.dispatcher.remove_group(name);
+    state.services.exports.withdraw(name);
+    let old = state.replace_served_group(name, None);
+    state.metrics.groups_loaded.dec();
+    let previous = d.retire_current(name);
+    drop(closed);
+    let retiring = old.map(|old| {
+        let version = old.version.clone();
+        super::retire::spawn(state.clone(), old);
+        version
+    });
+    Ok(SwapReport {
+        group: name.to_owned(),
+        outcome: "unloaded",
+        current: None,
+        previous,
+        retiring,
+        swap_ms: ms(started),
+    })
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The `[[groups]]` settings of a group that berth.toml does not configure: all defaults.
+fn deployed_group_config(file: &Path) -> GroupConfig {
+    serde_json::from_value(serde_json::json!({ "file": file })).expect("a file is a valid group config")
+}
+
+/// The file a reload loads: a configured `path` group is rebuilt, a configured `file` group's
+/// file read again; a group created by a deploy reloads what it was last deployed from.
+async fn reload_file(d: &Deployments, name: &str, slot: &Slot) -> Result<PathBuf, SwapError> {
+    if slot.configured {
+        if let Some(dir) = &slot.config.path {
+            let (dir, profile) = (dir.clone(), d.config.build.profile.clone());
+            return tokio::task::spawn_blocking(move || crate::builder::build_group_crate(&dir, &profile))
+                .await
+                .map_err(|e| SwapError::Internal { group: name.to_owned(), message: e.to_string() })?
+                .map_err(SwapError::Build);
+        }
+        if let Some(file) = &slot.config.file {
+            return Ok(file.clone());
+        }
+    }
+    slot.reload_from.clone().ok_or_else(|| SwapError::NotLoaded { group: name.to_owned() })
+}
+
+/// Writes an uploaded plugin to `data_dir/uploads/<group>.so` (through a temporary file, so a
+/// half-written upload is never loaded).
+async fn store_upload(data_dir: &Path, group: &str, bytes: bytes::Bytes) -> Result<PathBuf, SwapError> {
+    let dir = data_dir.join("uploads");
+    let path = dir.join(format!("{group}.{}", std::env::consts::DLL_EXTENSION));
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        let tmp = target.with_extension(format!("upload{}", std::process::id()));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &target)
+    })
+    .await
+    .map_err(|e| SwapError::Internal { group: group.to_owned(), message: e.to_string() })?;
+    written.map_err(|source| SwapError::Upload { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// The sha256 of a file, hex.
+pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?))))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Closes a plugin that never served (off the async workers: `dlclose` takes the loader lock).
+async fn close_quietly(plugin: Arc<LoadedPlugin>) {
+    let _ = tokio::task::spawn_blocking(move || drop(plugin)).await;
+}
+
+async fn close_quietly_group(group: Arc<crate::groups::ServedGroup>) {
+    let _ = tokio::task::spawn_blocking(move || drop(group)).await;
+}
