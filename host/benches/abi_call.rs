@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_host::host_api::GroupHost;
-use berth_plugin_api::{CallContext, FunctionGroup, HttpRequest, Input, Input_NE, RResult, RString, RVec, Tuple2};
+use berth_plugin_api::{
+    CallContext, FunctionGroup, HttpRequest, Input, Input_NE, ROption, RResult, RString, RVec, Tuple2,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn abi_call(c: &mut Criterion) {
@@ -42,11 +44,16 @@ fn abi_call(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // A host handle with no services and an empty group config, as for a group without any.
     let host = GroupHost::handle("hello");
-    let instance =
-        rt.block_on(plugin.instantiate(host.clone(), &serde_json::Map::new())).expect("instantiating the hello group");
+    let instance = rt.block_on(plugin.instantiate(host.clone())).expect("instantiating the hello group");
 
     let call = || {
-        let ctx = CallContext { request_id: RString::from("bench"), deadline_unix_ms: 0, host: host.clone() };
+        let ctx = CallContext {
+            request_id: RString::from("bench"),
+            deadline_unix_ms: 0,
+            host: host.clone(),
+            trigger: RString::from("http"),
+            caller: ROption::RNone,
+        };
         let input = Input::Http(HttpRequest {
             method: "GET".into(),
             path: "/hello/world".into(),

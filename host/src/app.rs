@@ -23,6 +23,7 @@ use crate::services::registry::ServiceRegistry;
 use crate::triggers::http::{self as http_trigger, RequestIds};
 use crate::triggers::blob::BlobTrigger;
 use crate::triggers::invoke::AsyncResults;
+use crate::triggers::queue::QueueTrigger;
 use crate::triggers::supervisor::{TriggerKind, TriggerSupervisor};
 use crate::triggers::timer::{SystemClock, TimerTrigger};
 use crate::triggers::Dispatcher;
@@ -68,6 +69,7 @@ impl AppState {
     fn new(config: &BerthConfig) -> Self {
         let metrics = Metrics::new();
         let dispatcher = Arc::new(Dispatcher::default());
+        dispatcher.set_extra_bindings(crate::triggers::queue::config_bindings(config));
         let services = Arc::new(ServiceRegistry::new(config, metrics.clone()));
         AppState {
             routes: ArcSwap::from_pointee(RouteTable::new()),
@@ -77,6 +79,7 @@ impl AppState {
                 vec![
                     Arc::new(TimerTrigger::new(Arc::new(SystemClock), &metrics)) as Arc<dyn TriggerKind>,
                     Arc::new(BlobTrigger::new(services.clone(), &metrics)),
+                    Arc::new(QueueTrigger::new(config, &metrics)),
                 ],
             )),
             invoke_results: Arc::new(AsyncResults::default()),

@@ -44,6 +44,11 @@ fn cargo() -> PathBuf {
 /// Builds the crate in `dir` with `profile` (`release` or `dev`) and returns the path of its
 /// cdylib. Cargo's own diagnostics go to stderr. Blocking: call it from `spawn_blocking`.
 pub fn build_group_crate(dir: &Path, profile: &str) -> Result<PathBuf, BuildError> {
+    build_group_crate_with(dir, profile, false)
+}
+
+/// [`build_group_crate`], optionally with cargo's progress lines silenced.
+pub fn build_group_crate_with(dir: &Path, profile: &str, quiet: bool) -> Result<PathBuf, BuildError> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(BuildError::NotACrate { dir: dir.to_owned() });
@@ -53,6 +58,7 @@ pub fn build_group_crate(dir: &Path, profile: &str) -> Result<PathBuf, BuildErro
     let mut child = Command::new(cargo())
         .args(["build", "--lib", "--message-format=json-render-diagnostics", "--profile", profile, "--manifest-path"])
         .arg(&manifest)
+        .args(quiet.then_some("--quiet"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -56,6 +56,92 @@ pub struct BerthConfig {
     /// The admin API (hot swap): its listener and token.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Queue bindings, by the name triggers and publishers use: `[queues.orders] kind = "redis"`.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Trigger bindings added or overridden here, without rebuilding the group.
+    #[serde(default)]
+    pub triggers: Vec<TriggerBindingConfig>,
+}
+
+/// `[queues.<name>]`: a queue binding. Queue triggers consume it, `ctx.queue("<name>")` publishes
+/// to it. Delivery is at least once: a message is acknowledged only after its function succeeded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The broker: `redis` (Streams, consumer groups), `nats` (JetStream) or `rabbitmq`.
+    pub kind: QueueKind,
+    /// `redis://127.0.0.1:6379`, `nats://127.0.0.1:4222` or `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// The Redis stream, JetStream stream or RabbitMQ queue. Default: the binding's name.
+    pub stream: Option<String>,
+    /// NATS only: the subject published to and consumed from. Default: the stream's name.
+    pub subject: Option<String>,
+    /// The Redis consumer group, NATS durable consumer or RabbitMQ consumer tag prefix.
+    /// Default: `berth-<group>-<function>` (every function gets every message).
+    pub consumer_group: Option<String>,
+    /// Messages one function handles at once, unless its trigger sets `concurrency`.
+    #[serde(default = "default_queue_concurrency")]
+    pub concurrency: u32,
+    /// Attempts before a message is dead-lettered, unless its trigger sets `max_attempts`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles per attempt (with jitter) up to `backoff_max`.
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Where a message goes after its last attempt or a permanent (4xx) failure. Default:
+    /// `<stream>.dead` (for NATS a subject, captured by a stream of the same name with `_`).
+    pub dead_letter: Option<String>,
+    /// How long a delivered, unacknowledged message stays with its consumer before another one
+    /// may take it (Redis: idle time before a reclaim; NATS: ack wait). Longer calls are kept
+    /// alive by the host while they run. RabbitMQ returns unacknowledged messages when the
+    /// consumer's connection closes and ignores it.
+    #[serde(default = "default_visibility_timeout", with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Timeout of one broker operation (connect, publish, acknowledge).
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Redis only: trim the stream to about this many entries on publish (0: never trim).
+    #[serde(default)]
+    pub max_len: u64,
+}
+
+/// The broker behind a queue binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    Redis,
+    Nats,
+    Rabbitmq,
+}
+
+impl QueueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Redis => "redis",
+            QueueKind::Nats => "nats",
+            QueueKind::Rabbitmq => "rabbitmq",
+        }
+    }
+}
+
+/// `[[triggers]]`: binds a function to a queue from `berth.toml`. A binding to a queue the
+/// function's own attribute names overrides its settings; any other queue is added.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBindingConfig {
+    pub group: String,
+    pub function: String,
+    /// The `[queues.<name>]` to consume.
+    pub queue: String,
+    /// 0: the queue's default.
+    #[serde(default)]
+    pub concurrency: u32,
+    /// 0: the queue's default.
+    #[serde(default)]
+    pub max_attempts: u32,
 }
 
 /// `[admin]`: the admin API's own listener.
@@ -301,11 +387,14 @@ pub struct BuildConfig {
     /// Cargo profile: `release` (default) or `dev`.
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// Pass `--quiet` to cargo (errors and warnings still show).
+    #[serde(default)]
+    pub quiet: bool,
 }
 
 impl Default for BuildConfig {
     fn default() -> Self {
-        BuildConfig { profile: default_profile() }
+        BuildConfig { profile: default_profile(), quiet: false }
     }
 }
 
@@ -406,6 +495,21 @@ fn default_max_stuck_libraries() -> usize {
 fn default_profile() -> String {
     "release".into()
 }
+fn default_queue_concurrency() -> u32 {
+    8
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_visibility_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 
 /// Where environment overrides come from: the process environment, or a map in tests.
 pub trait EnvSource {
@@ -499,6 +603,32 @@ impl BerthConfig {
                     )));
                 }
                 _ => {}
+            }
+        }
+        self.validate_queues().map_err(semantic)
+    }
+
+    fn validate_queues(&self) -> Result<(), String> {
+        for (name, q) in &self.queues {
+            if q.url.trim().is_empty() {
+                return Err(format!("`[queues.{name}]` needs a `url`"));
+            }
+            if q.concurrency == 0 || q.max_attempts == 0 {
+                return Err(format!("`[queues.{name}]`: `concurrency` and `max_attempts` must be at least 1"));
+            }
+            if q.backoff_base > q.backoff_max {
+                return Err(format!("`[queues.{name}]`: `backoff_base` is longer than `backoff_max`"));
+            }
+            if q.subject.is_some() && q.kind != QueueKind::Nats {
+                return Err(format!("`[queues.{name}]`: `subject` is for kind = \"nats\" only"));
+            }
+        }
+        for (i, t) in self.triggers.iter().enumerate() {
+            if !self.queues.contains_key(&t.queue) {
+                return Err(format!(
+                    "triggers[{i}] ({}/{}) names queue `{}`, which has no `[queues.{}]` section",
+                    t.group, t.function, t.queue, t.queue
+                ));
             }
         }
         Ok(())
@@ -623,5 +753,24 @@ mod tests {
         assert!(err.contains("needs `path"), "{err}");
         let err = parse("[[groups]]\npath = \"a\"\nfile = \"b\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("both"), "{err}");
+    }
+    #[test]
+    fn queues_parse_with_defaults_env_overrides_and_trigger_bindings() {
+        let c = parse(
+            "[queues.orders]\nkind = \"redis\"\nurl = \"redis://x\"\nbackoff_base = \"50ms\"\n\
+             [[triggers]]\ngroup = \"shop\"\nfunction = \"ship\"\nqueue = \"orders\"\nconcurrency = 2\n",
+            &[("BERTH_QUEUES__ORDERS__URL", "redis://127.0.0.1:6379"), ("BERTH_QUEUES__ORDERS__MAX_ATTEMPTS", "3")],
+        )
+        .unwrap();
+        let q = &c.queues["orders"];
+        assert_eq!((q.kind, q.url.as_str(), q.max_attempts, q.concurrency), (QueueKind::Redis, "redis://127.0.0.1:6379", 3, 8));
+        assert_eq!((q.backoff_base, q.backoff_max), (Duration::from_millis(50), Duration::from_secs(60)));
+        assert_eq!((c.triggers[0].queue.as_str(), c.triggers[0].concurrency, c.triggers[0].max_attempts), ("orders", 2, 0));
+        let err = parse("[queues.q]\nkind = \"kafka\"\nurl = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("kafka"), "{err}");
+        let err = parse("[queues.q]\nkind = \"redis\"\nurl = \"x\"\nsubject = \"s\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`subject` is for kind = \"nats\""), "{err}");
+        let err = parse("[[triggers]]\ngroup = \"g\"\nfunction = \"f\"\nqueue = \"nope\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("[queues.nope]"), "{err}");
     }
 }

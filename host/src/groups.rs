@@ -35,6 +35,8 @@ pub enum GroupError {
     Cycle { groups: String },
     #[error("building or loading `{source_label}` stopped unexpectedly: {message}")]
     Internal { source_label: String, message: String },
+    #[error("group `{group}` ({source_label}) refused: {message}")]
+    Migrations { group: String, source_label: String, message: String },
 }
 
 /// A group that is loaded and instantiated.
@@ -83,8 +85,8 @@ pub async fn open_plugin(
         |e: tokio::task::JoinError| GroupError::Internal { source_label: label.clone(), message: e.to_string() };
     let file = match (&group_config.path, &group_config.file) {
         (Some(dir), _) => {
-            let (dir, profile) = (dir.clone(), config.build.profile.clone());
-            tokio::task::spawn_blocking(move || crate::builder::build_group_crate(&dir, &profile))
+            let (dir, profile, quiet) = (dir.clone(), config.build.profile.clone(), config.build.quiet);
+            tokio::task::spawn_blocking(move || crate::builder::build_group_crate_with(&dir, &profile, quiet))
                 .await
                 .map_err(internal)??
         }
@@ -128,6 +130,7 @@ pub async fn serve_plugin(
         }
     }
     let services = registry.resolve(&manifest.name, &manifest.services, group_config)?;
+    apply_migrations(&manifest, group_config, registry).await?;
     let host = GroupHost::with_services(&manifest.name, services);
     let instance = plugin.instantiate(host.clone()).await?;
     let group = Arc::new(ServedGroup {
@@ -170,6 +173,40 @@ pub async fn serve_plugin(
         "group loaded"
     );
     Ok(LoadedGroup { group, routes, functions })
+}
+
+/// Applies the group's SQL migrations when it declares exactly one `sql` service: the files of
+/// `[[groups]] migrations`, else of the crate's `migrations/` folder when it has one; from its
+/// `<kind>/` subfolder (`sqlite`, `postgres`, `mysql`) when that exists.
+async fn apply_migrations(
+    manifest: &loader::GroupManifest,
+    group_config: &GroupConfig,
+    registry: &ServiceRegistry,
+) -> Result<(), GroupError> {
+    let sql: Vec<_> = manifest.services.iter().filter(|s| s.kind == "sql").collect();
+    let [need] = sql[..] else { return Ok(()) };
+    let dir = match (&group_config.migrations, &group_config.path) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(crate_dir)) if crate_dir.join("migrations").is_dir() => crate_dir.join("migrations"),
+        _ => return Ok(()),
+    };
+    let service = group_config.bind.get(&need.name).unwrap_or(&need.name);
+    let refused = |message: String| GroupError::Migrations {
+        group: manifest.name.clone(),
+        source_label: group_config.label(),
+        message,
+    };
+    let pool = registry.sql_pool(service).map_err(refused)?;
+    // Per-backend schemas live in `migrations/<kind>/` (sqlite, postgres, mysql) when present.
+    let dir = match registry.kind_of(service) {
+        Some(kind) if dir.join(kind).is_dir() => dir.join(kind),
+        _ => dir,
+    };
+    let applied = pool.migrate(&manifest.name, &dir).await.map_err(refused)?;
+    if !applied.is_empty() {
+        tracing::info!(group = %manifest.name, service = %service, migrations = ?applied, "migrations applied");
+    }
+    Ok(())
 }
 
 /// Orders opened plugins so that every group comes after the groups whose exports it needs.

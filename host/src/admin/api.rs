@@ -59,44 +59,72 @@ pub(super) async fn handle(ctx: Arc<AdminContext>, req: Request<Incoming>) -> Re
         return Ok(res);
     }
     let path = req.uri().path().trim_matches('/').to_owned();
-    let segments: Vec<&str> = path.split('/').collect();
     let method = req.method().clone();
     let state = &ctx.state;
-    let res = match (&method, segments.as_slice()) {
-        (&Method::GET, ["groups"]) => json(StatusCode::OK, &state.deployments.status(state).await),
-        (&Method::GET, ["libraries"]) => json(StatusCode::OK, &state.deployments.status(state).await.libraries),
-        (&Method::GET, ["groups", name]) => {
+    let res = match endpoint(&method, &path) {
+        Endpoint::List => json(StatusCode::OK, &state.deployments.status(state).await),
+        Endpoint::Libraries => json(StatusCode::OK, &state.deployments.status(state).await.libraries),
+        Endpoint::Show(name) => {
             let status = state.deployments.status(state).await;
-            match status.groups.iter().find(|g| g.name == *name) {
+            match status.groups.iter().find(|g| g.name == name) {
                 Some(g) => json(StatusCode::OK, g),
                 None => error(StatusCode::NOT_FOUND, "not_loaded", &format!("no group `{name}` is serving")),
             }
         }
-        (&Method::DELETE, ["groups", name]) => outcome(swap::unload(state, name).await),
-        (&Method::POST, ["groups", name, "deploy"]) => {
-            let name = name.to_string();
-            match deploy_source(&ctx, req).await {
-                Ok(source) => outcome(swap::swap(state, SwapPlan { group: name, source }).await),
-                Err(res) => res,
-            }
-        }
-        (&Method::POST, ["groups", name, "reload"]) => {
+        Endpoint::Unload(name) => outcome(swap::unload(state, &name).await),
+        Endpoint::Deploy(group) => match deploy_source(&ctx, req).await {
+            Ok(source) => outcome(swap::swap(state, SwapPlan { group, source }).await),
+            Err(res) => res,
+        },
+        Endpoint::Reload(group) => {
             let source = SwapSource::Reload { only_if_changed: false };
-            outcome(swap::swap(state, SwapPlan { group: name.to_string(), source }).await)
+            outcome(swap::swap(state, SwapPlan { group, source }).await)
         }
-        (&Method::POST, ["groups", name, "rollback"]) => {
-            outcome(swap::swap(state, SwapPlan { group: name.to_string(), source: SwapSource::Rollback }).await)
-        }
-        (_, ["groups"] | ["libraries"] | ["groups", _] | ["groups", _, "deploy" | "reload" | "rollback"]) => {
+        Endpoint::Rollback(group) => outcome(swap::swap(state, SwapPlan { group, source: SwapSource::Rollback }).await),
+        Endpoint::WrongMethod => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("{method} is not allowed on /{path}"))
         }
-        _ => error(
+        Endpoint::NotFound => error(
             StatusCode::NOT_FOUND,
             "not_found",
-            &format!("no admin endpoint /{path}; see GET /groups, POST /groups/{{name}}/deploy|reload|rollback, DELETE /groups/{{name}}, GET /libraries"),
+            &format!(
+                "no admin endpoint /{path}; see GET /groups, POST /groups/{{name}}/deploy|reload|rollback, \
+                 DELETE /groups/{{name}}, GET /libraries"
+            ),
         ),
     };
     Ok(res)
+}
+
+/// What a request asks for (owned, so that nothing borrowed from the request lives across awaits).
+enum Endpoint {
+    List,
+    Libraries,
+    Show(String),
+    Unload(String),
+    Deploy(String),
+    Reload(String),
+    Rollback(String),
+    WrongMethod,
+    NotFound,
+}
+
+fn endpoint(method: &Method, path: &str) -> Endpoint {
+    let segments: Vec<&str> = path.split('/').collect();
+    let name = |n: &str| n.to_owned();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["groups"]) => Endpoint::List,
+        (&Method::GET, ["libraries"]) => Endpoint::Libraries,
+        (&Method::GET, ["groups", n]) => Endpoint::Show(name(n)),
+        (&Method::DELETE, ["groups", n]) => Endpoint::Unload(name(n)),
+        (&Method::POST, ["groups", n, "deploy"]) => Endpoint::Deploy(name(n)),
+        (&Method::POST, ["groups", n, "reload"]) => Endpoint::Reload(name(n)),
+        (&Method::POST, ["groups", n, "rollback"]) => Endpoint::Rollback(name(n)),
+        (_, ["groups"] | ["libraries"] | ["groups", _] | ["groups", _, "deploy" | "reload" | "rollback"]) => {
+            Endpoint::WrongMethod
+        }
+        _ => Endpoint::NotFound,
+    }
 }
 
 fn outcome(result: Result<swap::SwapReport, SwapError>) -> Response<Body> {

@@ -46,7 +46,10 @@ impl AdminClient {
     /// `address` is `host:port` or `http://host:port`.
     pub fn new(address: &str, token: &str) -> Result<Self, ClientError> {
         let authority = address.strip_prefix("http://").unwrap_or(address).trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') || !authority.contains(':') || address.starts_with("https://")
+        if authority.is_empty()
+            || authority.contains('/')
+            || !authority.contains(':')
+            || address.starts_with("https://")
         {
             return Err(ClientError::BadAddress(address.to_owned()));
         }

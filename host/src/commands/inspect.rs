@@ -44,6 +44,8 @@ impl Inspect {
             let doc = serde_json::json!({
                 "file": self.file, "sha256": plugin.sha256, "abi_version": berth_plugin_api::ABI_VERSION,
                 "group": m.name, "version": m.version, "sdk_version": m.sdk_version, "functions": functions,
+                "services": m.services.iter().map(|s| serde_json::json!({"kind": s.kind, "name": s.name, "interface": s.interface, "version": s.version})).collect::<Vec<_>>(),
+                "exports": m.exports.iter().map(|e| serde_json::json!({"name": e.name, "interface": e.interface, "version": e.version})).collect::<Vec<_>>(),
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
             return Ok(ExitCode::SUCCESS);
@@ -65,6 +67,19 @@ impl Inspect {
             }
             let limits = if limits.is_empty() { String::new() } else { format!("  ({})", limits.join(", ")) };
             println!("  {:<12} {}{limits}", f.name, triggers.join(", "));
+        }
+        if !m.services.is_empty() {
+            println!("services:");
+            for s in &m.services {
+                let iface = if s.interface.is_empty() { String::new() } else { format!(" ({} {})", s.interface, s.version) };
+                println!("  {:<8} {}{iface}", s.kind, s.name);
+            }
+        }
+        if !m.exports.is_empty() {
+            println!("exports:");
+            for e in &m.exports {
+                println!("  {} ({} {})", e.name, e.interface, e.version);
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

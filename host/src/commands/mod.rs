@@ -1,7 +1,11 @@
 //! One module per subcommand, each a clap struct with a `run()`.
 
+mod admin_args;
+mod deploy;
+mod groups;
 mod inspect;
 mod invoke;
+mod rollback;
 mod up;
 
 use std::path::PathBuf;
@@ -25,6 +29,12 @@ enum Command {
     Invoke(invoke::Invoke),
     /// Print a plugin file's manifest and ABI version, or why it cannot be loaded.
     Inspect(inspect::Inspect),
+    /// Swap a new version of a group into a running host (admin API).
+    Deploy(deploy::Deploy),
+    /// Swap a running host's group back to its previous version (admin API).
+    Rollback(rollback::Rollback),
+    /// List what a running host serves: versions, files, in-flight calls (admin API).
+    Groups(groups::Groups),
 }
 
 /// The `--config` option shared by commands that read berth.toml.
@@ -47,6 +57,9 @@ impl Cli {
             Command::Up(c) => c.run(),
             Command::Invoke(c) => c.run(),
             Command::Inspect(c) => c.run(),
+            Command::Deploy(c) => c.run(),
+            Command::Rollback(c) => c.run(),
+            Command::Groups(c) => c.run(),
         }
     }
 }

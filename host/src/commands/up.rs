@@ -8,6 +8,10 @@ use super::ConfigArg;
 pub struct Up {
     #[command(flatten)]
     config: ConfigArg,
+    /// Swap a group when its source changes: a `file` group's plugin file, or any file of a
+    /// `path` group's crate (rebuilt with cargo).
+    #[arg(long)]
+    watch: bool,
 }
 
 impl Up {
@@ -21,6 +25,7 @@ impl Up {
         let rt = rt.enable_all().build()?;
         rt.block_on(async move {
             let host = berth_host::app::start(config).await?;
+            let _watcher = if self.watch { Some(berth_host::watch::Watcher::start(host.state.clone())?) } else { None };
             let readiness = host.state.readiness();
             if readiness.ready {
                 tracing::info!(addr = %host.addr, groups = ?readiness.groups, "ready");

@@ -104,8 +104,8 @@ pub fn open_embedded(
 }
 
 /// Opens the Redis-backed store of `[services.<name>]`. Nothing is connected until the first call.
-pub fn open_redis(name: &str, cfg: &RedisKvConfig, metrics: ServiceMetrics) -> Result<Arc<dyn KvBackend>, SetupError> {
-    Ok(Arc::new(super::redis::RedisKvStore::open(name, cfg, metrics)?))
+pub fn open_redis(_name: &str, cfg: &RedisKvConfig, metrics: ServiceMetrics) -> Result<Arc<dyn KvBackend>, SetupError> {
+    Ok(Arc::new(super::redis::RedisKvStore::open(cfg, metrics)?))
 }
 
 // === impl GroupStore ===
@@ -238,7 +238,6 @@ impl KvStore for GroupStore {
 /// The embedded store: one SQLite file.
 pub struct EmbeddedStore {
     pool: SqlitePool,
-    path: PathBuf,
     max_value_size: u64,
     metrics: ServiceMetrics,
     writes: AtomicU64,
@@ -324,18 +323,7 @@ impl EmbeddedStore {
             .max_lifetime(None)
             .acquire_timeout(EMBEDDED_WAIT)
             .connect_lazy_with(options);
-        Ok(EmbeddedStore {
-            pool,
-            path,
-            max_value_size: cfg.max_value_size.as_u64(),
-            metrics,
-            writes: AtomicU64::new(0),
-        })
-    }
-
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(EmbeddedStore { pool, max_value_size: cfg.max_value_size.as_u64(), metrics, writes: AtomicU64::new(0) })
     }
 
     /// Counts a write; every [`SWEEP_EVERY`]th starts a background sweep of expired rows.
@@ -510,16 +498,16 @@ impl KvBackend for EmbeddedStore {
         self.max_value_size
     }
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        Box::pin(self.get(key))
+        Box::pin(EmbeddedStore::get(self, key))
     }
     fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> KvFuture<'a, ()> {
-        Box::pin(self.set(key, value, ttl_ms))
+        Box::pin(EmbeddedStore::set(self, key, value, ttl_ms))
     }
     fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, bool> {
-        Box::pin(self.delete(key))
+        Box::pin(EmbeddedStore::delete(self, key))
     }
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> KvFuture<'a, i64> {
-        Box::pin(self.increment(key, delta))
+        Box::pin(EmbeddedStore::increment(self, key, delta))
     }
     fn compare_and_swap<'a>(
         &'a self,
@@ -528,21 +516,21 @@ impl KvBackend for EmbeddedStore {
         new: Vec<u8>,
         ttl_ms: u64,
     ) -> KvFuture<'a, bool> {
-        Box::pin(self.compare_and_swap(key, expected, new, ttl_ms))
+        Box::pin(EmbeddedStore::compare_and_swap(self, key, expected, new, ttl_ms))
     }
     fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> KvFuture<'a, Vec<String>> {
-        Box::pin(self.list_keys(prefix, limit))
+        Box::pin(EmbeddedStore::list_keys(self, prefix, limit))
     }
 }
 
 #[cfg(test)]
 mod tests {
     //! One behavioural suite, run against the embedded store and against redis-kv (a real Redis
-    //! at `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under a key prefix of its own
-    //! that is deleted afterwards).
+    //! at `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under a [`TestPrefix`] of its
+    //! own, deleted afterwards).
 
     use super::*;
-    use crate::services::redis::tests::{purge, redis_url, unique_prefix};
+    use crate::services::redis::tests::{redis_url, TestPrefix};
     use bytesize::ByteSize;
 
     const MAX: u64 = 32;
@@ -611,6 +599,8 @@ mod tests {
         assert_eq!(h.increment("n".into(), 5).await.unwrap(), 5, "missing counts as 0");
         assert_eq!(h.increment("n".into(), -7).await.unwrap(), -2);
         assert_eq!(get(&h, "n").await.as_deref(), Some(&b"-2"[..]));
+        assert!(cas(&h, "n", Some(b"-2"), b"10", 0).await, "a counter compares as its decimal text");
+        assert_eq!(h.increment("n".into(), 1).await.unwrap(), 11);
         set(&h, "word", b"abc", 0).await;
         let e = h.increment("word".into(), 1).await.unwrap_err();
         assert_eq!((e.kind, e.message.as_str()), (kind::INVALID, "value of `word` is not an integer"));
@@ -689,6 +679,40 @@ mod tests {
         assert_eq!(list(&shared_b, "g", 100).await, ["g1/same", "g1/same-n", "g2/only-g2", "g2/same", "g2/same-n"]);
     }
 
+    /// Increments and compare-and-swaps racing from several tasks lose nothing and admit one winner.
+    async fn races(backend: Arc<dyn KvBackend>) {
+        let h = handle(backend, Some("g1".into()), "cache");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        h.increment("hits".into(), 1).await.unwrap();
+                    }
+                    cas(&h, "owner", None, b"me", 0).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1, "exactly one task takes an absent key");
+        assert_eq!(get(&h, "hits").await.as_deref(), Some(&b"200"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn embedded_store_races() {
+        let dir = tempfile::tempdir().unwrap();
+        races(embedded(dir.path())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn redis_kv_races() {
+        let prefix = TestPrefix::new();
+        races(redis_kv(&prefix)).await;
+    }
+
     #[tokio::test]
     async fn embedded_store_behaves() {
         let dir = tempfile::tempdir().unwrap();
@@ -709,33 +733,29 @@ mod tests {
 
     #[tokio::test]
     async fn redis_kv_behaves() {
-        let prefix = unique_prefix();
+        let prefix = TestPrefix::new();
         behaves(redis_kv(&prefix)).await;
-        purge(&prefix).await;
     }
 
     #[tokio::test]
     async fn redis_kv_lists_literally() {
-        let prefix = unique_prefix();
+        let prefix = TestPrefix::new();
         lists_literally(redis_kv(&prefix)).await;
-        purge(&prefix).await;
     }
 
     #[tokio::test]
     async fn redis_kv_namespaces() {
-        let prefix = unique_prefix();
+        let prefix = TestPrefix::new();
         namespaces(redis_kv(&prefix)).await;
-        purge(&prefix).await;
     }
 
     #[tokio::test]
     async fn redis_kv_keys_carry_prefix_and_namespace() {
-        let prefix = unique_prefix();
+        let prefix = TestPrefix::new();
         let h = handle(redis_kv(&prefix), Some("g1".into()), "cache");
         set(&h, "k", b"v", 0).await;
         let raw = crate::services::redis::tests::raw_get(&format!("{prefix}g1/k")).await;
         assert_eq!(raw.as_deref(), Some(&b"v"[..]));
-        purge(&prefix).await;
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ const SCAN_COUNT: u64 = 1000;
 
 /// Opens direct access to the Redis server of `[services.<name>]`.
 pub fn open(name: &str, cfg: &RedisConfig, metrics: ServiceMetrics) -> Result<RedisHandle, SetupError> {
-    let conn = LazyConnection::new(name, &cfg.url, cfg.timeout)?;
+    let conn = LazyConnection::new(&cfg.url, cfg.timeout)?;
     let direct = DirectRedis(Arc::new(DirectInner { name: name.into(), conn, metrics }));
     Ok(RedisClient_TO::from_ptr(RArc::new(direct), TD_Opaque))
 }
@@ -117,9 +117,9 @@ pub struct LazyConnection {
 
 impl LazyConnection {
     /// Checks `url`; connects nothing.
-    pub fn new(name: &str, url: &str, timeout: Duration) -> Result<LazyConnection, SetupError> {
+    pub fn new(url: &str, timeout: Duration) -> Result<LazyConnection, SetupError> {
         let client = redis::Client::open(url)
-            .map_err(|e| SetupError(format!("`{name}`: invalid Redis url (expected redis://host:port/db): {e}")))?;
+            .map_err(|e| SetupError(format!("invalid Redis url (expected redis://host:port/db): {e}")))?;
         let config = ConnectionManagerConfig::new()
             // One attempt per call: the call after a failure tries again, so a caller waits at
             // most its timeout, never for a backoff schedule.
@@ -134,11 +134,6 @@ impl LazyConnection {
             connecting: tokio::sync::Mutex::new(()),
             generations: AtomicU64::new(0),
         })
-    }
-
-    /// The timeout of one call.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     fn cached(&self) -> Option<(u64, ConnectionManager)> {
@@ -210,38 +205,9 @@ pub struct DirectRedis(Arc<DirectInner>);
 
 /// Commands refused on the shared connection: they would change its state for every other
 /// caller (database, protocol, transactions, subscriptions) or block it for everyone.
-const REFUSED: &[&str] = &[
-    "AUTH",
-    "HELLO",
-    "SELECT",
-    "RESET",
-    "QUIT",
-    "CLIENT",
-    "MULTI",
-    "EXEC",
-    "DISCARD",
-    "WATCH",
-    "UNWATCH",
-    "SUBSCRIBE",
-    "PSUBSCRIBE",
-    "SSUBSCRIBE",
-    "UNSUBSCRIBE",
-    "PUNSUBSCRIBE",
-    "SUNSUBSCRIBE",
-    "MONITOR",
-    "SYNC",
-    "PSYNC",
-    "BLPOP",
-    "BRPOP",
-    "BRPOPLPUSH",
-    "BLMOVE",
-    "BLMPOP",
-    "BZPOPMIN",
-    "BZPOPMAX",
-    "BZMPOP",
-    "WAIT",
-    "WAITAOF",
-];
+const REFUSED: &str = "AUTH HELLO SELECT RESET QUIT CLIENT MULTI EXEC DISCARD WATCH UNWATCH SUBSCRIBE PSUBSCRIBE \
+    SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE MONITOR SYNC PSYNC BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN \
+    BZPOPMAX BZMPOP WAIT WAITAOF";
 
 fn check_command(service: &str, args: &[RVec<u8>]) -> Result<(), ServiceError> {
     let Some(name) = args.first() else {
@@ -250,7 +216,7 @@ fn check_command(service: &str, args: &[RVec<u8>]) -> Result<(), ServiceError> {
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
     let blocking_stream = matches!(name.as_str(), "XREAD" | "XREADGROUP")
         && args[1..].iter().any(|a| a.as_slice().eq_ignore_ascii_case(b"BLOCK"));
-    if REFUSED.contains(&name.as_str()) || blocking_stream {
+    if REFUSED.split_whitespace().any(|c| c == name) || blocking_stream {
         return Err(ServiceError::new(
             kind::INVALID,
             service,
@@ -372,16 +338,18 @@ pub fn escape_glob(s: &str) -> String {
     out
 }
 
-fn kv_error(f: RedisFailure) -> KvError {
-    let (kind, message) = f.describe();
-    KvError::failed(kind, message)
+impl From<RedisFailure> for KvError {
+    fn from(f: RedisFailure) -> KvError {
+        let (kind, message) = f.describe();
+        KvError::failed(kind, message)
+    }
 }
 
 impl RedisKvStore {
     /// Checks the configuration; connects nothing.
-    pub fn open(name: &str, cfg: &RedisKvConfig, metrics: ServiceMetrics) -> Result<RedisKvStore, SetupError> {
+    pub fn open(cfg: &RedisKvConfig, metrics: ServiceMetrics) -> Result<RedisKvStore, SetupError> {
         Ok(RedisKvStore {
-            conn: LazyConnection::new(name, &cfg.url, cfg.timeout)?,
+            conn: LazyConnection::new(&cfg.url, cfg.timeout)?,
             key_prefix: cfg.key_prefix.clone(),
             max_value_size: cfg.max_value_size.as_u64(),
             metrics,
@@ -393,7 +361,7 @@ impl RedisKvStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, KvError> {
-        self.conn.run(|mut c| async move { cmd.query_async::<T>(&mut c).await }).await.map_err(|f| kv_error(f))
+        self.conn.run(|mut c| async move { cmd.query_async::<T>(&mut c).await }).await.map_err(KvError::from)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -421,7 +389,7 @@ impl RedisKvStore {
                 Err(KvError::NotAnInteger)
             }
             Err(RedisFailure::Redis(e)) if e.detail().is_some_and(|d| d.contains("overflow")) => Err(KvError::Overflow),
-            Err(f) => Err(kv_error(f)),
+            Err(f) => Err(f.into()),
         }
     }
 
@@ -475,7 +443,7 @@ impl RedisKvStore {
                 cursor = next;
             }
         };
-        self.conn.run(scan).await.map_err(|f| kv_error(f))
+        self.conn.run(scan).await.map_err(KvError::from)
     }
 }
 
@@ -487,16 +455,16 @@ impl KvBackend for RedisKvStore {
         self.max_value_size
     }
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        Box::pin(self.get(key))
+        Box::pin(RedisKvStore::get(self, key))
     }
     fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> KvFuture<'a, ()> {
-        Box::pin(self.set(key, value, ttl_ms))
+        Box::pin(RedisKvStore::set(self, key, value, ttl_ms))
     }
     fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, bool> {
-        Box::pin(self.delete(key))
+        Box::pin(RedisKvStore::delete(self, key))
     }
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> KvFuture<'a, i64> {
-        Box::pin(self.increment(key, delta))
+        Box::pin(RedisKvStore::increment(self, key, delta))
     }
     fn compare_and_swap<'a>(
         &'a self,
@@ -505,10 +473,10 @@ impl KvBackend for RedisKvStore {
         new: Vec<u8>,
         ttl_ms: u64,
     ) -> KvFuture<'a, bool> {
-        Box::pin(self.compare_and_swap(key, expected, new, ttl_ms))
+        Box::pin(RedisKvStore::compare_and_swap(self, key, expected, new, ttl_ms))
     }
     fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> KvFuture<'a, Vec<String>> {
-        Box::pin(self.list_keys(prefix, limit))
+        Box::pin(RedisKvStore::list_keys(self, prefix, limit))
     }
 }
 
@@ -532,11 +500,53 @@ pub(crate) mod tests {
         std::env::var(REDIS_URL_ENV).unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
     }
 
-    /// A key prefix no other test (or run) uses.
-    pub(crate) fn unique_prefix() -> String {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        format!("berth-test:{}-{nanos:x}-{}:", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    /// A key prefix no other test (or run) uses. Every key under it is deleted when it is dropped,
+    /// so also when the test fails.
+    pub(crate) struct TestPrefix(String);
+
+    impl TestPrefix {
+        pub(crate) fn new() -> TestPrefix {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            TestPrefix(format!("berth-test:{}-{nanos:x}-{n}:", std::process::id()))
+        }
+    }
+
+    impl std::ops::Deref for TestPrefix {
+        type Target = str;
+        fn deref(&self) -> &str {
+            &self.0
+        }
+    }
+
+    impl std::fmt::Display for TestPrefix {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl Drop for TestPrefix {
+        fn drop(&mut self) {
+            // Synchronous, so that it can run in `drop`; a Redis that is down has nothing to clean.
+            let Ok(mut c) = redis::Client::open(redis_url().as_str()).and_then(|c| c.get_connection()) else {
+                return;
+            };
+            let pattern = format!("{}*", escape_glob(&self.0));
+            let mut cursor = 0u64;
+            loop {
+                let scanned: redis::RedisResult<(u64, Vec<Vec<u8>>)> =
+                    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(&mut c);
+                let Ok((next, keys)) = scanned else { return };
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut c);
+                }
+                if next == 0 {
+                    return;
+                }
+                cursor = next;
+            }
+        }
     }
 
     async fn raw_connection() -> redis::aio::MultiplexedConnection {
@@ -550,31 +560,6 @@ pub(crate) mod tests {
 
     pub(crate) async fn raw_get(key: &str) -> Option<Vec<u8>> {
         redis::cmd("GET").arg(key).query_async(&mut raw_connection().await).await.unwrap()
-    }
-
-    /// Deletes every key under `prefix`.
-    pub(crate) async fn purge(prefix: &str) {
-        let mut c = raw_connection().await;
-        let pattern = format!("{}*", escape_glob(prefix));
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap();
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
     }
 
     fn metrics() -> ServiceMetrics {
@@ -592,7 +577,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn commands_round_trip_as_json() {
-        let prefix = unique_prefix();
+        let prefix = TestPrefix::new();
         let h = direct(&redis_url(), Duration::from_secs(2));
         let key = format!("{prefix}user:1");
         assert_eq!(cmd(&h, &["HSET", &key, "name", "ann", "age", "7"]).await.unwrap(), serde_json::json!(2));
@@ -613,12 +598,11 @@ pub(crate) mod tests {
                 .into();
         h.command(bin).await.unwrap();
         assert_eq!(cmd(&h, &["GET", &format!("{prefix}bin")]).await.unwrap(), serde_json::json!([255, 0, 1]));
-        purge(&prefix).await;
     }
 
     #[tokio::test]
     async fn error_replies_are_invalid_with_the_servers_message() {
-        let prefix = unique_prefix();
+        let prefix = TestPrefix::new();
         let h = direct(&redis_url(), Duration::from_secs(2));
         let key = format!("{prefix}list");
         cmd(&h, &["RPUSH", &key, "a"]).await.unwrap();
@@ -632,7 +616,6 @@ pub(crate) mod tests {
         assert_eq!(cmd(&h, &["BLPOP", &key, "0"]).await.unwrap_err().kind, kind::INVALID);
         assert_eq!(cmd(&h, &[]).await.unwrap_err().kind, kind::INVALID);
         assert_eq!(cmd(&h, &["LLEN", &key]).await.unwrap(), serde_json::json!(1), "the connection still works");
-        purge(&prefix).await;
     }
 
     #[test]
@@ -646,7 +629,7 @@ pub(crate) mod tests {
             max_value_size: ByteSize::kib(1),
             timeout: Duration::from_millis(100),
         };
-        assert!(RedisKvStore::open("cache", &cfg, metrics()).is_ok());
+        assert!(RedisKvStore::open(&cfg, metrics()).is_ok());
         let e = open("cache", &RedisConfig { url: "http://nope".into(), timeout: Duration::from_secs(1) }, metrics());
         assert!(e.err().expect("not a redis url").0.contains("invalid Redis url"));
     }

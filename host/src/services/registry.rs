@@ -42,6 +42,8 @@ pub struct ServiceRegistry {
     metrics: Metrics,
     opened: Mutex<BTreeMap<String, Opened>>,
     http: Mutex<Option<HttpClientHandle>>,
+    /// Publish handles of `[queues.*]`.
+    queues: crate::triggers::queue::Publishers,
     /// Services groups export to each other.
     pub exports: Arc<ExportDirectory>,
 }
@@ -52,11 +54,17 @@ impl ServiceRegistry {
             data_dir: config.data_dir.clone(),
             config: config.services.clone(),
             http_config: config.http_client.clone(),
+            queues: crate::triggers::queue::Publishers::new(config, metrics.clone()),
             metrics,
             opened: Mutex::new(BTreeMap::new()),
             http: Mutex::new(None),
             exports: Arc::new(ExportDirectory::default()),
         }
+    }
+
+    /// The `kind` of the service configured as `name` (`sqlite`, `postgres`, ...).
+    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
+        self.config.get(name).map(ServiceConfig::kind)
     }
 
     /// The data directory backends keep their files in.
@@ -185,6 +193,12 @@ impl ServiceRegistry {
                         }
                         Err(e) => problems.push(format!("secret `{}`: {e}", need.name)),
                     },
+                },
+                "queue" => match self.queues.handle(&target) {
+                    Ok(h) => {
+                        out.queues.insert(need.name.clone(), h);
+                    }
+                    Err(e) => problems.push(e),
                 },
                 "service" => match self.exports.resolve(group, need, self.metrics.service(&need.name)) {
                     Ok(h) => {

@@ -97,14 +97,20 @@ impl SqlPool {
     /// (default `<data_dir>/sql/<name>.db`) is created here, so a bad path fails now.
     ///
     /// Must be called inside the tokio runtime (the pool's maintenance task lives there).
-    pub fn open(name: &str, cfg: &ServiceConfig, data_dir: &Path, metrics: ServiceMetrics) -> Result<SqlPool, SetupError> {
+    pub fn open(
+        name: &str,
+        cfg: &ServiceConfig,
+        data_dir: &Path,
+        metrics: ServiceMetrics,
+    ) -> Result<SqlPool, SetupError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SetupError("SQL pools must be opened inside the tokio runtime".into()));
         }
         let (pool, acquire_timeout) = match cfg {
-            ServiceConfig::Sqlite(c) => {
-                (Pool::Sqlite(sqlite::open(name, c, data_dir, SQLITE_BUSY_TIMEOUT, SQLITE_ACQUIRE_TIMEOUT)?), SQLITE_ACQUIRE_TIMEOUT)
-            }
+            ServiceConfig::Sqlite(c) => (
+                Pool::Sqlite(sqlite::open(name, c, data_dir, SQLITE_BUSY_TIMEOUT, SQLITE_ACQUIRE_TIMEOUT)?),
+                SQLITE_ACQUIRE_TIMEOUT,
+            ),
             ServiceConfig::Postgres(c) => (Pool::Postgres(postgres::open(c)?), c.acquire_timeout),
             ServiceConfig::Mysql(c) => (Pool::Mysql(mysql::open(c)?), c.acquire_timeout),
             other => return Err(SetupError(format!("`{name}` is kind = \"{}\", not a SQL database", other.kind()))),
@@ -241,11 +247,12 @@ impl Tx {
 
     /// Runs a script of several statements, without parameters (migrations).
     async fn script(&mut self, sql: &str) -> Result<(), Failure> {
+        use sqlx::Executor as _;
         let raw = sqlx::raw_sql(sql);
         match self {
-            Tx::Sqlite(tx) => raw.execute(&mut **tx).await.map(drop)?,
-            Tx::Postgres(tx) => raw.execute(&mut **tx).await.map(drop)?,
-            Tx::Mysql(tx) => raw.execute(&mut **tx).await.map(drop)?,
+            Tx::Sqlite(tx) => tx.execute(raw).await.map(drop)?,
+            Tx::Postgres(tx) => tx.execute(raw).await.map(drop)?,
+            Tx::Mysql(tx) => tx.execute(raw).await.map(drop)?,
         }
         Ok(())
     }
@@ -422,7 +429,9 @@ fn service_error(name: &str, backend: &str, acquire_timeout: Duration, failure: 
                 acquire_timeout
             ),
         ),
-        sqlx::Error::PoolClosed => err(kind::UNAVAILABLE, "the connection pool is closed (the host is stopping)".into()),
+        sqlx::Error::PoolClosed => {
+            err(kind::UNAVAILABLE, "the connection pool is closed (the host is stopping)".into())
+        }
         sqlx::Error::Io(e) => err(kind::UNAVAILABLE, format!("database unreachable: {e}")),
         sqlx::Error::Tls(e) => err(kind::UNAVAILABLE, format!("TLS with the database failed: {e}")),
         sqlx::Error::WorkerCrashed => err(kind::UNAVAILABLE, "the database worker stopped".into()),
@@ -453,8 +462,8 @@ fn database_error_kind(backend: &str, code: &str, db: &dyn sqlx::error::Database
     }
     if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         match my.number() {
-            1205 => return kind::TIMEOUT,             // lock wait timeout
-            1213 => return kind::CONFLICT,            // deadlock
+            1205 => return kind::TIMEOUT,                          // lock wait timeout
+            1213 => return kind::CONFLICT,                         // deadlock
             1040 | 1053 | 1152 | 1203 => return kind::UNAVAILABLE, // too many connections, shutdown, aborted
             _ => {}
         }
@@ -464,5 +473,21 @@ fn database_error_kind(backend: &str, code: &str, db: &dyn sqlx::error::Database
         "57014" | "55P03" => kind::TIMEOUT,  // statement timeout / cancelled, lock not available
         c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => kind::UNAVAILABLE,
         _ => kind::INVALID,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Group loading runs in spawned tasks (admin deploys, hot swaps): migrating must be `Send`
+    /// for any lifetime, which a closure held across an await quietly breaks.
+    #[test]
+    fn migrating_can_run_in_a_spawned_task() {
+        fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+        fn check(pool: SqlPool) {
+            spawnable(async move { pool.migrate("g", Path::new("migrations")).await });
+        }
+        let _ = check;
     }
 }

@@ -192,6 +192,12 @@ impl Deployments {
         self.metrics.libraries_mapped.set(self.ledger.census().mapped.len() as i64);
     }
 
+    /// Groups loaded from berth.toml, with their settings (what `--watch` watches).
+    pub fn configured_groups(&self) -> Vec<(String, GroupConfig)> {
+        let slots = self.slots.lock().expect("slots lock");
+        slots.iter().filter(|(_, s)| s.configured).map(|(n, s)| (n.clone(), s.config.clone())).collect()
+    }
+
     fn slot(&self, name: &str) -> Option<Slot> {
         self.slots.lock().expect("slots lock").get(name).cloned()
     }
@@ -321,3 +327,4 @@ impl Deployments {
         }
     }
 }
+

@@ -300,6 +300,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     let swap_ms = ms(started);
     let (current, previous) = d.commit(&name, group_config, deployed);
     drop(closed);
+    reconcile_triggers(state);
 
     // 6. Retire the old version.
     let retiring = old.map(|old| {
@@ -337,6 +338,7 @@ async fn unload_serialized(state: &Arc<AppState>, name: &str, started: Instant) 
     state.metrics.groups_loaded.dec();
     let previous = d.retire_current(name);
     drop(closed);
+    reconcile_triggers(state);
     let retiring = old.map(|old| {
         let version = old.version.clone();
         super::retire::spawn(state.clone(), old);
@@ -350,6 +352,13 @@ async fn unload_serialized(state: &Arc<AppState>, name: &str, started: Instant) 
         retiring,
         swap_ms: ms(started),
     })
+}
+
+/// Starts and stops timer, queue and blob runners for the functions now serving (in the
+/// background: stopping a runner waits for its in-flight deliveries).
+fn reconcile_triggers(state: &Arc<AppState>) {
+    let triggers = state.triggers.clone();
+    tokio::spawn(async move { triggers.reconcile().await });
 }
 
 fn ms(started: Instant) -> f64 {

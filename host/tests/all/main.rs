@@ -2,10 +2,15 @@
 //! groups (and one fixture plugin per loader failure) loaded. One binary, a module per area.
 
 mod cli;
+mod faults;
 mod http;
 mod limits;
 mod loading;
 mod panics;
+mod queue;
 mod shutdown;
+mod sql;
 mod support;
+mod swap;
+mod todo;
 mod triggers;

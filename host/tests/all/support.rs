@@ -19,7 +19,7 @@ pub fn workspace() -> PathBuf {
 /// `server` goes into the `[server]` table; `extra` is appended (groups and their settings).
 pub fn base_config(data_dir: &Path, server: &str, extra: &str) -> String {
     format!(
-        "log = \"warn\"\ndata_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{server}\n[build]\nprofile = \"dev\"\n{extra}",
+        "log = \"warn\"\ndata_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{server}\n[build]\nprofile = \"dev\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
         data_dir.display()
     )
 }
@@ -43,7 +43,8 @@ pub fn group(path: &str) -> String {
 pub struct TestHost {
     pub host: Option<RunningHost>,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestHost {
@@ -54,12 +55,19 @@ impl TestHost {
 
     /// Like [`TestHost::start`], with `server` lines added to the `[server]` table.
     pub async fn start_with(server: &str, extra: &str) -> TestHost {
-        init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
-        let text = base_config(dir.path(), server, extra);
+        let mut h = Self::start_in(dir.path(), server, extra).await;
+        h._dir = Some(dir);
+        h
+    }
+
+    /// A host whose data directory is `data_dir` (kept after it stops: restart tests).
+    pub async fn start_in(data_dir: &Path, server: &str, extra: &str) -> TestHost {
+        init_logs();
+        let text = base_config(data_dir, server, extra);
         let config = BerthConfig::parse(&text, &workspace(), &BTreeMap::new()).expect("test config parses");
         let host = app::start(config).await.expect("host starts");
-        TestHost { addr: host.addr, host: Some(host), _dir: dir }
+        TestHost { addr: host.addr, host: Some(host), data_dir: data_dir.to_path_buf(), _dir: None }
     }
 
     pub async fn get(&self, path: &str) -> Res {
@@ -72,7 +80,7 @@ impl TestHost {
 
     /// The host's data directory.
     pub fn data_dir(&self) -> &Path {
-        self._dir.path()
+        &self.data_dir
     }
 
     pub fn readiness(&self) -> berth_host::app::Readiness {

@@ -64,8 +64,7 @@ fn read_dir(dir: &Path, backend: &str) -> Result<(PathBuf, Vec<Migration>), Stri
             .to_owned();
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read migration `{}`: {e}", path.display()))?;
         let checksum = format!("{:x}", Sha256::digest(&bytes));
-        let text =
-            String::from_utf8(bytes).map_err(|_| format!("migration `{}` is not UTF-8 text", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("migration `{}` is not UTF-8 text", path.display()))?;
         out.push(Migration { name, text, checksum });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -99,10 +98,8 @@ pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<S
         .run_query("SELECT name, checksum FROM _berth_migrations WHERE group_name = $1", &[&group_v])
         .await
         .map_err(|e| failed("reading `_berth_migrations`", e))?;
-    let applied: BTreeMap<String, String> = rows
-        .iter()
-        .filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r))))
-        .collect();
+    let applied: BTreeMap<String, String> =
+        rows.iter().filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r)))).collect();
     let changed = |m: &Migration, recorded: &str| {
         format!(
             "migration `{}` (in `{}`) changed after it was applied to {on} (checksum {} recorded, {} now); \
@@ -120,9 +117,13 @@ pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<S
     }
 
     let mut done = Vec::new();
-    for m in migrations.iter().filter(|m| !applied.contains_key(&m.name)) {
+    // Collected first: an iterator adapter's closure held across the awaits below would make
+    // this future `Send` only for one lifetime, and a spawned caller needs it for any.
+    let pending: Vec<&Migration> = migrations.iter().filter(|m| !applied.contains_key(&m.name)).collect();
+    for m in pending {
         let name_v = text(&m.name);
-        let refused = |e: ServiceError| format!("migration `{}` (in `{}`) failed on {on}: {}", m.name, dir.display(), e.message);
+        let refused =
+            |e: ServiceError| format!("migration `{}` (in `{}`) failed on {on}: {}", m.name, dir.display(), e.message);
         let mut tx = pool.begin().await.map_err(refused)?;
         lock(&mut tx, pool).await.map_err(refused)?;
         // Another host may have applied it while this one waited for the lock.

@@ -33,7 +33,10 @@ pub(super) fn open(cfg: &SqlServerConfig) -> Result<MySqlPool, SetupError> {
 }
 
 /// The statement with `?` placeholders, and its arguments in placeholder order.
-fn prepare<'s, 'q>(sql: &'s str, params: &[&'q SqlValue]) -> Result<(std::borrow::Cow<'s, str>, MySqlArguments), Failure> {
+fn prepare<'s, 'q>(
+    sql: &'s str,
+    params: &[&'q SqlValue],
+) -> Result<(std::borrow::Cow<'s, str>, MySqlArguments), Failure> {
     let scanned = placeholders::scan(sql, Dialect::Mysql).map_err(Failure::Invalid)?;
     placeholders::check_count(&scanned.order, params.len()).map_err(Failure::Invalid)?;
     let ordered: Vec<(usize, &SqlValue)> = if scanned.order.is_empty() {

@@ -148,7 +148,10 @@ mod tests {
 
     #[test]
     fn mysql_placeholders_become_question_marks_in_the_order_they_appear() {
-        assert_eq!(mysql("SELECT * FROM t WHERE a = $2 AND b = $1"), ("SELECT * FROM t WHERE a = ? AND b = ?".into(), vec![1, 0]));
+        assert_eq!(
+            mysql("SELECT * FROM t WHERE a = $2 AND b = $1"),
+            ("SELECT * FROM t WHERE a = ? AND b = ?".into(), vec![1, 0])
+        );
         assert_eq!(mysql("INSERT INTO t VALUES ($1,$2,$1)"), ("INSERT INTO t VALUES (?,?,?)".into(), vec![0, 1, 0]));
         assert_eq!(mysql("SELECT $10"), ("SELECT ?".into(), vec![9]));
         let (sql, order) = mysql("SELECT 1");

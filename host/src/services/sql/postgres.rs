@@ -26,7 +26,9 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{
     PgArgumentBuffer, PgArguments, PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo, PgTypeKind, PgValueFormat,
 };
-use sqlx::{Arguments as _, Column as _, Encode, Executor, PgPool, Postgres, Row as _, Type, TypeInfo as _, ValueRef as _};
+use sqlx::{
+    Arguments as _, Column as _, Encode, Executor, PgPool, Postgres, Row as _, Type, TypeInfo as _, ValueRef as _,
+};
 
 use super::{bytes_json, f32_json, float_json, Failure, JsonRow};
 use crate::config::SqlServerConfig;
@@ -109,9 +111,8 @@ fn row_json(row: &PgRow) -> Result<JsonRow, Failure> {
         } else {
             let format = raw.format();
             let bytes = raw.as_bytes().map_err(|e| Failure::Decode(format!("column `{}`: {e}", col.name())))?;
-            decode(col.type_info(), format, bytes).map_err(|e| {
-                Failure::Decode(format!("column `{}` ({}): {e}", col.name(), col.type_info().name()))
-            })?
+            decode(col.type_info(), format, bytes)
+                .map_err(|e| Failure::Decode(format!("column `{}` ({}): {e}", col.name(), col.type_info().name())))?
         };
         out.insert(col.name().to_owned(), value);
     }

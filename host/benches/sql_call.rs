@@ -1,0 +1,181 @@
+//! The cost of one one-row SQLite query, made three ways:
+//!
+//! - `sql_call/direct_sqlx`: host code running `SELECT id, name FROM bench_rows WHERE id = $1`
+//!   with sqlx on its own pool and decoding the row into `(i64, String)`: the database and
+//!   nothing else.
+//! - `sql_call/host_handle`: host code awaiting `query` on the `SqlHandle` the group was given (adds
+//!   the ABI trait object, parameter conversion, rows as JSON, metrics and the `FfiFuture`).
+//! - `sql_call/through_plugin`: `FunctionGroup::call` of `sql_one` in the `svc-bench` fixture
+//!   (release build), which runs `ctx.sql("db")?.query_opt::<Row>(..)`: the SDK glue, the
+//!   registry-resolved handle, serde decoding of the JSON rows, and the answer back as an HTTP
+//!   response with a JSON body.
+//!
+//! The database is a file (`bench_rows(id INTEGER PRIMARY KEY, name TEXT)`, one row) under a
+//! scratch data directory. The group's services are resolved by a `ServiceRegistry` built from
+//! `berth.toml` text (`[services.db] kind = "sqlite"`, `[services.cache] kind = "kv"`: the fixture
+//! declares both). After criterion's runs a fixed interleaved loop prints the ratio direct /
+//! through-plugin time per call (1.0 would be no overhead).
+//!
+//! `cargo bench -p berth-host --bench sql_call`
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_host::config::BerthConfig;
+use berth_host::host_api::GroupHost;
+use berth_host::metrics::Metrics;
+use berth_host::services::registry::ServiceRegistry;
+use berth_plugin_api::{
+    CallContext, FunctionGroup, HttpRequest, Input, Input_NE, ROption, RResult, RString, RVec, SqlValue, SqlValue_NE,
+    Tuple2,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+const GROUP: &str = "svc-bench";
+const QUERY: &str = "SELECT id, name FROM bench_rows WHERE id = $1";
+
+fn sql_call(c: &mut Criterion) {
+    berth_host::telemetry::init("warn");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let so = berth_host::builder::build_group_crate(&workspace.join("host/fixtures/svc-bench"), "release")
+        .expect("building host/fixtures/svc-bench");
+    let scratch = std::env::temp_dir().join(format!("berth-sql-bench-{}", std::process::id()));
+    let plugin = Arc::new(berth_host::loader::load(&so, &scratch.join("plugins")).expect("loading svc-bench"));
+    let index = plugin.manifest.functions.iter().position(|f| f.name == "sql_one").expect("svc-bench has `sql_one`");
+    let db_file = scratch.join("bench.db");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+
+    // The table and its row, written with sqlx directly; this pool is also the direct path.
+    let direct_pool = rt.block_on(async {
+        let options =
+            SqliteConnectOptions::new().filename(&db_file).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.expect("opening bench.db");
+        sqlx::raw_sql(
+            "CREATE TABLE bench_rows (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO bench_rows VALUES (1, 'one');",
+        )
+        .execute(&pool)
+        .await
+        .expect("creating bench_rows");
+        pool
+    });
+
+    let toml = format!(
+        "data_dir = {scratch:?}\n\n[[groups]]\nfile = {so:?}\n\n[services.db]\nkind = \"sqlite\"\npath = {db_file:?}\n\n\
+         [services.cache]\nkind = \"kv\"\n"
+    );
+    let config = BerthConfig::parse(&toml, &scratch, &BTreeMap::new()).expect("bench berth.toml");
+    let registry = ServiceRegistry::new(&config, Metrics::new());
+    // The pools' maintenance tasks live in the runtime: resolve inside it.
+    let services = rt
+        .block_on(async { registry.resolve(GROUP, &plugin.manifest.services, &config.groups[0]) })
+        .expect("resolving `db` and `cache` (both backends must be available in this build)");
+    let handle = services.sql("db").expect("the group's db handle");
+
+    let host = GroupHost::with_services(GROUP, services.clone());
+    let instance = rt.block_on(plugin.instantiate(host.clone())).expect("instantiating svc-bench");
+    let call = || {
+        let ctx = CallContext {
+            request_id: RString::from("bench"),
+            deadline_unix_ms: 0,
+            host: host.clone(),
+            trigger: "http".into(),
+            caller: ROption::RNone,
+        };
+        let input = Input::Http(HttpRequest {
+            method: "GET".into(),
+            path: "/sql/1".into(),
+            params: RVec::from(vec![Tuple2(RString::from("id"), RString::from("1"))]),
+            ..HttpRequest::default()
+        });
+        FunctionGroup::call(&instance.group, index as u32, ctx, Input_NE::new(input))
+    };
+    let params = || RVec::from(vec![SqlValue_NE::new(SqlValue::Int(1))]);
+
+    // All three read the same row.
+    match rt.block_on(call()) {
+        RResult::ROk(r) => assert_eq!((r.status, &r.body[..]), (200, &br#"{"id":1,"name":"one"}"#[..])),
+        RResult::RErr(e) => panic!("sql_one failed: {}", berth_plugin_api::describe_error(&e)),
+    }
+    let json = rt.block_on(handle.query(QUERY.into(), params())).unwrap();
+    assert_eq!(json.as_str(), r#"[{"id":1,"name":"one"}]"#);
+    let row: Option<(i64, String)> =
+        rt.block_on(sqlx::query_as(QUERY).bind(1i64).fetch_optional(&direct_pool)).unwrap();
+    assert_eq!(row, Some((1, "one".to_owned())));
+
+    let direct = || async {
+        let row: Option<(i64, String)> =
+            sqlx::query_as(QUERY).bind(black_box(1i64)).fetch_optional(&direct_pool).await.unwrap();
+        black_box(row)
+    };
+    let via_handle = || async { black_box(handle.query(QUERY.into(), params()).await) };
+    let via_plugin = || async { black_box(call().await) };
+
+    let mut group = c.benchmark_group("sql_call");
+    group.bench_function("direct_sqlx", |b| {
+        b.iter_custom(|iters| rt.block_on(timed(iters, direct)));
+    });
+    group.bench_function("host_handle", |b| {
+        b.iter_custom(|iters| rt.block_on(timed(iters, via_handle)));
+    });
+    group.bench_function("through_plugin", |b| {
+        b.iter_custom(|iters| rt.block_on(timed(iters, via_plugin)));
+    });
+    group.finish();
+
+    // The ratio, from interleaved rounds so that drift hits both sides alike.
+    const ROUNDS: usize = 10;
+    const PER_ROUND: u64 = 2_000;
+    let (mut d, mut h, mut p) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        d.push(rt.block_on(timed(PER_ROUND, direct)));
+        h.push(rt.block_on(timed(PER_ROUND, via_handle)));
+        p.push(rt.block_on(timed(PER_ROUND, via_plugin)));
+    }
+    let per_call = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_nanos() as f64 / PER_ROUND as f64
+    };
+    let (d, h, p) = (per_call(d), per_call(h), per_call(p));
+    println!(
+        "sql_call: per one-row query (median of {ROUNDS} x {PER_ROUND}): direct sqlx {:.1} µs, host handle {:.1} µs, \
+         through plugin {:.1} µs; direct/through-plugin = {:.3}, direct/host-handle = {:.3}",
+        d / 1e3,
+        h / 1e3,
+        p / 1e3,
+        d / p,
+        d / h
+    );
+
+    rt.block_on(instance.group.shutdown());
+    drop(instance);
+    rt.block_on(direct_pool.close());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+async fn timed<F, Fut, T>(iters: u64, op: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let started = Instant::now();
+    for _ in 0..iters {
+        op().await;
+    }
+    started.elapsed()
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = sql_call
+}
+criterion_main!(benches);

@@ -1,0 +1,153 @@
+//! `berth up --watch`: swap a group when its source changes.
+//!
+//! A `file` group is reloaded when its plugin file changes (the file's directory is watched, so a
+//! file replaced by a rename is seen too); a `path` group is rebuilt with cargo and reloaded when
+//! a file under its crate changes (`target/` and hidden entries excepted). Events are debounced
+//! ([`DEBOUNCE`]) so that a build writing many files makes one swap, and a reload whose file has
+//! the sha256 of the serving version does nothing. Every swap goes through [`crate::swap::swap`]:
+//! a file caught half-written or a build that fails leaves the serving version in place (and says
+//! so in the log and `berth_swap_total`); the next change tries again.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+
+use crate::app::AppState;
+use crate::swap::{self, SwapPlan, SwapSource};
+
+/// Quiet time after the last change before a swap starts.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("--watch: cannot watch `{path}`: {source}")]
+    Watch { path: PathBuf, source: notify_debouncer_mini::notify::Error },
+}
+
+/// What a change of a path means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// The plugin file of a `file` group.
+    File { group: String, file: PathBuf },
+    /// The crate directory of a `path` group.
+    Crate { group: String, dir: PathBuf },
+}
+
+impl Target {
+    fn group(&self) -> &str {
+        match self {
+            Target::File { group, .. } | Target::Crate { group, .. } => group,
+        }
+    }
+
+    /// True when a change of `path` should reload this target's group.
+    fn affected_by(&self, path: &Path) -> bool {
+        match self {
+            Target::File { file, .. } => path == file,
+            Target::Crate { dir, .. } => path.strip_prefix(dir).is_ok_and(|rel| {
+                rel.components().all(|c| match c {
+                    Component::Normal(name) => {
+                        let name = name.to_string_lossy();
+                        name != "target" && !name.starts_with('.') && !name.ends_with('~')
+                    }
+                    _ => true,
+                })
+            }),
+        }
+    }
+}
+
+/// Watches the sources of every configured group until dropped.
+pub struct Watcher {
+    _debouncer: Debouncer<RecommendedWatcher>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_owned())
+}
+
+impl Watcher {
+    /// Starts watching the groups the host loaded from its configuration.
+    pub fn start(state: Arc<AppState>) -> Result<Watcher, WatchError> {
+        let mut targets = Vec::new();
+        for (group, config) in state.deployments.configured_groups() {
+            if let Some(dir) = &config.path {
+                targets.push(Target::Crate { group, dir: canonical(dir) });
+            } else if let Some(file) = &config.file {
+                targets.push(Target::File { group, file: canonical(file) });
+            }
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+        let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
+            Ok(events) => {
+                let _ = tx.send(events.into_iter().map(|e| e.path).collect());
+            }
+            Err(e) => tracing::warn!(error = %e, "file watcher error"),
+        })
+        .map_err(|source| WatchError::Watch { path: PathBuf::new(), source })?;
+        let mut watched = BTreeSet::new();
+        for t in &targets {
+            let (path, mode) = match t {
+                Target::File { file, .. } => {
+                    (file.parent().unwrap_or(Path::new("/")).to_owned(), RecursiveMode::NonRecursive)
+                }
+                Target::Crate { dir, .. } => (dir.clone(), RecursiveMode::Recursive),
+            };
+            if watched.insert(path.clone()) {
+                debouncer
+                    .watcher()
+                    .watch(&path, mode)
+                    .map_err(|source| WatchError::Watch { path: path.clone(), source })?;
+            }
+            tracing::info!(group = t.group(), path = %path.display(), "watching for changes");
+        }
+        let task = tokio::spawn(async move {
+            while let Some(paths) = rx.recv().await {
+                let groups: BTreeSet<&str> =
+                    targets.iter().filter(|t| paths.iter().any(|p| t.affected_by(p))).map(Target::group).collect();
+                for group in groups {
+                    tracing::info!(group, "source changed; reloading");
+                    let plan =
+                        SwapPlan { group: group.to_owned(), source: SwapSource::Reload { only_if_changed: true } };
+                    // Outcomes (and refusals) are logged and counted by the swap itself.
+                    let _ = swap::swap(&state, plan).await;
+                }
+            }
+        });
+        Ok(Watcher { _debouncer: debouncer, task })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crate_changes_count_except_build_output_and_hidden_files() {
+        let t = Target::Crate { group: "g".into(), dir: PathBuf::from("/src/g") };
+        assert!(t.affected_by(Path::new("/src/g/src/lib.rs")));
+        assert!(t.affected_by(Path::new("/src/g/Cargo.toml")));
+        assert!(!t.affected_by(Path::new("/src/g/target/debug/libg.so")));
+        assert!(!t.affected_by(Path::new("/src/g/.git/index")));
+        assert!(!t.affected_by(Path::new("/src/g/src/lib.rs~")));
+        assert!(!t.affected_by(Path::new("/src/other/lib.rs")));
+    }
+
+    #[test]
+    fn a_file_group_reacts_to_its_file_only() {
+        let t = Target::File { group: "g".into(), file: PathBuf::from("/p/libg.so") };
+        assert!(t.affected_by(Path::new("/p/libg.so")));
+        assert!(!t.affected_by(Path::new("/p/libh.so")));
+    }
+}
