@@ -19,7 +19,7 @@ pub fn workspace() -> PathBuf {
 /// `server` goes into the `[server]` table; `extra` is appended (groups and their settings).
 pub fn base_config(data_dir: &Path, server: &str, extra: &str) -> String {
     format!(
-        "log = \"warn\"\ndata_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{server}\n[build]\nprofile = \"dev\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        "log = \"warn\"\ndata_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{server}\n[build]\nprofile = \"dev\"\nquiet = true\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
         data_dir.display()
     )
 }
