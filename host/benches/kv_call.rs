@@ -48,6 +48,9 @@ fn kv_call(c: &mut Criterion) {
         "data_dir = {scratch:?}\n\n[[groups]]\nfile = {so:?}\n\n[services.cache]\nkind = \"kv\"\n\n[services.db]\nkind = \"sqlite\"\n"
     );
     let config = BerthConfig::parse(&toml, &scratch, &BTreeMap::new()).expect("bench berth.toml");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    // Backends are opened inside the runtime, as the host opens them.
+    let _in_runtime = rt.enter();
     let registry = ServiceRegistry::new(&config, Metrics::new());
     let mut services = match registry.resolve(GROUP, &plugin.manifest.services, &config.groups[0]) {
         Ok(s) => s,
@@ -67,7 +70,6 @@ fn kv_call(c: &mut Criterion) {
     services.kv.insert("cache".into(), kv::handle(backend.clone(), Some(GROUP.into()), "cache"));
     let handle = services.kv("cache").expect("the group's cache handle");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let value = vec![b'v'; 64];
     rt.block_on(handle.set(KEY.into(), value.clone().into(), 0)).unwrap();
     let full_key = format!("{GROUP}/{KEY}");
@@ -115,28 +117,28 @@ fn kv_call(c: &mut Criterion) {
     });
     group.finish();
 
-    // The ratio, from interleaved rounds so that drift hits both sides alike.
-    const ROUNDS: usize = 10;
-    const PER_ROUND: u64 = 2_000;
+    // The ratio: short interleaved rounds, each giving its own ratio, so that load changing
+    // during the run (other processes) hits both sides of one ratio alike; the median of those.
+    const ROUNDS: usize = 40;
+    const PER_ROUND: u64 = 500;
     let (mut d, mut h, mut p) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        d.push(rt.block_on(timed(PER_ROUND, direct)));
-        h.push(rt.block_on(timed(PER_ROUND, via_handle)));
-        p.push(rt.block_on(timed(PER_ROUND, via_plugin)));
+        d.push(rt.block_on(timed(PER_ROUND, direct)).as_nanos() as f64 / PER_ROUND as f64);
+        h.push(rt.block_on(timed(PER_ROUND, via_handle)).as_nanos() as f64 / PER_ROUND as f64);
+        p.push(rt.block_on(timed(PER_ROUND, via_plugin)).as_nanos() as f64 / PER_ROUND as f64);
     }
-    let per_call = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2].as_nanos() as f64 / PER_ROUND as f64
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
-    let (d, h, p) = (per_call(d), per_call(h), per_call(p));
+    let to_plugin = median(d.iter().zip(&p).map(|(d, p)| d / p).collect());
+    let to_handle = median(d.iter().zip(&h).map(|(d, h)| d / h).collect());
     println!(
-        "kv_call: per get (median of {ROUNDS} x {PER_ROUND}): direct backend {:.1} µs, host handle {:.1} µs, \
-         through plugin {:.1} µs; direct/through-plugin = {:.3}, direct/host-handle = {:.3}",
-        d / 1e3,
-        h / 1e3,
-        p / 1e3,
-        d / p,
-        d / h
+        "kv_call: per get (median of {ROUNDS} rounds of {PER_ROUND}): direct backend {:.1} µs, host handle {:.1} µs, \
+         through plugin {:.1} µs; direct/through-plugin = {to_plugin:.3}, direct/host-handle = {to_handle:.3}",
+        median(d) / 1e3,
+        median(h) / 1e3,
+        median(p) / 1e3,
     );
 
     rt.block_on(instance.group.shutdown());

@@ -1,8 +1,8 @@
 //! The cost of one one-row SQLite query, made three ways:
 //!
 //! - `sql_call/direct_sqlx`: host code running `SELECT id, name FROM bench_rows WHERE id = $1`
-//!   with sqlx on its own pool and decoding the row into `(i64, String)`: the database and
-//!   nothing else.
+//!   with sqlx on its own pool (configured like the backend's: WAL, no ping per acquire) and
+//!   decoding the row into `(i64, String)`: the database and nothing else.
 //! - `sql_call/host_handle`: host code awaiting `query` on the `SqlHandle` the group was given (adds
 //!   the ABI trait object, parameter conversion, rows as JSON, metrics and the `FfiFuture`).
 //! - `sql_call/through_plugin`: `FunctionGroup::call` of `sql_one` in the `svc-bench` fixture
@@ -54,7 +54,14 @@ fn sql_call(c: &mut Criterion) {
     let direct_pool = rt.block_on(async {
         let options =
             SqliteConnectOptions::new().filename(&db_file).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.expect("opening bench.db");
+        // As the backend configures its pool: no ping before each acquire (sqlx's default pings,
+        // which would cost this baseline a round trip to the connection's worker thread).
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .expect("opening bench.db");
         sqlx::raw_sql(
             "CREATE TABLE bench_rows (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO bench_rows VALUES (1, 'one');",
         )

@@ -763,14 +763,21 @@ mod tests {
         )
         .unwrap();
         let q = &c.queues["orders"];
-        assert_eq!((q.kind, q.url.as_str(), q.max_attempts, q.concurrency), (QueueKind::Redis, "redis://127.0.0.1:6379", 3, 8));
+        assert_eq!(
+            (q.kind, q.url.as_str(), q.max_attempts, q.concurrency),
+            (QueueKind::Redis, "redis://127.0.0.1:6379", 3, 8)
+        );
         assert_eq!((q.backoff_base, q.backoff_max), (Duration::from_millis(50), Duration::from_secs(60)));
-        assert_eq!((c.triggers[0].queue.as_str(), c.triggers[0].concurrency, c.triggers[0].max_attempts), ("orders", 2, 0));
+        assert_eq!(
+            (c.triggers[0].queue.as_str(), c.triggers[0].concurrency, c.triggers[0].max_attempts),
+            ("orders", 2, 0)
+        );
         let err = parse("[queues.q]\nkind = \"kafka\"\nurl = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("kafka"), "{err}");
         let err = parse("[queues.q]\nkind = \"redis\"\nurl = \"x\"\nsubject = \"s\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("`subject` is for kind = \"nats\""), "{err}");
-        let err = parse("[[triggers]]\ngroup = \"g\"\nfunction = \"f\"\nqueue = \"nope\"\n", &[]).unwrap_err().to_string();
+        let err =
+            parse("[[triggers]]\ngroup = \"g\"\nfunction = \"f\"\nqueue = \"nope\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("[queues.nope]"), "{err}");
     }
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod elf;
 pub mod groups;
 pub mod host_api;
+pub mod host_future;
 pub mod invoke;
 pub mod loader;
 pub mod metrics;

@@ -11,7 +11,8 @@
 #   WARMUP=3        seconds of warm-up before each run CONNS=64      wrk connections
 #   LAT_DURATION=5  seconds of the -c1 latency run     IDLE_MIN=90   % idle each core needs before a run
 #   DISTURB_MAX=8   % of a core used by other processes during a run above which it is repeated
-#   MAX_REPEATS=6   repeated runs allowed in total     BERTH_PORT=18080  HYPER_PORT=18081
+#   MAX_REPEATS=6   repeated runs allowed in total     IDLE_WAIT=120 s to wait for idle cores per run
+#   BERTH_PORT=18080  HYPER_PORT=18081
 # The last line of the output is `ratio berth/hyper: X.XX` (median req/s of berth / bare hyper).
 set -euo pipefail
 
@@ -26,6 +27,7 @@ LAT_DURATION="${LAT_DURATION:-5}"
 IDLE_MIN="${IDLE_MIN:-90}"
 DISTURB_MAX="${DISTURB_MAX:-8}"
 MAX_REPEATS="${MAX_REPEATS:-6}"
+IDLE_WAIT="${IDLE_WAIT:-120}"
 BERTH_PORT="${BERTH_PORT:-18080}"
 HYPER_PORT="${HYPER_PORT:-18081}"
 SERVER_CORE=0
@@ -138,10 +140,10 @@ proc_cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # CPU time of this shell's reaped children (cutime + cstime), in jiffies.
 children_cpu() { local s; read -r s <"/proc/$$/stat"; s="${s##*) }"; set -- $s; echo $((${14} + ${15})); }
 
-# Waits (up to 30 s) until both cores are at least IDLE_MIN % idle over one second.
+# Waits (up to IDLE_WAIT s) until both cores are at least IDLE_MIN % idle over one second.
 wait_idle() {
     local tries b0 i0 b1 i1 b0b i0b b1b i1b idle0 idle1
-    for ((tries = 0; tries < 30; tries++)); do
+    for ((tries = 0; tries < IDLE_WAIT; tries++)); do
         read -r b0 i0 < <(core_times "$SERVER_CORE")
         read -r b1 i1 < <(core_times "$LOAD_CORE")
         sleep 1
@@ -156,7 +158,7 @@ wait_idle() {
         log "  waiting for idle cores (core $SERVER_CORE ${idle0}% idle, core $LOAD_CORE ${idle1}% idle; need ${IDLE_MIN}%)"
     done
     IDLE_SEEN="$idle0/$idle1(busy!)"
-    log "  cores still busy after 30 s; running anyway (the run will likely be repeated)"
+    log "  cores still busy after $IDLE_WAIT s; running anyway (the run will likely be repeated)"
 }
 
 # Converts a wrk latency ("1.23ms", "850.00us", "1.01s") to µs.
@@ -193,6 +195,7 @@ wrk_run() {
 
 declare -A RPS CPU P99
 REPEATED=0
+KEPT_DISTURBED=0
 declare -A LAT
 
 # One measured run of contender $1 (run number $2), mode $3: `load` (wrk -c$CONNS on the other
@@ -236,7 +239,10 @@ measure() {
             echo "$line  DISTURBED (others > ${DISTURB_MAX}%): repeating"
             continue
         fi
-        if ((other > DISTURB_MAX)); then line="$line  DISTURBED (repeat budget spent; kept)"; fi
+        if ((other > DISTURB_MAX)); then
+            KEPT_DISTURBED=$((KEPT_DISTURBED + 1))
+            line="$line  DISTURBED (repeat budget spent; kept)"
+        fi
         echo "$line"
         if [[ "$mode" == load ]]; then
             RPS[$c]+="$W_RPS "
@@ -271,6 +277,9 @@ measure hyper 1 c1
 echo
 declare -A MED_RPS MED_CPU
 echo "summary (median [min..max] spread = (max-min)/median; $REPEATED disturbed run(s) repeated)"
+if ((KEPT_DISTURBED > 0)); then
+    echo "WARNING: $KEPT_DISTURBED run(s) kept although another process used the CPU; run again on a quiet machine"
+fi
 for c in berth hyper; do
     read -r rm rlo rhi rsp < <(stats "${RPS[$c]}")
     read -r cm clo chi csp < <(stats "${CPU[$c]}")

@@ -31,6 +31,12 @@ impl Deploy {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let client = self.admin.client()?;
         let group = &self.group;
+        // The API answers a wrong token before reading a body: ask first rather than upload a
+        // whole plugin into a closed connection.
+        let check = admin_args::call(&client, http::Method::GET, "/groups", None, Bytes::new())?;
+        if check.status == 401 {
+            bail!("the admin API refused: {}", check.message());
+        }
         let answer = match (&self.file, self.reload) {
             (_, true) => {
                 admin_args::call(&client, http::Method::POST, &format!("/groups/{group}/reload"), None, Bytes::new())?

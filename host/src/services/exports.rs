@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use berth_plugin_api::async_ffi::FutureExt as _;
+use crate::host_future::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, CallContext, ROption, RString, RVec, ServiceClient, ServiceError,
     ServiceResult,

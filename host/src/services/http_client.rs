@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use berth_plugin_api::async_ffi::FutureExt as _;
+use crate::host_future::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, HttpClient, OutboundRequest, RString, RVec, Response, ServiceError, ServiceResult,
     Tuple2,

@@ -12,7 +12,7 @@
 //! [`SWEEP_EVERY`] writes.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -528,6 +528,8 @@ mod tests {
     //! One behavioural suite, run against the embedded store and against redis-kv (a real Redis
     //! at `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under a [`TestPrefix`] of its
     //! own, deleted afterwards).
+
+    use std::path::PathBuf;
 
     use super::*;
     use crate::services::redis::tests::{redis_url, TestPrefix};

@@ -470,6 +470,7 @@ fn database_error_kind(backend: &str, code: &str, db: &dyn sqlx::error::Database
     }
     match code {
         "40001" | "40P01" => kind::CONFLICT, // serialization failure, deadlock
+        "08P01" => kind::INVALID,            // protocol violation: parameters that do not fit the statement
         "57014" | "55P03" => kind::TIMEOUT,  // statement timeout / cancelled, lock not available
         c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => kind::UNAVAILABLE,
         _ => kind::INVALID,

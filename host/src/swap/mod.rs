@@ -252,6 +252,21 @@ impl Deployments {
 
     /// Everything the admin API lists.
     pub async fn status(&self, state: &AppState) -> HostStatus {
+        // Retiring versions first, then the census: an empty retiring list means every library
+        // it had is already accounted for by the census that follows.
+        let retiring = self
+            .retiring
+            .lock()
+            .expect("retiring lock")
+            .iter()
+            .map(|r| RetiringStatus {
+                name: r.name.to_string(),
+                version: r.version.clone(),
+                sha256: r.sha256.clone(),
+                inflight: r.group.upgrade().map(|g| g.calls.current()).unwrap_or(0),
+                retiring_for_ms: r.since.elapsed().as_millis() as u64,
+            })
+            .collect();
         let census = self.refresh_census().await;
         let slots = self.slots.lock().expect("slots lock").clone();
         let groups = state
@@ -289,19 +304,6 @@ impl Deployments {
             .iter()
             .filter(|(_, s)| s.current.is_none())
             .map(|(name, s)| UnloadedGroup { name: name.clone(), previous: s.previous.clone() })
-            .collect();
-        let retiring = self
-            .retiring
-            .lock()
-            .expect("retiring lock")
-            .iter()
-            .map(|r| RetiringStatus {
-                name: r.name.to_string(),
-                version: r.version.clone(),
-                sha256: r.sha256.clone(),
-                inflight: r.group.upgrade().map(|g| g.calls.current()).unwrap_or(0),
-                retiring_for_ms: r.since.elapsed().as_millis() as u64,
-            })
             .collect();
         HostStatus {
             groups,

@@ -246,6 +246,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     };
 
     // 2. Load and check it.
+    let resolved_ms = ms(started);
     let before = d.census().await;
     let copy_dir = d.config.data_dir.join("plugins");
     let to_load = file.clone();
@@ -265,6 +266,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
         return Err(SwapError::TooManyStuck { stuck: before.stuck.len(), limit });
     }
     d.ledger.track(&plugin);
+    let loaded_ms = ms(started);
 
     // 3. Services, init hook, routes.
     let exports = plugin.manifest.exports.clone();
@@ -277,6 +279,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     let LoadedGroup { group, routes, functions } =
         groups::serve_plugin(&d.config, &group_config, plugin, &state.services, &state.metrics).await?;
 
+    let served_ms = ms(started);
     // 4. The new routing table.
     let table = match state.routes.load().with_group(&name, routes) {
         Ok(t) => t,
@@ -298,6 +301,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
         state.metrics.groups_loaded.inc();
     }
     let swap_ms = ms(started);
+    tracing::debug!(group = %name, resolved_ms, loaded_ms, served_ms, swap_ms, "swap steps (ms since start)");
     let (current, previous) = d.commit(&name, group_config, deployed);
     drop(closed);
     reconcile_triggers(state);

@@ -78,8 +78,17 @@ async fn retire(state: Arc<AppState>, old: Arc<ServedGroup>, id: u64) {
     d.retiring.lock().expect("retiring lock").retain(|r| r.id != id);
 
     // 4. Verify, under the swap lock so that no load is mapping the same private copy meanwhile.
+    //    When a straggler dropped the last reference, its thread may still be inside `dlclose`
+    //    although the count is zero: look again a few times before calling the library stuck.
     let _swapping = d.lock.lock().await;
-    let census = d.refresh_census().await;
+    let mut census = d.refresh_census().await;
+    for pause in [1, 5, 20, 50, 100] {
+        if !census.stuck.iter().any(|s| s.path == copy) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        census = d.refresh_census().await;
+    }
     if let Some(stuck) = census.stuck.iter().find(|s| s.path == copy) {
         tracing::warn!(
             group = %name,

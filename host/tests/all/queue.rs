@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use redis::streams::StreamRangeReply;
@@ -119,7 +121,9 @@ impl Broker {
                         let mut h = async_nats::HeaderMap::new();
                         h.insert("ce-id", id.as_str());
                         h.insert("content-type", "application/json");
-                        acks.push(js.publish_with_headers(self.stream.clone(), h, payload.clone().into()).await.unwrap());
+                        acks.push(
+                            js.publish_with_headers(self.stream.clone(), h, payload.clone().into()).await.unwrap(),
+                        );
                     }
                     for a in acks {
                         a.await.unwrap();
@@ -143,7 +147,13 @@ impl Broker {
                             .with_delivery_mode(2)
                             .with_headers(headers);
                         let sent = ch
-                            .basic_publish("".into(), self.stream.as_str().into(), BasicPublishOptions::default(), payload, props)
+                            .basic_publish(
+                                "".into(),
+                                self.stream.as_str().into(),
+                                BasicPublishOptions::default(),
+                                payload,
+                                props,
+                            )
                             .await
                             .unwrap();
                         confirms.push(sent);
@@ -232,7 +242,8 @@ impl Broker {
             Kind::Redis => {
                 if let Ok(client) = redis::Client::open(self.url.as_str()) {
                     if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        let _: Result<(), _> = redis::cmd("DEL").arg(&self.stream).arg(self.dead()).query_async(&mut c).await;
+                        let _: Result<(), _> =
+                            redis::cmd("DEL").arg(&self.stream).arg(self.dead()).query_async(&mut c).await;
                     }
                 }
             }
@@ -359,7 +370,8 @@ async fn every_message_once(kind: Kind) {
             .iter()
             .map(|(id, p)| serde_json::json!({ "id": id, "payload": serde_json::from_slice::<serde_json::Value>(p).unwrap() }))
             .collect();
-        let res = host.send("POST", "/publish", &[("content-type", "application/json")], body_of(&body).as_bytes()).await;
+        let res =
+            host.send("POST", "/publish", &[("content-type", "application/json")], body_of(&body).as_bytes()).await;
         assert_eq!(res.status, 200, "{kind:?}: publishing through the host: {}", res.text());
         assert_eq!(res.json().as_array().map(Vec::len), Some(chunk.len()));
     }
@@ -370,7 +382,8 @@ async fn every_message_once(kind: Kind) {
     assert_eq!(duplicates, 0, "{kind:?}: no message handled twice without a crash");
     let metrics = host.get("/metrics").await.text();
     let count = |outcome: &str| {
-        metric(&metrics, &format!("berth_queue_messages_total{{outcome=\"{outcome}\",queue=\"jobs\"}}")).unwrap_or(0.0) as u64
+        metric(&metrics, &format!("berth_queue_messages_total{{outcome=\"{outcome}\",queue=\"jobs\"}}")).unwrap_or(0.0)
+            as u64
     };
     assert_eq!(count("acked"), plan.handled.len() as u64, "{kind:?}: {metrics}");
     assert_eq!(count("dead_lettered"), plan.poison.len() as u64);
@@ -433,6 +446,36 @@ async fn nothing_lost_across_sigkill(kind: Kind) {
     );
     drop(first);
     drop(second);
+}
+
+/// `[[triggers]]` in berth.toml overrides the function's own binding without a rebuild: with
+/// `max_attempts = 1`, a message that would have succeeded on its second attempt is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_binding_in_berth_toml_overrides_the_attribute() {
+    let broker = Broker::new(Kind::Redis);
+    let config = broker.config("", "2s")
+        + "[[triggers]]\ngroup = \"queue-worker\"\nfunction = \"work\"\nqueue = \"jobs\"\nmax_attempts = 1\n";
+    let host = TestHost::start(&config).await;
+    let messages: Vec<(String, Vec<u8>)> = [("ok", "{}"), ("flaky", r#"{"fail_times": 1}"#)]
+        .iter()
+        .map(|(id, p)| (format!("{}-{id}", broker.stream), p.as_bytes().to_vec()))
+        .collect();
+    broker.publish(&messages).await;
+    let started = Instant::now();
+    let (seen, dead) = loop {
+        let seen = report(host.addr).await.map(|r| r.0).unwrap_or_default();
+        let dead = broker.dead_letters().await;
+        if !seen.is_empty() && !dead.is_empty() {
+            break (seen, dead);
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "seen {seen:?}, dead-lettered {dead:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [messages[0].0.clone()]);
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].ce_id.as_str(), dead[0].attempts.as_str()), (messages[1].0.as_str(), "1"));
+    assert!(dead[0].error.contains("gave up after 1 attempts"), "{dead:?}");
+    host.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

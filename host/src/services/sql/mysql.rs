@@ -7,8 +7,13 @@
 //! UNSIGNED` past `i64` too), `BOOLEAN` (`TINYINT(1)`) → `true`/`false`, `FLOAT`/`DOUBLE` →
 //! numbers, `DECIMAL` → string (exact), `DATE` → `2024-01-31`, `DATETIME` → `2024-01-31T12:30:00`
 //! (no zone), `TIMESTAMP` → `2024-01-31T12:30:00Z`, `TIME` → `-838:59:59` style, `JSON` → embedded
-//! JSON (MySQL; MariaDB's JSON is a `LONGTEXT` alias on the wire and arrives as a string), text
-//! types, `ENUM` and `SET` → strings, binary types and `GEOMETRY` → arrays of byte numbers.
+//! JSON, text types, `ENUM` and `SET` → strings, binary types and `GEOMETRY` → arrays of byte
+//! numbers.
+//!
+//! The protocol marks a text column with a binary collation (`utf8mb4_bin`, and MariaDB's `JSON`,
+//! a `LONGTEXT` alias in `utf8mb4_bin`) exactly like a binary one, and sqlx does not expose the
+//! column's character set that would tell them apart: such columns arrive as byte arrays, every
+//! time. Select them as `CAST(col AS CHAR)` for a string (or use a `_ci` collation).
 
 use std::str::FromStr as _;
 
@@ -33,10 +38,7 @@ pub(super) fn open(cfg: &SqlServerConfig) -> Result<MySqlPool, SetupError> {
 }
 
 /// The statement with `?` placeholders, and its arguments in placeholder order.
-fn prepare<'s, 'q>(
-    sql: &'s str,
-    params: &[&'q SqlValue],
-) -> Result<(std::borrow::Cow<'s, str>, MySqlArguments), Failure> {
+fn prepare<'s>(sql: &'s str, params: &[&SqlValue]) -> Result<(std::borrow::Cow<'s, str>, MySqlArguments), Failure> {
     let scanned = placeholders::scan(sql, Dialect::Mysql).map_err(Failure::Invalid)?;
     placeholders::check_count(&scanned.order, params.len()).map_err(Failure::Invalid)?;
     let ordered: Vec<(usize, &SqlValue)> = if scanned.order.is_empty() {
@@ -113,7 +115,8 @@ fn decode(type_name: &str, raw: MySqlValueRef<'_>) -> Result<Value, sqlx::error:
             let t = d::<sqlx::mysql::types::MySqlTime>(raw)?;
             let mut s = format!(
                 "{}{:02}:{:02}:{:02}",
-                if t.is_negative() { "-" } else { "" },
+                // `sign()`, not `is_negative()`: the latter is inverted in sqlx 0.8.6.
+                if t.sign().is_negative() { "-" } else { "" },
                 t.hours(),
                 t.minutes(),
                 t.seconds()

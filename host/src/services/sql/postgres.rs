@@ -358,7 +358,7 @@ fn offset(east_secs: i32) -> String {
     let sign = if east_secs < 0 { '-' } else { '+' };
     let a = east_secs.unsigned_abs();
     let mut s = format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60);
-    if a % 60 != 0 {
+    if !a.is_multiple_of(60) {
         let _ = write!(s, ":{:02}", a % 60);
     }
     s

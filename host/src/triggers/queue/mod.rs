@@ -242,7 +242,9 @@ pub(crate) fn judge(binding: &Binding, attempt: u32, outcome: Result<(), Deliver
     match outcome {
         Ok(()) => Some(Verdict::Ack),
         // 408 and 429 say "not now", not "never".
-        Err(e @ DeliveryError::Failed { status: 400..=499, .. }) if !matches!(&e, DeliveryError::Failed { status: 408 | 429, .. }) => {
+        Err(e @ DeliveryError::Failed { status: 400..=499, .. })
+            if !matches!(&e, DeliveryError::Failed { status: 408 | 429, .. }) =>
+        {
             Some(Verdict::DeadLetter { error: format!("permanent failure: {e}") })
         }
         Err(e @ DeliveryError::Failed { .. }) if attempt >= binding.max_attempts => {
@@ -302,7 +304,8 @@ impl Runner {
         if msg.attempt > b.max_attempts.saturating_mul(2) {
             // Only deliveries that were never settled count this high: a host that stopped or
             // crashed while handling it, again and again. Do not let it take the host down again.
-            let error = format!("delivered {} times without being settled; the host may have crashed on it", msg.attempt);
+            let error =
+                format!("delivered {} times without being settled; the host may have crashed on it", msg.attempt);
             return Verdict::DeadLetter { error };
         }
         let mut stop = self.ctx.stop.clone();

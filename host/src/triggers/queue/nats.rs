@@ -165,8 +165,10 @@ async fn session(runner: &Runner, slots: &Slots) -> Result<(), String> {
         filter_subject: subject,
         ..Default::default()
     };
-    let consumer: PullConsumer =
-        stream.get_or_create_consumer(&durable, config).await.map_err(|e| format!("JetStream consumer `{durable}`: {e}"))?;
+    let consumer: PullConsumer = stream
+        .get_or_create_consumer(&durable, config)
+        .await
+        .map_err(|e| format!("JetStream consumer `{durable}`: {e}"))?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(b.concurrency as usize)
@@ -248,16 +250,18 @@ async fn deliver(runner: Runner, js: Context, m: jetstream::Message, permit: Own
         Verdict::Ack => acker.ack().await.map_err(|e| e.to_string()),
         Verdict::Retry { after, .. } => acker.ack_with(AckKind::Nak(Some(*after))).await.map_err(|e| e.to_string()),
         Verdict::Release => acker.ack_with(AckKind::Nak(None)).await.map_err(|e| e.to_string()),
-        Verdict::DeadLetter { error } => async {
-            let mut headers =
-                header_map(&b.queue, &msg.dead_letter_headers(error)).map_err(|e| e.message.to_string())?;
-            // A redelivered original is dead-lettered once: JetStream drops the second copy.
-            headers.insert(MSG_ID, format!("dead:{}:{}", stream_name(&b.stream), msg.backend_id).as_str());
-            let ack = js.publish_with_headers(b.dead_letter.clone(), headers, msg.payload.clone().into()).await;
-            ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
-            acker.ack().await.map_err(|e| e.to_string())
+        Verdict::DeadLetter { error } => {
+            async {
+                let mut headers =
+                    header_map(&b.queue, &msg.dead_letter_headers(error)).map_err(|e| e.message.to_string())?;
+                // A redelivered original is dead-lettered once: JetStream drops the second copy.
+                headers.insert(MSG_ID, format!("dead:{}:{}", stream_name(&b.stream), msg.backend_id).as_str());
+                let ack = js.publish_with_headers(b.dead_letter.clone(), headers, msg.payload.clone().into()).await;
+                ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+                acker.ack().await.map_err(|e| e.to_string())
+            }
+            .await
         }
-        .await,
     };
     match done {
         Ok(()) => runner.settled(&msg, &verdict),

@@ -69,12 +69,21 @@ async fn open(url: &str, timeout: Duration) -> Result<(Connection, Channel), Str
 
 async fn declare(channel: &Channel, queue: &str, arguments: FieldTable) -> Result<(), String> {
     let options = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel.queue_declare(short("queue", queue)?, options, arguments).await.map(drop).map_err(|e| format!("declaring `{queue}`: {e}"))
+    channel
+        .queue_declare(short("queue", queue)?, options, arguments)
+        .await
+        .map(drop)
+        .map_err(|e| format!("declaring `{queue}`: {e}"))
 }
 
 /// Publishes to `queue` through the default exchange and waits for the broker's confirm. An
 /// unroutable message (the queue is gone) comes back as an error, never silently dropped.
-async fn publish_confirmed(channel: &Channel, queue: &str, payload: &[u8], props: BasicProperties) -> Result<(), String> {
+async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    payload: &[u8],
+    props: BasicProperties,
+) -> Result<(), String> {
     let options = BasicPublishOptions { mandatory: true, ..Default::default() };
     let confirm = channel
         .basic_publish(ShortString::from(""), short("queue", queue)?, options, payload, props)
@@ -197,11 +206,17 @@ async fn session(runner: &Runner, slots: &Slots) -> Result<(), String> {
     declare(&channel, &b.dead_letter, FieldTable::default()).await?;
     let tag = format!("{}-{}-{:x}", b.consumer_group, std::process::id(), super::random_u64() & 0xffff_ffff);
     let mut consumer = channel
-        .basic_consume(short("queue", &b.stream)?, short("consumer tag", &tag)?, BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            short("queue", &b.stream)?,
+            short("consumer tag", &tag)?,
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(|e| format!("consuming `{}`: {e}", b.stream))?;
     tracing::info!(queue = %b.queue, rabbitmq_queue = %b.stream, consumer = %tag, "consuming a RabbitMQ queue");
-    let session = Arc::new(Session { runner: runner.clone(), channel: channel.clone(), retry_queues: Mutex::default() });
+    let session =
+        Arc::new(Session { runner: runner.clone(), channel: channel.clone(), retry_queues: Mutex::default() });
     let mut stop = runner.ctx.stop.clone();
     let outcome = loop {
         let Some(permit) = slots.one(&mut stop).await else { break Ok(()) };
@@ -269,7 +284,8 @@ fn received(d: &Delivery) -> Received {
         .timestamp()
         .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(i64::try_from(s).ok()?, 0))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let backend_id = p.message_id().as_ref().map(|m| m.as_str().to_owned()).unwrap_or_else(|| format!("amqp-{}", new_message_id()));
+    let backend_id =
+        p.message_id().as_ref().map(|m| m.as_str().to_owned()).unwrap_or_else(|| format!("amqp-{}", new_message_id()));
     Received { backend_id, attempt, payload: d.data.clone(), headers, time }
 }
 

@@ -60,13 +60,18 @@ fn verdicts_retry_transient_failures_and_dead_letter_permanent_or_last_ones() {
     assert_eq!(judge(&b, 1, Err(DeliveryError::NoSuchFunction("shop".into(), "ship".into()))), None);
 }
 
+fn runner(stop: tokio::sync::watch::Receiver<bool>) -> Runner {
+    Runner {
+        binding: Arc::new(binding(0, 0)),
+        ctx: RunnerContext { dispatcher: Arc::new(Dispatcher::default()), stop },
+        messages: queue_counter(&Metrics::new()),
+    }
+}
+
 #[test]
 fn a_message_becomes_a_cloudevent_with_its_headers_as_extensions() {
-    let runner = Runner {
-        binding: Arc::new(binding(0, 0)),
-        ctx: RunnerContext { dispatcher: Arc::new(Dispatcher::default()), stop: tokio::sync::watch::channel(false).1 },
-        messages: queue_counter(&Metrics::new()),
-    };
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let runner = runner(rx);
     let msg = Received {
         backend_id: "1-0".into(),
         attempt: 2,
@@ -79,7 +84,10 @@ fn a_message_becomes_a_cloudevent_with_its_headers_as_extensions() {
         time: None,
     };
     let ev = runner.event(&msg);
-    assert_eq!((ev.id.as_str(), ev.source.as_str(), ev.ty.as_str()), ("1-0", "berth/queue/orders", "berth.queue.message"));
+    assert_eq!(
+        (ev.id.as_str(), ev.source.as_str(), ev.ty.as_str()),
+        ("1-0", "berth/queue/orders", "berth.queue.message")
+    );
     assert_eq!(ev.datacontenttype.as_deref(), Some("application/json"));
     assert_eq!(ev.extensions, vec![("attempt".to_owned(), "2".to_owned()), ("tenant".to_owned(), "acme".to_owned())]);
     let mut with_id = msg.clone();
@@ -100,7 +108,9 @@ fn config_bindings_override_the_same_queue_and_add_others() {
     );
     let extra = config_bindings(&cfg);
     assert_eq!(extra.len(), 2);
-    assert!(matches!(&extra[0].trigger, TriggerSpec::Queue { queue, concurrency: 0, max_attempts: 0 } if queue == "audit"));
+    assert!(
+        matches!(&extra[0].trigger, TriggerSpec::Queue { queue, concurrency: 0, max_attempts: 0 } if queue == "audit")
+    );
 }
 
 #[test]
@@ -109,4 +119,24 @@ fn publishers_refuse_queues_that_are_not_configured() {
     let err = p.handle("payments").err().unwrap();
     assert!(err.contains("[queues.payments]") && err.contains("kind = \"redis\""), "{err}");
     assert!(p.handle("orders").is_ok());
+}
+
+#[tokio::test]
+async fn a_message_for_a_function_that_is_not_serving_is_held_then_released_on_stop() {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let runner = runner(rx);
+    let msg = Received { backend_id: "1-0".into(), attempt: 1, payload: Vec::new(), headers: Vec::new(), time: None };
+    let handling = tokio::spawn(async move { runner.handle(&msg).await });
+    tokio::time::sleep(HOLD_RETRY * 3).await;
+    assert!(!handling.is_finished(), "held while the function is not serving, never settled");
+    stop.send(true).unwrap();
+    assert_eq!(handling.await.unwrap(), Verdict::Release);
+}
+
+#[tokio::test]
+async fn a_message_delivered_far_too_often_is_dead_lettered_without_a_call() {
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let runner = runner(rx);
+    let msg = Received { backend_id: "1-0".into(), attempt: 11, payload: Vec::new(), headers: Vec::new(), time: None };
+    assert!(matches!(runner.handle(&msg).await, Verdict::DeadLetter { error } if error.contains("11 times")));
 }

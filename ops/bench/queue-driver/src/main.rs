@@ -35,7 +35,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| args.get(i).cloned().ok_or_else(|| format!("missing argument {i}; see the usage in the source"));
+    let arg =
+        |i: usize| args.get(i).cloned().ok_or_else(|| format!("missing argument {i}; see the usage in the source"));
     // One worker, like the berth host it is compared with (`server.workers = 1`).
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
@@ -228,12 +229,8 @@ async fn consume(kind: &str, url: &str, stream: &str, count: u64, concurrency: u
                 ..Default::default()
             };
             let c: jetstream::consumer::PullConsumer = s.get_or_create_consumer(&consumer, config).await?;
-            let mut messages = c
-                .stream()
-                .max_messages_per_batch(concurrency)
-                .heartbeat(Duration::from_secs(5))
-                .messages()
-                .await?;
+            let mut messages =
+                c.stream().max_messages_per_batch(concurrency).heartbeat(Duration::from_secs(5)).messages().await?;
             let p = progress.clone();
             tokio::spawn(async move {
                 loop {
@@ -254,7 +251,12 @@ async fn consume(kind: &str, url: &str, stream: &str, count: u64, concurrency: u
             let ch = conn.create_channel().await?;
             ch.basic_qos(u16::try_from(concurrency)?, BasicQosOptions::default()).await?;
             let mut deliveries = ch
-                .basic_consume(stream.into(), consumer.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+                .basic_consume(
+                    stream.into(),
+                    consumer.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
             let p = progress.clone();
             tokio::spawn(async move {
