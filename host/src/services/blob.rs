@@ -79,6 +79,18 @@ pub fn validate_name(bucket: &str, name: &str) -> Result<PathBuf, ServiceError> 
     if name.contains('\0') || name.contains('\\') {
         return Err(bad("NUL and backslash are not allowed"));
     }
+    if name.starts_with('/') {
+        return Err(bad("absolute paths would leave the bucket"));
+    }
+    // Check the segments as written: `Path::components` silently drops `.` and empty segments.
+    for seg in name.split('/') {
+        match seg {
+            "" => return Err(bad("empty segments (`//`, a leading or trailing `/`) are not allowed")),
+            "." => return Err(bad("`.` segments are not allowed")),
+            ".." => return Err(bad("`..` would leave the bucket")),
+            _ => {}
+        }
+    }
     let path = Path::new(name);
     for c in path.components() {
         match c {

@@ -104,6 +104,7 @@ pub fn open_embedded(
 }
 
 /// Opens the Redis-backed store of `[services.<name>]`. Nothing is connected until the first call.
+/// (Its keys are told apart by `key_prefix`, not by the service name.)
 pub fn open_redis(_name: &str, cfg: &RedisKvConfig, metrics: ServiceMetrics) -> Result<Arc<dyn KvBackend>, SetupError> {
     Ok(Arc::new(super::redis::RedisKvStore::open(cfg, metrics)?))
 }
