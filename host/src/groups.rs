@@ -176,8 +176,8 @@ pub async fn serve_plugin(
 }
 
 /// Applies the group's SQL migrations when it declares exactly one `sql` service: the files of
-/// `[[groups]] migrations`, else of the crate's `migrations/` folder when it has one; from its
-/// `<kind>/` subfolder (`sqlite`, `postgres`, `mysql`) when that exists.
+/// `[[groups]] migrations`, else of the crate's `migrations/` folder when it has one (the pool
+/// prefers its backend's subfolder, `migrations/postgres/`, when that exists).
 async fn apply_migrations(
     manifest: &loader::GroupManifest,
     group_config: &GroupConfig,
@@ -197,11 +197,6 @@ async fn apply_migrations(
         message,
     };
     let pool = registry.sql_pool(service).map_err(refused)?;
-    // Per-backend schemas live in `migrations/<kind>/` (sqlite, postgres, mysql) when present.
-    let dir = match registry.kind_of(service) {
-        Some(kind) if dir.join(kind).is_dir() => dir.join(kind),
-        _ => dir,
-    };
     let applied = pool.migrate(&manifest.name, &dir).await.map_err(refused)?;
     if !applied.is_empty() {
         tracing::info!(group = %manifest.name, service = %service, migrations = ?applied, "migrations applied");
@@ -212,9 +207,10 @@ async fn apply_migrations(
 /// Orders opened plugins so that every group comes after the groups whose exports it needs.
 /// Groups in a dependency cycle (and groups that need them) are refused. A dependency on an
 /// export nobody provides is left for service resolution to report.
-pub fn dependency_order<'a>(
-    opened: Vec<(&'a GroupConfig, Arc<loader::LoadedPlugin>)>,
-) -> (Vec<(&'a GroupConfig, Arc<loader::LoadedPlugin>)>, Vec<GroupError>) {
+pub type Opened<'a> = (&'a GroupConfig, Arc<loader::LoadedPlugin>);
+
+/// Orders opened plugins (see above); returns the order and the groups refused.
+pub fn dependency_order(opened: Vec<Opened<'_>>) -> (Vec<Opened<'_>>, Vec<GroupError>) {
     let provider_of = |export: &str| {
         opened.iter().position(|(_, p)| p.manifest.exports.iter().any(|e| e.name == export))
     };

@@ -358,6 +358,20 @@ fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError
     })
 }
 
+/// Lowers the calling thread's scheduling priority to `nice` (Linux: the nice value is per
+/// thread). The hot-swap worker runs at a lower priority so that loading a plugin (reading and
+/// hashing megabytes, `dlopen`) never takes the CPU from requests.
+pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
+    // SAFETY: `setpriority` only reads its integer arguments; with `PRIO_PROCESS` and `who = 0`
+    // glibc/NPTL applies it to the calling thread alone.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl LoadedPlugin {
     /// Creates the group (running its init hook) with `host` as its host handle.
     pub async fn instantiate(self: &std::sync::Arc<Self>, host: HostHandle) -> Result<GroupInstance, LoadError> {

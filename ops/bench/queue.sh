@@ -87,11 +87,11 @@ port_in_use "$BERTH_PORT" && die "port $BERTH_PORT is in use; set BERTH_PORT"
 # "busy idle" jiffies of one core from /proc/stat (idle = idle + iowait).
 core_times() { awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 
-# Waits (up to 30 s) until both cores are at least IDLE_MIN % idle over half a second.
+# Waits (up to 15 s) until both cores are at least IDLE_MIN % idle over half a second.
 BUSY_RUNS=0
 wait_idle() {
     local tries b0 i0 b1 i1 b0b i0b b1b i1b idle0 idle1
-    for ((tries = 0; tries < 60; tries++)); do
+    for ((tries = 0; tries < 30; tries++)); do
         read -r b0 i0 < <(core_times "$CONSUMER_CORE")
         read -r b1 i1 < <(core_times "$LOAD_CORE")
         sleep 0.5
@@ -102,7 +102,7 @@ wait_idle() {
         ((idle0 >= IDLE_MIN && idle1 >= IDLE_MIN)) && return 0
     done
     BUSY_RUNS=$((BUSY_RUNS + 1))
-    log "  cores still busy after 30 s (${idle0}%/${idle1}% idle); running anyway"
+    log "  cores still busy after 15 s (${idle0}%/${idle1}% idle); running anyway"
 }
 
 # Parses `RESULT rate=N cpu_us=F` into R_RATE and R_CPU.
@@ -137,7 +137,9 @@ run_raw() {
 }
 
 run_berth() {
-    local kind="$1" config="$OUT/queue-bench.toml" i
+    local kind="$1" config="$OUT/queue-bench.toml" i port="$BERTH_PORT"
+    # Other processes on this shared machine may take a port between runs.
+    while port_in_use "$port"; do port=$((port + 1)); done
     fill "$kind"
     cat >"$config" <<EOF
 # Written by ops/bench/queue.sh: berth consuming one stream into a no-op function.
@@ -146,7 +148,7 @@ log = "warn"
 data_dir = "$OUT/queue-bench-data"
 
 [server]
-listen = "127.0.0.1:$BERTH_PORT"
+listen = "127.0.0.1:$port"
 workers = 1
 
 [admin]
@@ -167,10 +169,11 @@ EOF
     BERTH_PID=$!
     for ((i = 0; i < 600; i++)); do
         kill -0 "$BERTH_PID" 2>/dev/null || die "berth exited during startup; see $OUT/queue-berth.log"
-        curl -s -o /dev/null "http://127.0.0.1:$BERTH_PORT/healthz" && break
+        curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break
         sleep 0.02
     done
-    taskset -c "$LOAD_CORE" "$BENCH" watch "http://127.0.0.1:$BERTH_PORT/metrics" bench "$COUNT" "$BERTH_PID" 120 \
+    kill -0 "$BERTH_PID" 2>/dev/null || die "berth exited during startup; see $OUT/queue-berth.log"
+    taskset -c "$LOAD_CORE" "$BENCH" watch "http://127.0.0.1:$port/metrics" bench "$COUNT" "$BERTH_PID" 120 \
         >"$OUT/queue-watch.out" 2>&1 || die "berth did not take the messages: $(tail -5 "$OUT/queue-watch.out"); see $OUT/queue-berth.log"
     parse_result "$OUT/queue-watch.out"
     kill -TERM "$BERTH_PID"

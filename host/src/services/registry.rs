@@ -62,11 +62,6 @@ impl ServiceRegistry {
         }
     }
 
-    /// The `kind` of the service configured as `name` (`sqlite`, `postgres`, ...).
-    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
-        self.config.get(name).map(ServiceConfig::kind)
-    }
-
     /// The data directory backends keep their files in.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

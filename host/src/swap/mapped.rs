@@ -119,11 +119,14 @@ pub fn why_stuck(path: &Path) -> String {
         );
     }
     if symbols.iter().any(|s| s.name == "__cxa_thread_atexit_impl" && !s.defined) {
-        return "still mapped after its last handle closed: code in it registered a thread-local destructor on a host \
-                thread (it imports `__cxa_thread_atexit_impl`), and glibc keeps such a library mapped until that \
-                thread exits (rust-lang/rust#88737); tokio worker threads live as long as the host. Avoid \
-                thread-locals with destructors in plugin code (scoped `tracing` dispatchers, `thread::current()` \
-                names, crates' caches); redeploying this version reuses the mapping"
+        // Every Rust library with std imports it; what matters is whether plugin code used it on
+        // a host thread, which only the fact that the library stayed mapped tells.
+        return "still mapped after its last handle closed: plugin code registered a thread-local destructor on a \
+                host thread (through `__cxa_thread_atexit_impl`, which it imports), and glibc keeps such a library \
+                mapped until that thread exits (rust-lang/rust#88737); tokio worker threads live as long as the \
+                host. Avoid thread-locals with destructors in plugin code (scoped `tracing` dispatchers, \
+                `std::thread::current()`, crates' per-thread caches). Deploying this version again reuses the \
+                mapping"
             .into();
     }
     "still mapped after its last handle closed, without thread-local destructors or NODELETE symbols: another \

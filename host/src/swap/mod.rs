@@ -16,6 +16,7 @@ pub mod mapped;
 pub mod metrics;
 pub mod plan;
 pub mod retire;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,7 @@ pub struct Deployments {
     retirements: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_id: std::sync::atomic::AtomicU64,
     ledger: Arc<LibraryLedger>,
+    worker: worker::SwapWorker,
     pub metrics: SwapMetrics,
 }
 
@@ -171,6 +173,7 @@ impl Deployments {
             retirements: Mutex::new(Vec::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             ledger: Arc::new(LibraryLedger::new(&config.data_dir.join("plugins"))),
+            worker: worker::SwapWorker::start(),
             metrics: SwapMetrics::new(metrics),
         }
     }
@@ -329,4 +332,3 @@ impl Deployments {
         }
     }
 }
-

@@ -22,7 +22,7 @@ use crate::app::AppState;
 use crate::builder::BuildError;
 use crate::config::GroupConfig;
 use crate::groups::{self, GroupError, LoadedGroup};
-use crate::loader::{self, LoadError, LoadedPlugin};
+use crate::loader::{self, LoadError};
 use crate::routes::RouteConflict;
 
 /// What to swap in, for which group.
@@ -211,7 +211,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     // 1. The file.
     let (file, group_config) = match (&plan.source, slot) {
         (SwapSource::Upload(bytes), slot) => {
-            let file = store_upload(&d.config.data_dir, &name, bytes.clone()).await?;
+            let file = store_upload(d, &name, bytes.clone()).await?;
             (file.clone(), slot.map(|s| s.config).unwrap_or_else(|| deployed_group_config(&file)))
         }
         (SwapSource::File(path), slot) => {
@@ -221,7 +221,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
             let file = reload_file(d, &name, &slot).await?;
             if *only_if_changed {
                 if let Some(current) = &slot.current {
-                    if file_sha256(&file).await.ok().as_deref() == Some(current.sha256.as_str()) {
+                    if file_sha256(d, &file).await.ok().as_deref() == Some(current.sha256.as_str()) {
                         return Ok(SwapReport {
                             group: name,
                             outcome: "unchanged",
@@ -250,19 +250,21 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     let before = d.census().await;
     let copy_dir = d.config.data_dir.join("plugins");
     let to_load = file.clone();
-    let plugin = tokio::task::spawn_blocking(move || loader::load(&to_load, &copy_dir))
+    let plugin = d
+        .worker
+        .run(move || loader::load(&to_load, &copy_dir))
         .await
         .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })??;
     let plugin = Arc::new(plugin);
     if plugin.manifest.name != name {
         let found = plugin.manifest.name.clone();
-        close_quietly(plugin).await;
+        close_quietly(d, plugin).await;
         return Err(SwapError::WrongGroup { group: name, found, file });
     }
     let limit = d.config.admin.max_stuck_libraries;
     let copy = plugin.copy.canonicalize().unwrap_or_else(|_| plugin.copy.clone());
     if limit > 0 && before.stuck.len() >= limit && !before.mapped.contains(&copy) {
-        close_quietly(plugin).await;
+        close_quietly(d, plugin).await;
         return Err(SwapError::TooManyStuck { stuck: before.stuck.len(), limit });
     }
     d.ledger.track(&plugin);
@@ -286,7 +288,7 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
         Err(source) => {
             group.shutdown().await;
             drop(functions);
-            close_quietly_group(group).await;
+            close_quietly(d, group).await;
             return Err(SwapError::Routes { group: name, source });
         }
     };
@@ -380,7 +382,9 @@ async fn reload_file(d: &Deployments, name: &str, slot: &Slot) -> Result<PathBuf
     if slot.configured {
         if let Some(dir) = &slot.config.path {
             let (dir, profile) = (dir.clone(), d.config.build.profile.clone());
-            return tokio::task::spawn_blocking(move || crate::builder::build_group_crate(&dir, &profile))
+            return d
+                .worker
+                .run(move || crate::builder::build_group_crate(&dir, &profile))
                 .await
                 .map_err(|e| SwapError::Internal { group: name.to_owned(), message: e.to_string() })?
                 .map_err(SwapError::Build);
@@ -394,36 +398,35 @@ async fn reload_file(d: &Deployments, name: &str, slot: &Slot) -> Result<PathBuf
 
 /// Writes an uploaded plugin to `data_dir/uploads/<group>.so` (through a temporary file, so a
 /// half-written upload is never loaded).
-async fn store_upload(data_dir: &Path, group: &str, bytes: bytes::Bytes) -> Result<PathBuf, SwapError> {
-    let dir = data_dir.join("uploads");
+async fn store_upload(d: &Deployments, group: &str, bytes: bytes::Bytes) -> Result<PathBuf, SwapError> {
+    let dir = d.config.data_dir.join("uploads");
     let path = dir.join(format!("{group}.{}", std::env::consts::DLL_EXTENSION));
     let target = path.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
-        let tmp = target.with_extension(format!("upload{}", std::process::id()));
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &target)
-    })
-    .await
-    .map_err(|e| SwapError::Internal { group: group.to_owned(), message: e.to_string() })?;
+    let written = d
+        .worker
+        .run(move || {
+            std::fs::create_dir_all(&dir)?;
+            let tmp = target.with_extension(format!("upload{}", std::process::id()));
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &target)
+        })
+        .await
+        .map_err(|e| SwapError::Internal { group: group.to_owned(), message: e.to_string() })?;
     written.map_err(|source| SwapError::Upload { path: path.clone(), source })?;
     Ok(path)
 }
 
 /// The sha256 of a file, hex.
-pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
+async fn file_sha256(d: &Deployments, path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?))))
+    d.worker
+        .run(move || Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?))))
         .await
         .map_err(std::io::Error::other)?
 }
 
-/// Closes a plugin that never served (off the async workers: `dlclose` takes the loader lock).
-async fn close_quietly(plugin: Arc<LoadedPlugin>) {
-    let _ = tokio::task::spawn_blocking(move || drop(plugin)).await;
-}
-
-async fn close_quietly_group(group: Arc<crate::groups::ServedGroup>) {
-    let _ = tokio::task::spawn_blocking(move || drop(group)).await;
+/// Closes what never served (on the swap worker: `dlclose` takes the dynamic loader's lock).
+async fn close_quietly<T: Send + 'static>(d: &Deployments, plugin: T) {
+    let _ = d.worker.run(move || drop(plugin)).await;
 }

@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{drain, Retiring};
+
+/// Pause between the stop hook and closing the library (see step 3 of [`retire`]).
+const SETTLE: Duration = Duration::from_millis(50);
 use crate::app::AppState;
 use crate::groups::ServedGroup;
 
@@ -58,11 +61,17 @@ async fn retire(state: Arc<AppState>, old: Arc<ServedGroup>, id: u64) {
         tracing::warn!(group = %name, version, "the stop hook did not finish within the grace period; dropped it");
     }
 
-    // 3. Drop everything; the last reference closes the library (off the async workers: `dlclose`
+    // 3. Let wake-ups of host futures that just completed land first. Host futures made through
+    //    `host_future::FutureExt` never keep a plugin waker past their own life, but those still
+    //    made with async-ffi's own `into_ffi` can be woken by another thread (a blocking-pool task,
+    //    a connection driver) a moment after they completed; that wake runs plugin code.
+    tokio::time::sleep(SETTLE).await;
+
+    // 4. Drop everything; the last reference closes the library (on the swap worker: `dlclose`
     //    takes the dynamic loader's lock and runs the library's finalizers).
     let plugin = Arc::downgrade(&old.instance.plugin);
     let copy = old.instance.plugin.copy.canonicalize().unwrap_or_else(|_| old.instance.plugin.copy.clone());
-    let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+    let _ = d.worker.run(move || drop(old)).await;
     // Calls still running past the grace period hold the instance; their own timeouts end them.
     let mut wait = Duration::from_millis(1);
     let mut warned = false;
@@ -77,7 +86,7 @@ async fn retire(state: Arc<AppState>, old: Arc<ServedGroup>, id: u64) {
     d.metrics.versions_loaded.dec();
     d.retiring.lock().expect("retiring lock").retain(|r| r.id != id);
 
-    // 4. Verify, under the swap lock so that no load is mapping the same private copy meanwhile.
+    // 5. Verify, under the swap lock so that no load is mapping the same private copy meanwhile.
     //    When a straggler dropped the last reference, its thread may still be inside `dlclose`
     //    although the count is zero: look again a few times before calling the library stuck.
     let _swapping = d.lock.lock().await;

@@ -134,7 +134,7 @@ fn traffic(addr: std::net::SocketAddr, id: i64, stop: Arc<AtomicBool>, seen: Arc
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             let started = Instant::now();
-            let res = if n % 2 == 0 {
+            let res = if n.is_multiple_of(2) {
                 request(addr, "GET", &format!("/todos/{id}"), &[], b"").await
             } else {
                 request(addr, "POST", "/todos", &[], format!(r#"{{"title":"t{n}"}}"#).as_bytes()).await
@@ -235,12 +235,13 @@ async fn requests_fail_clearly_while_postgres_and_redis_are_down_and_recover_aft
     load.await.unwrap();
     assert!(recovered, "requests must succeed again after the backends return");
 
-    let s = seen.lock().unwrap();
-    assert!(s.bad.is_empty(), "unclear failures: {:#?}", s.bad);
-    let slowest = s.statuses.iter().map(|(_, d)| *d).max().unwrap();
-    assert!(slowest < Duration::from_secs(5), "a request hung for {slowest:?} (function timeout 5s)");
-    assert!(s.statuses.len() > 50, "only {} requests made", s.statuses.len());
-    drop(s);
+    {
+        let s = seen.lock().unwrap();
+        assert!(s.bad.is_empty(), "unclear failures: {:#?}", s.bad);
+        let slowest = s.statuses.iter().map(|(_, d)| *d).max().unwrap();
+        assert!(slowest < Duration::from_secs(5), "a request hung for {slowest:?} (function timeout 5s)");
+        assert!(s.statuses.len() > 50, "only {} requests made", s.statuses.len());
+    }
     h.stop().await;
     drop((pg, redis));
 }

@@ -39,13 +39,19 @@ struct SwapHost {
 impl SwapHost {
     /// `token`: configured through `BERTH_ADMIN__TOKEN`, or generated when `None`.
     async fn start(file: &Path, token: Option<&str>, extra: &str) -> SwapHost {
+        Self::start_with_env(file, token, extra, &[]).await
+    }
+
+    async fn start_with_env(file: &Path, token: Option<&str>, extra: &str, env: &[(&str, &str)]) -> SwapHost {
         crate::support::init_logs();
         let dir = tempfile::tempdir().unwrap();
         let groups = format!("[services.state]\nkind = \"blob\"\n[[groups]]\nfile = \"{}\"\n{extra}", file.display());
         let text = base_config(dir.path(), "", &groups);
         std::fs::write(dir.path().join("berth.toml"), &text).unwrap();
-        let env: BTreeMap<String, String> =
-            token.map(|t| ("BERTH_ADMIN__TOKEN".to_owned(), t.to_owned())).into_iter().collect();
+        let mut env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if let Some(t) = token {
+            env.insert("BERTH_ADMIN__TOKEN".to_owned(), t.to_owned());
+        }
         let config = BerthConfig::parse(&text, &workspace(), &env).expect("test config parses");
         let host = app::start(config).await.expect("host starts");
         assert!(host.state.readiness().ready, "{:?}", host.state.readiness());
@@ -542,5 +548,77 @@ async fn watch_swaps_a_file_group_when_its_file_changes_and_keeps_it_when_the_fi
     replace(&bytes);
     until("v1").await;
     assert_eq!(h.status().await["groups"][0]["via"], "watch");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_that_cannot_unload_is_reported_reused_and_bounded() {
+    let (v1, v2, tls) = (fixture("swap-v1").await, fixture("swap-v2").await, fixture("swap-tls").await);
+    let env = [("BERTH_ADMIN__MAX_STUCK_LIBRARIES", "1")];
+    let h = SwapHost::start_with_env(&v1, Some(TOKEN), "", &env).await;
+    let serve_tls = || async {
+        let res = h.deploy("swap", &tls).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        // Touch the thread-local on the host's worker threads.
+        for _ in 0..20 {
+            assert_eq!(h.get("/swap/version").await.text(), "v5");
+        }
+    };
+    serve_tls().await;
+    assert_eq!(h.deploy("swap", &v1).await.status, 200);
+    let status = h.retired().await;
+    let stuck = status["libraries"]["stuck"].as_array().unwrap().clone();
+    assert_eq!(stuck.len(), 1, "{status:#}");
+    assert!(stuck[0]["path"].as_str().unwrap().contains("libfixture_swap_tls-"), "{status:#}");
+    let reason = stuck[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("thread-local destructor") && reason.contains("__cxa_thread_atexit_impl"), "{reason}");
+    assert_eq!(status["libraries"]["mapped"], 2, "{status:#}");
+    assert_eq!(metric(&h.metrics().await, "berth_plugin_libraries_mapped"), Some(2.0));
+
+    // Deploying the stuck version again reuses its mapping: flipping costs no more memory.
+    for _ in 0..3 {
+        serve_tls().await;
+        assert_eq!(h.deploy("swap", &v1).await.status, 200);
+    }
+    let status = h.retired().await;
+    assert_eq!(status["libraries"]["mapped"], 2, "still v1 and the one stuck library: {status:#}");
+    assert_eq!(status["libraries"]["stuck"].as_array().unwrap().len(), 1, "{status:#}");
+
+    // At the limit, a version that would map another library is refused; v1 keeps serving.
+    let res = h.deploy("swap", &v2).await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(res.json()["error"], "too_many_stuck");
+    assert!(res.json()["message"].as_str().unwrap().contains("admin.max_stuck_libraries = 1"), "{}", res.text());
+    assert_eq!(h.get("/swap/version").await.text(), "v1");
+    assert_eq!(h.retired().await["libraries"]["mapped"], 2, "the refused library was closed again");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_example_unloads_after_every_kind_of_call_including_a_panic() {
+    let (v1, hello) = (fixture("swap-v1").await, workspace().join("examples/hello"));
+    let hello = tokio::task::spawn_blocking(move || berth_host::builder::build_group_crate(&hello, "dev"))
+        .await
+        .unwrap()
+        .unwrap();
+    let h = SwapHost::start(&v1, Some(TOKEN), "").await;
+    assert_eq!(h.deploy("hello", &hello).await.status, 200, "a deploy creates a new group");
+    for (method, path, body) in [
+        ("GET", "/hello/world", &b""[..]),
+        ("GET", "/text", b""),
+        ("POST", "/echo", br#"{"message":"m","times":2}"#),
+        ("GET", "/divide?a=7&b=0", b""),
+        ("GET", "/panic", b""),
+        ("GET", "/slow?ms=5", b""),
+        ("POST", "/upload", b"data"),
+    ] {
+        let res = request(h.addr, method, path, &[("content-type", "application/json")], body).await;
+        assert!(res.status < 600, "{method} {path}");
+    }
+    let res = h.authed("DELETE", "/groups/hello", "", b"").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let status = h.retired().await;
+    assert_eq!(status["libraries"]["stuck"], serde_json::json!([]), "{status:#}");
+    assert_eq!(status["libraries"]["mapped"], 1, "only the swap group's library is left: {status:#}");
     h.stop().await;
 }

@@ -186,7 +186,10 @@ async fn session(runner: &Runner, slots: &Slots) -> Result<(), String> {
         };
         match next {
             Some(Ok(m)) => {
-                tokio::spawn(deliver(runner.clone(), js.clone(), m, permit));
+                let fut = deliver(runner.clone(), js.clone(), m, permit);
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| eprintln!("QSIZE deliver future {} bytes; handle {} ; dispatcher.deliver {}", std::mem::size_of_val(&fut), 0, 0));
+                tokio::spawn(fut);
             }
             Some(Err(e)) => break Err(format!("pulling from `{durable}`: {e}")),
             None => break Err(format!("the pull subscription of `{durable}` ended")),
