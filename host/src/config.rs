@@ -163,6 +163,10 @@ pub struct AdminConfig {
     /// `swap::mapped`) before deploys of versions not already loaded are refused; 0 = no limit.
     #[serde(default = "default_max_stuck_libraries")]
     pub max_stuck_libraries: usize,
+    /// Nice value (0-19) of the thread that loads and unloads plugins during swaps: the higher,
+    /// the more a deploy on a busy host yields the CPU to requests (and the longer it takes).
+    #[serde(default = "default_swap_nice")]
+    pub swap_nice: i32,
 }
 
 impl Default for AdminConfig {
@@ -173,6 +177,7 @@ impl Default for AdminConfig {
             token: None,
             max_upload: default_max_upload(),
             max_stuck_libraries: default_max_stuck_libraries(),
+            swap_nice: default_swap_nice(),
         }
     }
 }
@@ -492,6 +497,9 @@ fn default_max_upload() -> ByteSize {
 fn default_max_stuck_libraries() -> usize {
     16
 }
+fn default_swap_nice() -> i32 {
+    10
+}
 fn default_profile() -> String {
     "release".into()
 }
@@ -577,6 +585,12 @@ impl BerthConfig {
         }
         if self.server.max_concurrency == 0 {
             return Err(semantic("`server.max_concurrency` must be at least 1".into()));
+        }
+        if !(0..=19).contains(&self.admin.swap_nice) {
+            return Err(semantic(format!(
+                "`admin.swap_nice = {}`: expected 0 (normal) to 19 (lowest)",
+                self.admin.swap_nice
+            )));
         }
         let admin_token = self.admin.token.as_ref().is_some_and(|t| !t.0.trim().is_empty());
         if self.admin.enabled && !admin_token && !self.admin.listen.ip().is_loopback() {

@@ -5,12 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use berth_plugin_api::abi_stable::std_types::RArc;
-use crate::host_future::FutureExt as _;
 use berth_plugin_api::{
     log_level, BlobHandle, FfiFuture, Host, HostHandle, Host_TO, HttpClientHandle, KvHandle, LogRecord, QueueHandle,
     RResult, RStr, RString, RedisHandle, ServiceClientHandle, ServiceError, SqlHandle,
 };
 
+use crate::host_future::FutureExt as _;
 use crate::services::GroupServices;
 use tracing::level_filters::LevelFilter;
 

@@ -7,8 +7,12 @@
 # SWAPS swaps (each once the replaced versions have retired). berth runs on core 0 with one tokio
 # worker, the driver (ops/bench/swap-driver) on core 1 (see /work/shared/bench-method.md).
 #
+# The machine is shared: the run starts once both cores are IDLE_MIN % idle, and the output says how
+# much CPU other processes took during it (a run above DISTURB_MAX % of a core is marked DISTURBED).
+#
 # Usage: bash ops/bench/swap.sh
-# Environment: SWAPS=1000 CLIENTS=16 STEADY_SECS=10 WARMUP_SECS=2 BERTH_PORT=18090 ADMIN_PORT=18091
+# Environment: SWAPS=1000 CLIENTS=16 STEADY_SECS=10 WARMUP_SECS=2 INTERVAL_MS=0 (pause between swaps)
+#              BERTH_PORT=18090 ADMIN_PORT=18091 IDLE_MIN=90 DISTURB_MAX=8
 #              PROFILE=release (cargo profile of berth and the plugins)
 # The last line reads `swaps: N, failed requests: F, rss growth 10->1000: X MB`.
 set -euo pipefail
@@ -23,6 +27,9 @@ WARMUP_SECS="${WARMUP_SECS:-2}"
 BERTH_PORT="${BERTH_PORT:-18090}"
 ADMIN_PORT="${ADMIN_PORT:-18091}"
 PROFILE="${PROFILE:-release}"
+INTERVAL_MS="${INTERVAL_MS:-0}"
+IDLE_MIN="${IDLE_MIN:-90}"
+DISTURB_MAX="${DISTURB_MAX:-8}"
 SERVER_CORE=0
 LOAD_CORE=1
 
@@ -92,14 +99,43 @@ for ((i = 0; i < 3000; i++)); do
 done
 [[ "$(curl -s "http://127.0.0.1:$BERTH_PORT/swap/version")" == v1 ]] || die "berth did not serve v1; see $OUT/berth.log"
 
+# --- idle check and CPU accounting --------------------------------------------------------------
+HZ="$(getconf CLK_TCK)"
+# "busy idle" jiffies of one core (idle = idle + iowait).
+core_times() { awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+all_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+proc_cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+children_cpu() { local s; read -r s <"/proc/$$/stat"; s="${s##*) }"; set -- $s; echo $((${14} + ${15})); }
+for ((tries = 0; tries < 60; tries++)); do
+    read -r b0 i0 < <(core_times "$SERVER_CORE")
+    read -r b1 i1 < <(core_times "$LOAD_CORE")
+    sleep 1
+    read -r b0b i0b < <(core_times "$SERVER_CORE")
+    read -r b1b i1b < <(core_times "$LOAD_CORE")
+    idle0=$(((i0b - i0) * 100 / (b0b - b0 + i0b - i0 + 1)))
+    idle1=$(((i1b - i1) * 100 / (b1b - b1 + i1b - i1 + 1)))
+    ((idle0 >= IDLE_MIN && idle1 >= IDLE_MIN)) && break
+    log "  waiting for idle cores (core $SERVER_CORE ${idle0}% idle, core $LOAD_CORE ${idle1}% idle; need ${IDLE_MIN}%)"
+done
+
 echo "berth (pid $BERTH_PID) on core $SERVER_CORE with 1 tokio worker; driver on core $LOAD_CORE:" \
     "$CLIENTS clients, ${WARMUP_SECS} s warm-up, ${STEADY_SECS} s steady, then $SWAPS swaps v1 <-> v2 by path ($PROFILE plugins)"
 status=0
+started=$SECONDS
+a0="$(all_busy)"
+s0="$(proc_cpu "$BERTH_PID")"
+c0="$(children_cpu)"
 taskset -c "$LOAD_CORE" "$DIR/swap-driver" --app "127.0.0.1:$BERTH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
     --token "$TOKEN" --v1 "$V1" --v2 "$V2" --pid "$BERTH_PID" --swaps "$SWAPS" --clients "$CLIENTS" \
-    --steady-secs "$STEADY_SECS" --warmup-secs "$WARMUP_SECS" >"$OUT/driver.out" || status=$?
+    --steady-secs "$STEADY_SECS" --warmup-secs "$WARMUP_SECS" --interval-ms "$INTERVAL_MS" >"$OUT/driver.out" || status=$?
+secs=$((SECONDS - started))
+others=$(((($(all_busy) - a0) - ($(proc_cpu "$BERTH_PID") - s0) - ($(children_cpu) - c0)) * 100 / ((secs > 0 ? secs : 1) * HZ)))
+((others >= 0)) || others=0
 # Everything but the final line, then berth's own account, then the final line last.
 head -n -1 "$OUT/driver.out"
+verdict=""
+((others > DISTURB_MAX)) && verdict="  DISTURBED: figures are not representative; run again on a quiet machine"
+echo "other processes used ${others}% of a core during the ${secs} s run (cores ${idle0}%/${idle1}% idle before)$verdict"
 METRICS="$(curl -s "http://127.0.0.1:$BERTH_PORT/metrics")"
 echo "berth metrics: $(grep -E '^berth_(swap_total|plugin_versions_loaded|plugin_libraries_mapped|swap_duration_seconds_(sum|count))' <<<"$METRICS" | tr '\n' ' ')"
 tail -n 1 "$OUT/driver.out"

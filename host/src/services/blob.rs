@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
-use crate::host_future::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, BlobHandle, BlobInfo, BlobStore, BlobStore_TO, ROption, RString, RVec, ServiceError,
     ServiceResult,
@@ -19,6 +18,7 @@ use tokio::sync::broadcast;
 
 use super::registry::SetupError;
 use crate::config::BlobConfig;
+use crate::host_future::FutureExt as _;
 use crate::metrics::ServiceMetrics;
 
 /// Longest object name accepted.

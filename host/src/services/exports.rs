@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::host_future::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, CallContext, ROption, RString, RVec, ServiceClient, ServiceError,
     ServiceResult,
 };
 
 use crate::groups::ServedGroup;
+use crate::host_future::FutureExt as _;
 use crate::host_api::now_unix_ms;
 use crate::loader::{ExportInfo, ServiceNeed};
 use crate::metrics::ServiceMetrics;

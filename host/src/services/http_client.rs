@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use crate::host_future::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, HttpClient, OutboundRequest, RString, RVec, Response, ServiceError, ServiceResult,
     Tuple2,
 };
 
 use crate::config::HttpClientConfig;
+use crate::host_future::FutureExt as _;
 use crate::metrics::ServiceMetrics;
 
 /// The host's outbound client.

@@ -173,7 +173,7 @@ impl Deployments {
             retirements: Mutex::new(Vec::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             ledger: Arc::new(LibraryLedger::new(&config.data_dir.join("plugins"))),
-            worker: worker::SwapWorker::start(),
+            worker: worker::SwapWorker::start(config.admin.swap_nice),
             metrics: SwapMetrics::new(metrics),
         }
     }

@@ -2,15 +2,11 @@
 //! layout checks), closing a replaced one (`dlclose`), storing uploads and building `path`
 //! groups (cargo inherits the priority).
 //!
-//! It runs at nice [`NICE`]: on a host whose cores are busy serving, a deploy takes longer instead
-//! of taking CPU time from requests (measured with `ops/bench/swap.sh`: at the same priority, a
-//! swap every ~20 ms on a saturated core nearly tripled request p99). One thread per host also
-//! keeps that work serial, like the swaps themselves.
+//! It runs at nice `admin.swap_nice` (default 10): on a host whose cores are busy serving, a deploy
+//! takes longer instead of taking CPU time from requests (`ops/bench/swap.sh` measures both). One
+//! thread per host also keeps that work serial, like the swaps themselves.
 
 use std::sync::mpsc;
-
-/// The worker's nice value (0 is normal, 19 the lowest priority).
-pub const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -25,11 +21,14 @@ pub struct SwapWorker {
 pub struct WorkerGone(pub String);
 
 impl SwapWorker {
-    pub fn start() -> Self {
+    /// Starts the worker thread at `nice` (0 is normal, 19 the lowest priority).
+    pub fn start(nice: i32) -> Self {
         let (jobs, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new().name("berth-swap".into()).spawn(move || {
-            if let Err(e) = crate::loader::lower_thread_priority(NICE) {
-                tracing::warn!(error = %e, "swap worker: could not lower its priority; swaps compete with requests");
+            if nice > 0 {
+                if let Err(e) = crate::loader::lower_thread_priority(nice) {
+                    tracing::warn!(error = %e, "swap worker: could not lower its priority; swaps compete with requests");
+                }
             }
             for job in rx {
                 job();

@@ -216,7 +216,9 @@ fn alternating(seq: u64) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_swaps_under_load_fail_no_request_and_never_serve_the_old_version_after_returning() {
     let (v1, v2) = (fixture("swap-v1").await, fixture("swap-v2").await);
-    let h = SwapHost::start(&v1, Some(TOKEN), "").await;
+    // The swap worker at normal priority: a debug build under 16 looping clients would otherwise
+    // starve it (the default nice 10 favours requests; ops/bench/swap.sh measures that).
+    let h = SwapHost::start_with_env(&v1, Some(TOKEN), "", &[("BERTH_ADMIN__SWAP_NICE", "0")]).await;
     let load = Arc::new(Load::default());
     let clients = start_load(h.addr, 16, load.clone(), alternating);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -272,7 +274,8 @@ async fn failed_swaps_under_load_leave_the_old_version_serving_and_say_why() {
     let abi_mismatch = fixture("abi-mismatch").await;
     let needs_db = fixture("swap-needs-db").await;
     let conflict = fixture("conflict").await;
-    let h = SwapHost::start(&v1, Some(TOKEN), &group("examples/hello")).await;
+    let h =
+        SwapHost::start_with_env(&v1, Some(TOKEN), &group("examples/hello"), &[("BERTH_ADMIN__SWAP_NICE", "0")]).await;
     let before = h.status().await;
     let load = Arc::new(Load::default());
     let clients = start_load(h.addr, 16, load.clone(), |_| "v1");

@@ -35,7 +35,7 @@ use berth_plugin_api::{
     service_error_kind as kind, Pair, QueueHandle, QueuePublisher, QueuePublisher_TO, RString, RVec, ServiceError,
     ServiceResult, Tuple2,
 };
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -114,7 +114,8 @@ impl TriggerKind for QueueTrigger {
         };
         let cfg = self.queues.get(queue).ok_or_else(|| not_configured(queue))?;
         let settings = Binding::resolve(binding, queue, cfg, *concurrency, *max_attempts);
-        let runner = Runner { binding: Arc::new(settings), ctx, messages: self.messages.clone() };
+        let counts = Outcomes::of(&self.messages, queue);
+        let runner = Runner { binding: Arc::new(settings), ctx, counts };
         Ok(match cfg.kind {
             QueueKind::Redis => tokio::spawn(redis::consume(runner)?),
             QueueKind::Nats => tokio::spawn(nats::consume(runner)?),
@@ -226,17 +227,6 @@ pub(crate) enum Verdict {
     Release,
 }
 
-impl Verdict {
-    fn outcome(&self) -> Option<&'static str> {
-        match self {
-            Verdict::Ack => Some("acked"),
-            Verdict::Retry { .. } => Some("retried"),
-            Verdict::DeadLetter { .. } => Some("dead_lettered"),
-            Verdict::Release => None,
-        }
-    }
-}
-
 /// What the shared delivery logic decides for one call's outcome.
 pub(crate) fn judge(binding: &Binding, attempt: u32, outcome: Result<(), DeliveryError>) -> Option<Verdict> {
     match outcome {
@@ -264,7 +254,22 @@ pub(crate) fn judge(binding: &Binding, attempt: u32, outcome: Result<(), Deliver
 pub(crate) struct Runner {
     pub binding: Arc<Binding>,
     pub ctx: RunnerContext,
-    messages: IntCounterVec,
+    counts: Outcomes,
+}
+
+/// The `berth_queue_messages_total` counters of one queue, resolved once per runner.
+#[derive(Clone)]
+struct Outcomes {
+    acked: IntCounter,
+    retried: IntCounter,
+    dead_lettered: IntCounter,
+}
+
+impl Outcomes {
+    fn of(family: &IntCounterVec, queue: &str) -> Self {
+        let count = |outcome| family.with_label_values(&[queue, outcome]);
+        Outcomes { acked: count("acked"), retried: count("retried"), dead_lettered: count("dead_lettered") }
+    }
 }
 
 impl Runner {
@@ -311,7 +316,9 @@ impl Runner {
         let mut stop = self.ctx.stop.clone();
         let mut held = false;
         loop {
-            let outcome = self.ctx.dispatcher.deliver(&b.group, &b.function, "queue", self.event(msg)).await;
+            // Boxed: the call's future is large, and a task per message would copy it around.
+            let call = Box::pin(self.ctx.dispatcher.deliver(&b.group, &b.function, "queue", self.event(msg)));
+            let outcome = call.await;
             if let Some(v) = judge(b, msg.attempt, outcome.map(|_| ())) {
                 return v;
             }
@@ -330,8 +337,11 @@ impl Runner {
     /// Counts and logs a verdict once the broker has it.
     pub fn settled(&self, msg: &Received, verdict: &Verdict) {
         let b = &self.binding;
-        if let Some(outcome) = verdict.outcome() {
-            self.messages.with_label_values(&[&b.queue, outcome]).inc();
+        match verdict {
+            Verdict::Ack => self.counts.acked.inc(),
+            Verdict::Retry { .. } => self.counts.retried.inc(),
+            Verdict::DeadLetter { .. } => self.counts.dead_lettered.inc(),
+            Verdict::Release => {}
         }
         match verdict {
             Verdict::Ack | Verdict::Release => {}

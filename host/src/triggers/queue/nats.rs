@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{self, stream, AckKind, Context};
 use async_nats::{HeaderMap, HeaderName, ServerAddr};
 use berth_plugin_api::service_error_kind as kind;
@@ -186,10 +187,8 @@ async fn session(runner: &Runner, slots: &Slots) -> Result<(), String> {
         };
         match next {
             Some(Ok(m)) => {
-                let fut = deliver(runner.clone(), js.clone(), m, permit);
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| eprintln!("QSIZE deliver future {} bytes; handle {} ; dispatcher.deliver {}", std::mem::size_of_val(&fut), 0, 0));
-                tokio::spawn(fut);
+                // Boxed once here rather than copied, kilobytes at a time, through the spawn.
+                tokio::spawn(Box::pin(deliver(runner.clone(), js.clone(), m, permit)));
             }
             Some(Err(e)) => break Err(format!("pulling from `{durable}`: {e}")),
             None => break Err(format!("the pull subscription of `{durable}` ended")),
@@ -249,26 +248,30 @@ async fn deliver(runner: Runner, js: Context, m: jetstream::Message, permit: Own
         v = runner.handle(&msg) => v,
         never = keep_alive => never,
     };
-    let done = match &verdict {
-        Verdict::Ack => acker.ack().await.map_err(|e| e.to_string()),
-        Verdict::Retry { after, .. } => acker.ack_with(AckKind::Nak(Some(*after))).await.map_err(|e| e.to_string()),
-        Verdict::Release => acker.ack_with(AckKind::Nak(None)).await.map_err(|e| e.to_string()),
-        Verdict::DeadLetter { error } => {
-            async {
-                let mut headers =
-                    header_map(&b.queue, &msg.dead_letter_headers(error)).map_err(|e| e.message.to_string())?;
-                // A redelivered original is dead-lettered once: JetStream drops the second copy.
-                headers.insert(MSG_ID, format!("dead:{}:{}", stream_name(&b.stream), msg.backend_id).as_str());
-                let ack = js.publish_with_headers(b.dead_letter.clone(), headers, msg.payload.clone().into()).await;
-                ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
-                acker.ack().await.map_err(|e| e.to_string())
-            }
-            .await
-        }
-    };
+    // Boxed, like the call: the dead-letter publish makes this state large.
+    let done = Box::pin(settle(&runner, &js, &acker, &msg, &verdict)).await;
     match done {
         Ok(()) => runner.settled(&msg, &verdict),
         Err(e) => runner.settle_failed(&msg, &verdict, &e),
     }
     drop(permit);
+}
+
+/// Tells JetStream what became of `msg`.
+async fn settle(runner: &Runner, js: &Context, acker: &Acker, msg: &Received, verdict: &Verdict) -> Result<(), String> {
+    let b = &runner.binding;
+    match verdict {
+        Verdict::Ack => acker.ack().await.map_err(|e| e.to_string()),
+        Verdict::Retry { after, .. } => acker.ack_with(AckKind::Nak(Some(*after))).await.map_err(|e| e.to_string()),
+        Verdict::Release => acker.ack_with(AckKind::Nak(None)).await.map_err(|e| e.to_string()),
+        Verdict::DeadLetter { error } => {
+            let mut headers =
+                header_map(&b.queue, &msg.dead_letter_headers(error)).map_err(|e| e.message.to_string())?;
+            // A redelivered original is dead-lettered once: JetStream drops the second copy.
+            headers.insert(MSG_ID, format!("dead:{}:{}", stream_name(&b.stream), msg.backend_id).as_str());
+            let ack = js.publish_with_headers(b.dead_letter.clone(), headers, msg.payload.clone().into()).await;
+            ack.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+            acker.ack().await.map_err(|e| e.to_string())
+        }
+    }
 }

@@ -226,7 +226,8 @@ async fn session(runner: &Runner, slots: &Slots) -> Result<(), String> {
         };
         match next {
             Some(Ok(delivery)) => {
-                tokio::spawn(session.clone().deliver(delivery, permit));
+                // Boxed once here rather than copied, kilobytes at a time, through the spawn.
+                tokio::spawn(Box::pin(session.clone().deliver(delivery, permit)));
             }
             Some(Err(e)) => break Err(format!("consuming `{}`: {e}", b.stream)),
             None => break Err(format!("the broker cancelled the consumer of `{}`", b.stream)),
@@ -293,19 +294,8 @@ impl Session {
     async fn deliver(self: Arc<Self>, delivery: Delivery, permit: OwnedSemaphorePermit) {
         let msg = received(&delivery);
         let verdict = self.runner.handle(&msg).await;
-        let done = match &verdict {
-            Verdict::Ack => Ok(()),
-            Verdict::Release => Err(String::new()),
-            Verdict::Retry { after, .. } => self.republish_for_retry(&msg, *after).await,
-            Verdict::DeadLetter { error } => {
-                let b = &self.runner.binding;
-                let props = properties(&msg.backend_id, &msg.dead_letter_headers(error));
-                match props {
-                    Ok(props) => publish_confirmed(&self.channel, &b.dead_letter, &msg.payload, props).await,
-                    Err(e) => Err(e),
-                }
-            }
-        };
+        // Boxed, like the call: republishing makes this state large.
+        let done = Box::pin(self.republish(&msg, &verdict)).await;
         let settled = match &done {
             Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await.map(drop),
             // Released, or it could not be republished: back to the queue, as it was.
@@ -318,6 +308,21 @@ impl Session {
             (Ok(()), Err(e)) => self.runner.settle_failed(&msg, &verdict, &e),
         }
         drop(permit);
+    }
+
+    /// What has to reach the broker before `msg` is acknowledged: nothing for a success, its
+    /// retry or dead-letter copy otherwise. An error (empty for a release) requeues it instead.
+    async fn republish(&self, msg: &Received, verdict: &Verdict) -> Result<(), String> {
+        match verdict {
+            Verdict::Ack => Ok(()),
+            Verdict::Release => Err(String::new()),
+            Verdict::Retry { after, .. } => self.republish_for_retry(msg, *after).await,
+            Verdict::DeadLetter { error } => {
+                let b = &self.runner.binding;
+                let props = properties(&msg.backend_id, &msg.dead_letter_headers(error))?;
+                publish_confirmed(&self.channel, &b.dead_letter, &msg.payload, props).await
+            }
+        }
     }
 
     /// Republishes `msg` to the retry queue of its backoff step, to come back after `after`.

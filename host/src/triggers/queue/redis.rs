@@ -308,12 +308,13 @@ impl Consumer {
     /// Calls the function with `entry` and settles it, in a task of its own.
     fn deliver(self: Arc<Self>, entry: StreamId, attempt: u32, permit: OwnedSemaphorePermit) {
         self.held.lock().expect("held lock").insert(entry.id.clone());
-        tokio::spawn(async move {
+        // Boxed once here rather than copied, kilobytes at a time, through the spawn.
+        tokio::spawn(Box::pin(async move {
             let msg = received(entry, attempt);
             let verdict = self.runner.handle(&msg).await;
-            self.clone().settle(msg, verdict).await;
+            Box::pin(self.clone().settle(msg, verdict)).await;
             drop(permit);
-        });
+        }));
     }
 
     async fn settle(self: Arc<Self>, msg: Received, verdict: Verdict) {
@@ -350,7 +351,7 @@ impl Consumer {
 
     /// After `after`, claims entry `id` back (counting the delivery) and delivers it again.
     fn retry_later(self: Arc<Self>, id: String, attempt: u32, after: Duration) {
-        tokio::spawn(async move {
+        tokio::spawn(Box::pin(async move {
             let b = self.runner.binding.clone();
             let mut stop = self.runner.ctx.stop.clone();
             let slept = tokio::select! {
@@ -370,7 +371,7 @@ impl Consumer {
                 Ok(Some((entry, permit))) => {
                     let msg = received(entry, attempt + 1);
                     let verdict = self.runner.handle(&msg).await;
-                    self.clone().settle(msg, verdict).await;
+                    Box::pin(self.clone().settle(msg, verdict)).await;
                     drop(permit);
                 }
                 // Stopping, or the entry is gone (acknowledged or deleted elsewhere): it stays
@@ -384,7 +385,7 @@ impl Consumer {
                     self.held.lock().expect("held lock").remove(&id);
                 }
             }
-        });
+        }));
     }
 }
 

@@ -64,7 +64,7 @@ fn runner(stop: tokio::sync::watch::Receiver<bool>) -> Runner {
     Runner {
         binding: Arc::new(binding(0, 0)),
         ctx: RunnerContext { dispatcher: Arc::new(Dispatcher::default()), stop },
-        messages: queue_counter(&Metrics::new()),
+        counts: Outcomes::of(&queue_counter(&Metrics::new()), "orders"),
     }
 }
 

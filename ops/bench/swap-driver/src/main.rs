@@ -3,7 +3,7 @@
 //! Against a running `berth up` serving the `swap` fixture group (v1) it runs `--clients`
 //! keep-alive clients calling `GET /swap/version` in a closed loop, first for `--steady-secs`
 //! without swaps, then while it swaps the group v1 → v2 → v1 … `--swaps` times through the admin
-//! API (deploy by path). It reports:
+//! API (deploy by path; `--interval-ms` pauses between swaps). It reports:
 //! - request latency p50/p99 in steady state and during the swaps, from the same run;
 //! - swap latency: from sending the deploy call to the first request (sent after the call
 //!   returned) answered by the new version;
@@ -35,6 +35,7 @@ struct Args {
     clients: usize,
     steady_secs: u64,
     warmup_secs: u64,
+    interval_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         clients: num("clients", 16)? as usize,
         steady_secs: num("steady-secs", 10)?,
         warmup_secs: num("warmup-secs", 2)?,
+        interval_ms: num("interval-ms", 0)?,
     })
 }
 
@@ -243,6 +245,9 @@ async fn run(args: Args) -> Result<bool, String> {
             }
         }
         latencies.push(started.elapsed());
+        if args.interval_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+        }
         if seq == 10 {
             settle(&args, &mut admin).await?;
             rss_10 = rss_kib(args.pid);
@@ -312,7 +317,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("swap-driver: {e}");
-            eprintln!("usage: swap-driver --app ADDR --admin ADDR --token T --v1 FILE --v2 FILE --pid PID [--swaps 1000] [--clients 16] [--steady-secs 10] [--warmup-secs 2]");
+            eprintln!("usage: swap-driver --app ADDR --admin ADDR --token T --v1 FILE --v2 FILE --pid PID [--swaps 1000] [--clients 16] [--steady-secs 10] [--warmup-secs 2] [--interval-ms 0]");
             return ExitCode::from(2);
         }
     };
