@@ -17,7 +17,7 @@
 # Environment:
 #   BACKENDS="redis nats rabbitmq"   COUNT=20000 messages per run   RUNS=3 runs per contender
 #   CONCURRENCY=32 in-flight messages   SIZE=64 payload bytes   IDLE_MIN=80 % idle per core
-#   REDIS_URL NATS_URL AMQP_URL (defaults: the local servers)   BERTH_PORT=18090
+#   REDIS_URL NATS_URL AMQP_URL (defaults: the local servers)   BERTH_PORT=18290 (first port tried)
 # Per backend it prints both rates, CPU per message and the ratio; the last line is
 # `queue ratio berth/raw: X.XX`: the geometric mean of the backends' ratios of median rates.
 set -euo pipefail
@@ -31,7 +31,7 @@ RUNS="${RUNS:-3}"
 CONCURRENCY="${CONCURRENCY:-32}"
 SIZE="${SIZE:-64}"
 IDLE_MIN="${IDLE_MIN:-80}"
-BERTH_PORT="${BERTH_PORT:-18090}"
+BERTH_PORT="${BERTH_PORT:-18290}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
@@ -82,7 +82,6 @@ url_of() {
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_in_use "$BERTH_PORT" && die "port $BERTH_PORT is in use; set BERTH_PORT"
 
 # "busy idle" jiffies of one core from /proc/stat (idle = idle + iowait).
 core_times() { awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }

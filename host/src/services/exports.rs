@@ -15,8 +15,8 @@ use berth_plugin_api::{
 };
 
 use crate::groups::ServedGroup;
-use crate::host_future::FutureExt as _;
 use crate::host_api::now_unix_ms;
+use crate::host_future::FutureExt as _;
 use crate::loader::{ExportInfo, ServiceNeed};
 use crate::metrics::ServiceMetrics;
 

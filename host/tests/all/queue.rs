@@ -237,6 +237,28 @@ impl Broker {
         }
     }
 
+    /// Messages delivered to the fixture's consumer and not acknowledged (Redis and NATS; RabbitMQ
+    /// requeues them the moment the consumer's connection drops).
+    async fn unacknowledged(&self) -> Option<u64> {
+        let group = "berth-queue-worker-work";
+        match self.kind {
+            Kind::Redis => {
+                let client = redis::Client::open(self.url.as_str()).ok()?;
+                let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                let r: redis::streams::StreamPendingReply =
+                    redis::cmd("XPENDING").arg(&self.stream).arg(group).query_async(&mut c).await.ok()?;
+                Some(r.count() as u64)
+            }
+            Kind::Nats => {
+                let js = jetstream::new(async_nats::connect(self.url.as_str()).await.ok()?);
+                let stream = js.get_stream(&self.stream).await.ok()?;
+                let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer(group).await.ok()?;
+                Some(consumer.info().await.ok()?.num_ack_pending as u64)
+            }
+            Kind::Rabbitmq => None,
+        }
+    }
+
     async fn cleanup(&self) {
         match self.kind {
             Kind::Redis => {
@@ -433,13 +455,14 @@ async fn nothing_lost_across_sigkill(kind: Kind) {
     let mut first = first;
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();
+    let in_flight = broker.unacknowledged().await.map(|n| format!(", {n} delivered and not acknowledged")).unwrap_or_default();
     let second = tokio::task::spawn_blocking(move || BerthProcess::start("", &config)).await.unwrap();
     publisher.await.unwrap();
     let (seen, duplicates, dead) = settled(second.addr, &broker, &plan).await;
     check_outcome(kind, &plan, &seen, &dead);
     eprintln!(
-        "{kind:?}: killed with SIGKILL after {at_kill} of {} handled; after the restart {} handled once, \
-         {duplicates} handled again (at least once), {} dead-lettered, 0 lost",
+        "{kind:?}: killed with SIGKILL after {at_kill} of {} handled{in_flight}; after the restart {} handled \
+         once, {duplicates} handled again (at least once), {} dead-lettered, 0 lost",
         plan.handled.len(),
         seen.len(),
         dead.len()

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
@@ -153,7 +154,8 @@ fn subject(runner: &Runner) -> String {
 /// One connection's worth of consuming: returns `Ok` when the runner stops.
 async fn session(runner: &Runner, slots: &Slots) -> Result<(), String> {
     let b = &runner.binding;
-    let js = connect(&b.config.url, b.config.timeout).await?;
+    // Shared by the deliveries (for dead-lettering) without a clone of the context each.
+    let js = Arc::new(connect(&b.config.url, b.config.timeout).await?);
     let subject = subject(runner);
     let stream = ensure_stream(&js, &b.stream, &subject).await?;
     ensure_stream(&js, &b.dead_letter, &b.dead_letter).await?;
@@ -227,7 +229,7 @@ fn received(m: &jetstream::Message) -> Result<Received, String> {
     })
 }
 
-async fn deliver(runner: Runner, js: Context, m: jetstream::Message, permit: OwnedSemaphorePermit) {
+async fn deliver(runner: Runner, js: Arc<Context>, m: jetstream::Message, permit: OwnedSemaphorePermit) {
     let b = runner.binding.clone();
     let msg = match received(&m) {
         Ok(msg) => msg,
