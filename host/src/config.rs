@@ -136,10 +136,10 @@ pub struct TriggerBindingConfig {
     pub function: String,
     /// The `[queues.<name>]` to consume.
     pub queue: String,
-    /// 0: the queue's default.
+    /// 0: the function's own setting for this queue, else the queue's default.
     #[serde(default)]
     pub concurrency: u32,
-    /// 0: the queue's default.
+    /// 0: the function's own setting for this queue, else the queue's default.
     #[serde(default)]
     pub max_attempts: u32,
 }

@@ -211,9 +211,8 @@ pub type Opened<'a> = (&'a GroupConfig, Arc<loader::LoadedPlugin>);
 
 /// Orders opened plugins (see above); returns the order and the groups refused.
 pub fn dependency_order(opened: Vec<Opened<'_>>) -> (Vec<Opened<'_>>, Vec<GroupError>) {
-    let provider_of = |export: &str| {
-        opened.iter().position(|(_, p)| p.manifest.exports.iter().any(|e| e.name == export))
-    };
+    let provider_of =
+        |export: &str| opened.iter().position(|(_, p)| p.manifest.exports.iter().any(|e| e.name == export));
     let deps: Vec<Vec<usize>> = opened
         .iter()
         .enumerate()

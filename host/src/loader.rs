@@ -59,12 +59,26 @@ pub enum LoadError {
 /// A trigger as the host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TriggerSpec {
-    Http { method: http::Method, route: String },
+    Http {
+        method: http::Method,
+        route: String,
+    },
     /// A cron expression with seconds, or `@every <duration>`; `timezone` empty = UTC.
-    Timer { schedule: String, timezone: String, allow_overlap: bool },
+    Timer {
+        schedule: String,
+        timezone: String,
+        allow_overlap: bool,
+    },
     /// A queue binding of `berth.toml`; 0 = the binding's default.
-    Queue { queue: String, concurrency: u32, max_attempts: u32 },
-    Blob { bucket: String, events: Vec<String> },
+    Queue {
+        queue: String,
+        concurrency: u32,
+        max_attempts: u32,
+    },
+    Blob {
+        bucket: String,
+        events: Vec<String>,
+    },
 }
 
 impl TriggerSpec {

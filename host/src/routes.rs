@@ -71,7 +71,10 @@ impl RouteTable {
         let mut patterns: Vec<(String, MethodMap)> = Vec::new();
         for r in &routes {
             let group = r.entry.group.name.to_string();
-            if RESERVED_PATHS.contains(&r.pattern.as_str()) || r.pattern == "/invoke" || r.pattern.starts_with("/invoke/") {
+            if RESERVED_PATHS.contains(&r.pattern.as_str())
+                || r.pattern == "/invoke"
+                || r.pattern.starts_with("/invoke/")
+            {
                 return Err(RouteConflict::Reserved { route: r.pattern.clone(), group });
             }
             match patterns.iter_mut().find(|(p, _)| *p == r.pattern) {

@@ -2,16 +2,19 @@
 # Hot-swap benchmark: berth serving the `swap` fixture group while it is swapped v1 -> v2 -> v1 ...
 # SWAPS times through the admin API, under CLIENTS keep-alive clients in a closed loop.
 #
-# Prints request latency p50/p99 in steady state and during the swaps (same run), swap latency
-# (deploy call -> new version serving) p50/p99, and berth's resident memory after 10 and after
-# SWAPS swaps (each once the replaced versions have retired). berth runs on core 0 with one tokio
-# worker, the driver (ops/bench/swap-driver) on core 1 (see /work/shared/bench-method.md).
+# Steady windows (no swaps, STEADY_SECS each) and swapping windows (SWAPS/ROUNDS swaps each)
+# alternate ROUNDS times in the same run. Prints request latency p50/p99 of every window and the
+# median p99 of each kind, swap latency (deploy call -> new version serving) p50/p99, and berth's
+# resident memory after 10 and after SWAPS swaps (each once the replaced versions have retired).
+# berth runs on core 0 with one tokio worker, the driver (ops/bench/swap-driver) on core 1 (see
+# /work/shared/bench-method.md).
 #
-# The machine is shared: the run starts once both cores are IDLE_MIN % idle, and the output says how
-# much CPU other processes took during it (a run above DISTURB_MAX % of a core is marked DISTURBED).
+# The machine is shared: the run starts once both cores are IDLE_MIN % idle, each window reports
+# the CPU other processes took during it, and windows where that exceeds DISTURB_MAX % of a core
+# are marked DISTURBED and left out of the medians.
 #
 # Usage: bash ops/bench/swap.sh
-# Environment: SWAPS=1000 CLIENTS=16 STEADY_SECS=10 WARMUP_SECS=2 INTERVAL_MS=0 (pause between swaps)
+# Environment: SWAPS=1000 ROUNDS=4 CLIENTS=16 STEADY_SECS=5 WARMUP_SECS=2 INTERVAL_MS=0 (pause between swaps)
 #              BERTH_PORT=18090 ADMIN_PORT=18091 IDLE_MIN=90 DISTURB_MAX=8
 #              PROFILE=release (cargo profile of berth and the plugins)
 # The last line reads `swaps: N, failed requests: F, rss growth 10->1000: X MB`.
@@ -22,7 +25,8 @@ cd "$ROOT"
 
 SWAPS="${SWAPS:-1000}"
 CLIENTS="${CLIENTS:-16}"
-STEADY_SECS="${STEADY_SECS:-10}"
+STEADY_SECS="${STEADY_SECS:-5}"
+ROUNDS="${ROUNDS:-4}"
 WARMUP_SECS="${WARMUP_SECS:-2}"
 BERTH_PORT="${BERTH_PORT:-18090}"
 ADMIN_PORT="${ADMIN_PORT:-18091}"
@@ -119,7 +123,8 @@ for ((tries = 0; tries < 60; tries++)); do
 done
 
 echo "berth (pid $BERTH_PID) on core $SERVER_CORE with 1 tokio worker; driver on core $LOAD_CORE:" \
-    "$CLIENTS clients, ${WARMUP_SECS} s warm-up, ${STEADY_SECS} s steady, then $SWAPS swaps v1 <-> v2 by path ($PROFILE plugins)"
+    "$CLIENTS clients, ${WARMUP_SECS} s warm-up, then $ROUNDS rounds of ${STEADY_SECS} s steady + $((SWAPS / ROUNDS)) swaps" \
+    "v1 <-> v2 by path ($PROFILE plugins, ${INTERVAL_MS} ms between swaps)"
 status=0
 started=$SECONDS
 a0="$(all_busy)"
@@ -127,7 +132,8 @@ s0="$(proc_cpu "$BERTH_PID")"
 c0="$(children_cpu)"
 taskset -c "$LOAD_CORE" "$DIR/swap-driver" --app "127.0.0.1:$BERTH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
     --token "$TOKEN" --v1 "$V1" --v2 "$V2" --pid "$BERTH_PID" --swaps "$SWAPS" --clients "$CLIENTS" \
-    --steady-secs "$STEADY_SECS" --warmup-secs "$WARMUP_SECS" --interval-ms "$INTERVAL_MS" >"$OUT/driver.out" || status=$?
+    --rounds "$ROUNDS" --steady-secs "$STEADY_SECS" --warmup-secs "$WARMUP_SECS" --interval-ms "$INTERVAL_MS" \
+    --hz "$HZ" --disturb-max "$DISTURB_MAX" >"$OUT/driver.out" || status=$?
 secs=$((SECONDS - started))
 others=$(((($(all_busy) - a0) - ($(proc_cpu "$BERTH_PID") - s0) - ($(children_cpu) - c0)) * 100 / ((secs > 0 ? secs : 1) * HZ)))
 ((others >= 0)) || others=0

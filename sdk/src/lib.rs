@@ -52,8 +52,8 @@ pub use http::{Method, StatusCode};
 pub use request::{Bytes, FromCall, Headers, Json, Path, Query, Request};
 pub use response::{IntoResponse, Response};
 pub use services::{
-    sql_bool,
-    Blob, HttpClient, Kv, Queue, Redis, ServiceClient, ServiceError, ServiceResult, Sql, SqlValue, Transaction,
+    sql_bool, Blob, HttpClient, Kv, Queue, Redis, ServiceClient, ServiceError, ServiceResult, Sql, SqlValue,
+    Transaction,
 };
 
 /// What an init or stop hook receives: the host, with the group's services and configuration.

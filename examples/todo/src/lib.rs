@@ -124,15 +124,18 @@ pub async fn update(ctx: Context, Path(id): Path<i64>, Json(change): Json<TodoUp
     }
     let tx = ctx.sql("db")?.begin().await?;
     let select = format!("SELECT {COLUMNS} FROM todos WHERE id = $1");
-    let mut todo: Todo =
-        tx.query_opt(&select, berth::params![id]).await?.ok_or_else(|| Error::not_found(format!("no todo with id {id}")))?;
+    let mut todo: Todo = tx
+        .query_opt(&select, berth::params![id])
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no todo with id {id}")))?;
     if let Some(title) = change.title {
         todo.title = title;
     }
     if let Some(done) = change.done {
         todo.done = done;
     }
-    tx.execute("UPDATE todos SET title = $1, done = $2 WHERE id = $3", berth::params![&todo.title, todo.done, id]).await?;
+    tx.execute("UPDATE todos SET title = $1, done = $2 WHERE id = $3", berth::params![&todo.title, todo.done, id])
+        .await?;
     tx.commit().await?;
     invalidate(&ctx, id).await;
     Ok(Json(todo))

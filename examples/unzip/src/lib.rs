@@ -77,10 +77,8 @@ pub fn extract(data: &[u8], limits: &Limits) -> std::result::Result<Vec<(String,
     let mut total: u64 = 0;
     for i in 0..archive.len() {
         let entry = archive.by_index(i).map_err(|e| Refusal::NotAZip(e.to_string()))?;
-        let raw_name = entry
-            .name()
-            .map_err(|e| Refusal::Corrupt { name: format!("#{i}"), message: e.to_string() })?
-            .into_owned();
+        let raw_name =
+            entry.name().map_err(|e| Refusal::Corrupt { name: format!("#{i}"), message: e.to_string() })?.into_owned();
         if raw_name.contains('\\') || raw_name.starts_with('/') || entry.enclosed_name().is_none() {
             return Err(Refusal::UnsafeName(raw_name));
         }
@@ -144,7 +142,8 @@ pub struct Extracted {
 #[berth::blob(bucket = "uploads", events = ["created"], timeout = "2m")]
 async fn unzip(ctx: Context, event: Event) -> Result<Json<Extracted>> {
     let note: Notification = event.json()?;
-    let key = note.records.into_iter().next().map(|r| r.s3.object.key).ok_or_else(|| Error::bad_request("no record"))?;
+    let key =
+        note.records.into_iter().next().map(|r| r.s3.object.key).ok_or_else(|| Error::bad_request("no record"))?;
     let Some(stem) = key.strip_suffix(".zip") else {
         return Ok(Json(Extracted { archive: key, files: Vec::new() }));
     };
@@ -164,7 +163,11 @@ async fn unzip(ctx: Context, event: Event) -> Result<Json<Extracted>> {
 
 /// `PUT /uploads/{*name}`: stores the body in `uploads` (which triggers `unzip`).
 #[berth::http(PUT, "/uploads/{*name}", body_limit = "64MiB")]
-async fn upload(ctx: Context, Path(name): Path<String>, body: berth::Bytes) -> Result<(StatusCode, Json<serde_json::Value>)> {
+async fn upload(
+    ctx: Context,
+    Path(name): Path<String>,
+    body: berth::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>)> {
     let info = ctx.blob("uploads")?.put(&name, body.0).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": info.name, "size": info.size }))))
 }

@@ -9,11 +9,11 @@ use super::ConfigArg;
 
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    /// The admin API, `host:port` [default: `admin.listen` of the config file, else 127.0.0.1:8081].
+    /// The admin API, `host:port` (default: `admin.listen` of the config file, else 127.0.0.1:8081).
     #[arg(long)]
     admin: Option<String>,
-    /// Bearer token [default: `admin.token` of the config file, else the one `berth up` generated in
-    /// `<data_dir>/admin.token`].
+    /// Bearer token (default: `admin.token` of the config file, else the one `berth up` generated in
+    /// `<data_dir>/admin.token`).
     #[arg(long, env = "BERTH_ADMIN__TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]

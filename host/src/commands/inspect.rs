@@ -71,7 +71,8 @@ impl Inspect {
         if !m.services.is_empty() {
             println!("services:");
             for s in &m.services {
-                let iface = if s.interface.is_empty() { String::new() } else { format!(" ({} {})", s.interface, s.version) };
+                let iface =
+                    if s.interface.is_empty() { String::new() } else { format!(" ({} {})", s.interface, s.version) };
                 println!("  {:<8} {}{iface}", s.kind, s.name);
             }
         }

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use berth_plugin_api::{
-    service_error_kind as kind, CallContext, ROption, RString, RVec, ServiceClient, ServiceError,
-    ServiceResult,
+    service_error_kind as kind, CallContext, ROption, RString, RVec, ServiceClient, ServiceError, ServiceResult,
 };
 
 use crate::groups::ServedGroup;
@@ -67,10 +66,8 @@ impl ExportDirectory {
         providers.retain(|_, p| p.group.name != group.name);
         for e in exports {
             if let Ok(version) = semver::Version::parse(&e.version) {
-                providers.insert(
-                    e.name.clone(),
-                    Provider { group: group.clone(), interface: e.interface.clone(), version },
-                );
+                providers
+                    .insert(e.name.clone(), Provider { group: group.clone(), interface: e.interface.clone(), version });
             }
         }
     }
@@ -149,9 +146,10 @@ impl ServiceClient for ExportProxy {
         async move {
             let call = async {
                 let unavailable = |m: String| ServiceError::new(kind::UNAVAILABLE, &me.export, m);
-                let p = me.directory.current(&me.export).ok_or_else(|| {
-                    unavailable(format!("no group provides `{}` right now (unloaded?)", me.export))
-                })?;
+                let p = me
+                    .directory
+                    .current(&me.export)
+                    .ok_or_else(|| unavailable(format!("no group provides `{}` right now (unloaded?)", me.export)))?;
                 if p.interface != me.interface || !compatible(&p.version, &me.wanted) {
                     return Err(unavailable(format!(
                         "the provider of `{}` changed to an incompatible version ({} {})",

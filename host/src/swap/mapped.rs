@@ -12,7 +12,7 @@
 //! Memory stays bounded even then, in two ways. Private copies are named by content, so deploying
 //! a version that is stuck again reuses the mapping (`dlopen` of the same file returns the same
 //! library) instead of adding one: flipping between two versions costs at most two libraries
-//! however many swaps happen. And [`LibraryLedger::stuck`] feeds the `admin.max_stuck_libraries`
+//! however many swaps happen. And the stuck list of [`LibraryLedger::census`] feeds the `admin.max_stuck_libraries`
 //! limit, past which a deploy that would map yet another library is refused (restart the host to
 //! reclaim the memory).
 

@@ -6,6 +6,13 @@
 //! - [`drain`]: in-flight calls per group instance.
 //! - [`mapped`]: which plugin libraries are really mapped (`/proc/self/maps`) and why a closed one
 //!   stayed.
+//! - [`worker`]: the low-priority thread that loads and closes libraries.
+//!
+//! Unloading is safe only if nothing the plugin made outlives its library: the drain waits until
+//! no table, entry or request refers to the old instance, its objects are dropped before its
+//! `RawLibrary`, and host futures never keep a plugin's waker past their own life
+//! (`crate::host_future`). What could not be unloaded is measured, explained and bounded
+//! ([`mapped`]).
 //!
 //! [`Deployments`] is the per-host bookkeeping: per group, the `[[groups]]` settings new versions
 //! are served with, the current and previous versions (for rollback), and the swap lock (one swap

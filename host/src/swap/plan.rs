@@ -283,7 +283,8 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
 
     let served_ms = ms(started);
     // 4. The new routing table.
-    let table = match state.routes.load().with_group(&name, routes) {
+    let table = state.routes.load().with_group(&name, routes);
+    let table = match table {
         Ok(t) => t,
         Err(source) => {
             group.shutdown().await;

@@ -82,7 +82,8 @@ fn authorized(req: &Request<Incoming>, peer: SocketAddr, token: Option<&str>) ->
             "direct invoke from a non-loopback address needs `server.invoke_token` to be configured".into(),
         ));
     };
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
         _ => Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into())),
@@ -110,15 +111,30 @@ pub async fn handle(
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["results", id]) => match results.get(id) {
             Some(outcome) => json(StatusCode::OK, serde_json::json!({ "id": id, "outcome": outcome })),
-            None => error(StatusCode::NOT_FOUND, "not_found", &format!("no asynchronous call `{id}` (kept: the last {RESULTS_KEPT})"), request_id),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no asynchronous call `{id}` (kept: the last {RESULTS_KEPT})"),
+                request_id,
+            ),
         },
         (&Method::POST, [group, function]) => {
             let (group, function) = (group.to_string(), function.to_string());
             if dispatcher.get(&group, &function).is_none() {
-                return error(StatusCode::NOT_FOUND, "not_found", &format!("no function `{function}` in group `{group}` is serving"), request_id);
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    &format!("no function `{function}` in group `{group}` is serving"),
+                    request_id,
+                );
             }
-            let run_async = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "async=true" || p == "async=1"))
-                || req.headers().get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("respond-async"));
+            let run_async =
+                req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "async=true" || p == "async=1"))
+                    || req
+                        .headers()
+                        .get("prefer")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains("respond-async"));
             let event = match read_event(req, request_id).await {
                 Ok(e) => e,
                 Err(res) => return res,
@@ -151,7 +167,8 @@ pub async fn handle(
                     let mut res = Response::new(Full::new(Bytes::copy_from_slice(&r.body)));
                     *res.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
                     for berth_plugin_api::Tuple2(k, v) in r.headers.iter() {
-                        if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                        if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
+                        {
                             res.headers_mut().append(k, v);
                         }
                     }
@@ -159,10 +176,13 @@ pub async fn handle(
                 }
                 Err(DeliveryError::Failed { status, code, message }) => {
                     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let message = if code == "panic" { "the function panicked; see the host log".to_owned() } else { message };
+                    let message =
+                        if code == "panic" { "the function panicked; see the host log".to_owned() } else { message };
                     error(status, &code, &message, request_id)
                 }
-                Err(e @ DeliveryError::NoSuchFunction(..)) => error(StatusCode::NOT_FOUND, "not_found", &e.to_string(), request_id),
+                Err(e @ DeliveryError::NoSuchFunction(..)) => {
+                    error(StatusCode::NOT_FOUND, "not_found", &e.to_string(), request_id)
+                }
             }
         }
         _ => error(
@@ -197,9 +217,21 @@ async fn read_event(req: Request<Incoming>, request_id: &str) -> Result<EventDat
     match Limited::new(req.into_body(), MAX_EVENT_BYTES).collect().await {
         Ok(b) => event.data = b.to_bytes().to_vec(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "events are limited to 6 MiB", request_id))
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "events are limited to 6 MiB",
+                request_id,
+            ))
         }
-        Err(e) => return Err(error(StatusCode::BAD_REQUEST, "bad_body", &format!("could not read the body: {e}"), request_id)),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("could not read the body: {e}"),
+                request_id,
+            ))
+        }
     }
     Ok(event)
 }

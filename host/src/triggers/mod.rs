@@ -101,7 +101,8 @@ impl Dispatcher {
     }
 
     /// Sets the bindings `berth.toml` adds (`[[triggers]]`). A queue binding replaces the
-    /// function's own binding to the same queue; anything else is added.
+    /// function's own binding to the same queue (settings it leaves at 0 keep the function's
+    /// own); anything else is added.
     pub fn set_extra_bindings(&self, bindings: Vec<EventBinding>) {
         self.extra.store(Arc::new(bindings));
     }
@@ -128,8 +129,18 @@ impl Dispatcher {
                     && matches!((&o.trigger, &b.trigger),
                         (TriggerSpec::Queue { queue: x, .. }, TriggerSpec::Queue { queue: y, .. }) if x == y)
             };
+            let mut merged = b.clone();
+            // Settings the override leaves at 0 keep the function's own.
+            if let (Some(own), TriggerSpec::Queue { concurrency, max_attempts, .. }) =
+                (out.iter().find(|o| same_queue(o)), &mut merged.trigger)
+            {
+                if let TriggerSpec::Queue { concurrency: c, max_attempts: m, .. } = &own.trigger {
+                    *concurrency = if *concurrency == 0 { *c } else { *concurrency };
+                    *max_attempts = if *max_attempts == 0 { *m } else { *max_attempts };
+                }
+            }
             out.retain(|o| !same_queue(o));
-            out.push(b.clone());
+            out.push(merged);
         }
         out
     }

@@ -51,7 +51,12 @@ pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
 impl TriggerSupervisor {
     pub fn new(dispatcher: Arc<Dispatcher>, kinds: Vec<Arc<dyn TriggerKind>>) -> Self {
-        TriggerSupervisor { dispatcher, kinds, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()) }
+        TriggerSupervisor {
+            dispatcher,
+            kinds,
+            running: Mutex::new(BTreeMap::new()),
+            problems: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Problems of bindings that could not start, by binding.
@@ -61,7 +66,8 @@ impl TriggerSupervisor {
 
     /// Brings the runners in line with the dispatcher's current bindings.
     pub async fn reconcile(&self) {
-        let wanted: BTreeMap<String, EventBinding> = self.dispatcher.bindings().into_iter().map(|b| (key(&b), b)).collect();
+        let wanted: BTreeMap<String, EventBinding> =
+            self.dispatcher.bindings().into_iter().map(|b| (key(&b), b)).collect();
         let mut stopping = Vec::new();
         {
             let mut running = self.running.lock().expect("supervisor lock");

@@ -109,10 +109,13 @@ impl Schedule {
         let tz: Tz = if timezone.is_empty() {
             Tz::UTC
         } else {
-            timezone.parse().map_err(|_| format!("unknown time zone `{timezone}` (use an IANA name like Europe/Paris)"))?
+            timezone
+                .parse()
+                .map_err(|_| format!("unknown time zone `{timezone}` (use an IANA name like Europe/Paris)"))?
         };
-        let cron = cron::Schedule::from_str(schedule)
-            .map_err(|e| format!("bad cron expression `{schedule}`: {e} (6 or 7 fields, seconds first: `0 */5 * * * *`)"))?;
+        let cron = cron::Schedule::from_str(schedule).map_err(|e| {
+            format!("bad cron expression `{schedule}`: {e} (6 or 7 fields, seconds first: `0 */5 * * * *`)")
+        })?;
         Ok(Schedule::Cron(Box::new(cron), tz))
     }
 

@@ -86,7 +86,10 @@ fn invoke_remote_calls_a_running_host() {
     let (code, out, err) =
         berth(&["invoke", "hello/echo", "--remote", &remote, "--data", r#"{"message":"over the wire","times":1}"#]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["echoed"], serde_json::json!(["over the wire"]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["echoed"],
+        serde_json::json!(["over the wire"])
+    );
     let (code, out, err) = berth(&["invoke", "hello/nope", "--remote", &remote]);
     assert_eq!(code, 1);
     assert!(out.contains("not_found") && err.contains("status 404"), "{out}\n{err}");

@@ -106,7 +106,8 @@ impl PrivatePostgres {
         wait_for_port(self.port, true);
     }
     fn down(&self) {
-        let out = as_postgres(&self.bin.join("pg_ctl"), &["-D", self.dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        let out =
+            as_postgres(&self.bin.join("pg_ctl"), &["-D", self.dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
         assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
         wait_for_port(self.port, false);
     }
@@ -128,7 +129,12 @@ struct Seen {
 }
 
 /// Keeps reading and writing todos until told to stop.
-fn traffic(addr: std::net::SocketAddr, id: i64, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
+fn traffic(
+    addr: std::net::SocketAddr,
+    id: i64,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -170,8 +176,11 @@ async fn requests_fail_clearly_while_postgres_and_redis_are_down_and_recover_aft
         pg.url(),
         redis.port
     );
-    let config = format!("{services}{}{}[groups.functions.create]\ntimeout = \"5s\"\n[groups.functions.read]\ntimeout = \"5s\"\n",
-        group("plugins/users"), group("examples/todo"));
+    let config = format!(
+        "{services}{}{}[groups.functions.create]\ntimeout = \"5s\"\n[groups.functions.read]\ntimeout = \"5s\"\n",
+        group("plugins/users"),
+        group("examples/todo")
+    );
     let h = TestHost::start(&config).await;
     assert!(h.readiness().ready, "{:?}", h.readiness());
     let created = h.send("POST", "/todos", &[], br#"{"title":"survivor"}"#).await;
@@ -195,7 +204,10 @@ async fn requests_fail_clearly_while_postgres_and_redis_are_down_and_recover_aft
     {
         let s = seen.lock().unwrap();
         let during: Vec<u16> = s.statuses[mark..].iter().map(|(st, _)| *st).collect();
-        assert!(!during.is_empty() && during.iter().all(|st| matches!(st, 200 | 201)), "cache outage must not fail requests: {during:?}");
+        assert!(
+            !during.is_empty() && during.iter().all(|st| matches!(st, 200 | 201)),
+            "cache outage must not fail requests: {during:?}"
+        );
     }
 
     // PostgreSQL down too: writes answer 503 with the request id, quickly.

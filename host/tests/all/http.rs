@@ -4,8 +4,15 @@ use crate::support::{group, metric, TestHost};
 
 /// hello, and todo with the services it needs (SQLite, the embedded store, the users group).
 async fn examples() -> TestHost {
-    let services = "[services.db]\nkind = \"sqlite\"\n[services.cache]\nkind = \"kv\"\n[services.userstore]\nkind = \"kv\"\n";
-    TestHost::start(&format!("{services}{}{}{}", group("examples/hello"), group("plugins/users"), group("examples/todo"))).await
+    let services =
+        "[services.db]\nkind = \"sqlite\"\n[services.cache]\nkind = \"kv\"\n[services.userstore]\nkind = \"kv\"\n";
+    TestHost::start(&format!(
+        "{services}{}{}{}",
+        group("examples/hello"),
+        group("plugins/users"),
+        group("examples/todo")
+    ))
+    .await
 }
 
 #[tokio::test]

@@ -455,7 +455,8 @@ async fn nothing_lost_across_sigkill(kind: Kind) {
     let mut first = first;
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();
-    let in_flight = broker.unacknowledged().await.map(|n| format!(", {n} delivered and not acknowledged")).unwrap_or_default();
+    let in_flight =
+        broker.unacknowledged().await.map(|n| format!(", {n} delivered and not acknowledged")).unwrap_or_default();
     let second = tokio::task::spawn_blocking(move || BerthProcess::start("", &config)).await.unwrap();
     publisher.await.unwrap();
     let (seen, duplicates, dead) = settled(second.addr, &broker, &plan).await;

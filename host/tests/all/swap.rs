@@ -625,3 +625,22 @@ async fn the_hello_example_unloads_after_every_kind_of_call_including_a_panic() 
     assert_eq!(status["libraries"]["mapped"], 1, "only the swap group's library is left: {status:#}");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn reloading_a_path_group_rebuilds_it_and_serves_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        base_config(dir.path(), "", &format!("[services.state]\nkind = \"blob\"\n{}", group("host/fixtures/swap-v1")));
+    let env: BTreeMap<String, String> = [("BERTH_ADMIN__TOKEN".to_owned(), TOKEN.to_owned())].into();
+    let host = app::start(BerthConfig::parse(&text, &workspace(), &env).unwrap()).await.unwrap();
+    let admin = host.admin_addr.unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let res = request(admin, "POST", "/groups/swap/reload", &[("authorization", &auth)], b"").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let report = res.json();
+    assert_eq!(report["current"]["via"], "reload");
+    assert_eq!(report["current"]["version"], "1.0.0");
+    assert!(report["current"]["file"].as_str().unwrap().ends_with("libfixture_swap_v1.so"), "{report}");
+    assert_eq!(request(host.addr, "GET", "/swap/version", &[], b"").await.text(), "v1");
+    host.shutdown().await;
+}

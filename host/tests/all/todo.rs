@@ -5,11 +5,7 @@ use crate::support::{group, TestHost};
 
 /// The groups todo needs, plus `extra` services.
 fn groups(services: &str) -> String {
-    format!(
-        "{services}\n[services.userstore]\nkind = \"kv\"\n{}{}",
-        group("plugins/users"),
-        group("examples/todo")
-    )
+    format!("{services}\n[services.userstore]\nkind = \"kv\"\n{}{}", group("plugins/users"), group("examples/todo"))
 }
 
 const EMBEDDED: &str = "[services.db]\nkind = \"sqlite\"\n[services.cache]\nkind = \"kv\"\n";

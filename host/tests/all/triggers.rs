@@ -18,7 +18,8 @@ async fn timers_fire_on_schedule_and_skip_overlapping_runs() {
     let slow_runs = t["slow_runs"].as_u64().unwrap();
     assert!((2..=5).contains(&slow_runs), "{slow_runs} slow runs");
     let metrics = h.get("/metrics").await.text();
-    let skipped = metric(&metrics, r#"berth_timer_runs_total{function="slow_tick",group="timer-worker",outcome="skipped"}"#);
+    let skipped =
+        metric(&metrics, r#"berth_timer_runs_total{function="slow_tick",group="timer-worker",outcome="skipped"}"#);
     assert!(skipped.unwrap_or(0.0) >= 5.0, "{metrics}");
     h.stop().await;
 }
@@ -26,7 +27,9 @@ async fn timers_fire_on_schedule_and_skip_overlapping_runs() {
 #[tokio::test]
 async fn direct_invoke_is_synchronous_or_asynchronous_and_fires_timers_by_hand() {
     let h = TestHost::start(&[group("examples/hello"), group("host/fixtures/timer-worker")].concat()).await;
-    let res = h.send("POST", "/invoke/hello/echo", &[("content-type", "application/json")], br#"{"message":"hi","times":2}"#).await;
+    let res = h
+        .send("POST", "/invoke/hello/echo", &[("content-type", "application/json")], br#"{"message":"hi","times":2}"#)
+        .await;
     assert_eq!(res.status, 201, "{}", res.text());
     assert_eq!(res.json()["echoed"], serde_json::json!(["hi", "hi"]));
 
@@ -45,7 +48,9 @@ async fn direct_invoke_is_synchronous_or_asynchronous_and_fires_timers_by_hand()
     assert_eq!(outcome["response_status"], 201);
 
     let before = h.get("/ticks").await.json()["ticks"].as_u64().unwrap();
-    let res = h.send("POST", "/invoke/timer-worker/tick", &[("ce-type", "berth.timer.fired"), ("ce-id", "manual-1")], b"{}").await;
+    let res = h
+        .send("POST", "/invoke/timer-worker/tick", &[("ce-type", "berth.timer.fired"), ("ce-id", "manual-1")], b"{}")
+        .await;
     assert_eq!(res.status, 204, "{}", res.text());
     let t = h.get("/ticks").await.json();
     assert!(t["ticks"].as_u64().unwrap() > before);
@@ -142,7 +147,10 @@ async fn an_uploaded_archive_is_extracted_and_a_hostile_one_dead_lettered_with_t
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("would escape the target directory") && r.contains("evil.zip")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("would escape the target directory") && r.contains("evil.zip")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("expands past 1000 bytes")), "{reasons:?}");
     assert!(reasons.iter().all(|r| r.contains("\"attempts\": 1")), "permanent failures are not retried: {reasons:?}");
     assert_eq!(h.get("/extracted/escape.txt").await.status, 404);

@@ -19,22 +19,19 @@
 //! share: the binding's resolved settings, the event a message becomes, and the verdict.
 
 mod nats;
+mod publish;
 mod rabbitmq;
 mod redis;
+
+pub use publish::Publishers;
+pub(crate) use publish::{unavailable, Publish, PublishFuture};
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
-use berth_plugin_api::async_ffi::FutureExt as _;
-use berth_plugin_api::{
-    service_error_kind as kind, Pair, QueueHandle, QueuePublisher, QueuePublisher_TO, RString, RVec, ServiceError,
-    ServiceResult, Tuple2,
-};
 use prometheus::{IntCounter, IntCounterVec};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -43,7 +40,7 @@ use super::supervisor::{RunnerContext, TriggerKind};
 use super::{DeliveryError, EventBinding, EventData};
 use crate::config::{BerthConfig, QueueConfig, QueueKind};
 use crate::loader::TriggerSpec;
-use crate::metrics::{Metrics, ServiceMetrics};
+use crate::metrics::Metrics;
 
 /// Header (or field) a dead-lettered message carries: the last error.
 pub const ERROR_HEADER: &str = "x-berth-error";
@@ -302,8 +299,8 @@ impl Runner {
     }
 
     /// Calls the function with `msg` and decides what becomes of it. While the function is not
-    /// serving, the message is offered again every [`HOLD_RETRY`] (`keep_alive` runs meanwhile,
-    /// for brokers that need to hear about a message being worked on), until the runner stops.
+    /// serving (its group is being swapped or unloaded), the message is offered again every
+    /// [`HOLD_RETRY`] until it is, or until the runner stops ([`Verdict::Release`]).
     pub async fn handle(&self, msg: &Received) -> Verdict {
         let b = &self.binding;
         if msg.attempt > b.max_attempts.saturating_mul(2) {
@@ -365,8 +362,8 @@ impl Runner {
         *self.ctx.stop.borrow()
     }
 
-    /// Runs `session` until the runner stops; a session that fails is started again after a
-    /// backoff (connection lost, broker restarting).
+    /// Runs `session` until it returns `Ok` (for a consumer: when the runner stops); one that
+    /// fails (connection lost, broker restarting) is started again after a backoff.
     pub async fn sessions<F, Fut>(&self, what: &str, mut session: F)
     where
         F: FnMut() -> Fut,
@@ -439,87 +436,6 @@ impl Slots {
     pub async fn drain(&self) {
         let _ = self.sem.acquire_many(self.size).await;
     }
-}
-
-// === Publishing ===
-
-pub(crate) type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<String, ServiceError>> + Send + 'a>>;
-
-/// A backend's publisher: payload and headers in, the backend's message id out.
-pub(crate) trait Publish: Send + Sync {
-    fn publish(&self, payload: Vec<u8>, headers: Vec<(String, String)>) -> PublishFuture<'_>;
-}
-
-/// The handle groups get: a backend publisher with metrics and a timeout.
-#[derive(Clone)]
-struct PublishHandle {
-    name: Arc<str>,
-    inner: Arc<dyn Publish>,
-    timeout: Duration,
-    metrics: ServiceMetrics,
-}
-
-impl QueuePublisher for PublishHandle {
-    fn publish(&self, payload: RVec<u8>, headers: RVec<Pair>) -> ServiceResult<RString> {
-        let me = self.clone();
-        async move {
-            let headers = headers.into_iter().map(|Tuple2(k, v)| (k.into_string(), v.into_string())).collect();
-            let publish = async {
-                match tokio::time::timeout(me.timeout, me.inner.publish(payload.into_vec(), headers)).await {
-                    Ok(r) => r.map(RString::from),
-                    Err(_) => Err(ServiceError::new(
-                        kind::TIMEOUT,
-                        &me.name,
-                        format!("the broker did not confirm the message within {} ms", me.timeout.as_millis()),
-                    )),
-                }
-            };
-            me.metrics.observe("publish", publish).await
-        }
-        .into_ffi()
-    }
-}
-
-/// The publish handles of every `[queues.*]`, opened on first use by a group's declaration.
-pub struct Publishers {
-    config: BTreeMap<String, QueueConfig>,
-    metrics: Metrics,
-    opened: Mutex<BTreeMap<String, QueueHandle>>,
-}
-
-impl Publishers {
-    pub fn new(config: &BerthConfig, metrics: Metrics) -> Self {
-        Publishers { config: config.queues.clone(), metrics, opened: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// The handle for `[queues.<name>]`. Checks the configuration; connects on first publish.
-    pub fn handle(&self, name: &str) -> Result<QueueHandle, String> {
-        let mut opened = self.opened.lock().expect("publishers lock");
-        if let Some(h) = opened.get(name) {
-            return Ok(h.clone());
-        }
-        let cfg = self.config.get(name).ok_or_else(|| not_configured(name))?;
-        let stream = cfg.stream.clone().unwrap_or_else(|| name.to_owned());
-        let inner: Arc<dyn Publish> = match cfg.kind {
-            QueueKind::Redis => Arc::new(redis::RedisPublisher::new(name, &stream, cfg)?),
-            QueueKind::Nats => Arc::new(nats::NatsPublisher::new(name, &stream, cfg)?),
-            QueueKind::Rabbitmq => Arc::new(rabbitmq::AmqpPublisher::new(name, &stream, cfg)?),
-        };
-        let handle = PublishHandle {
-            name: name.into(),
-            inner,
-            timeout: cfg.timeout,
-            metrics: self.metrics.service(&format!("queue:{name}")),
-        };
-        let handle: QueueHandle = QueuePublisher_TO::from_ptr(RArc::new(handle), TD_Opaque);
-        opened.insert(name.to_owned(), handle.clone());
-        Ok(handle)
-    }
-}
-
-/// A [`ServiceError`] for a broker that failed.
-pub(crate) fn unavailable(queue: &str, what: &str, e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::new(kind::UNAVAILABLE, queue, format!("{what}: {e}"))
 }
 
 /// A random number for jitter and generated ids (not for secrets).

@@ -1,10 +1,13 @@
 //! `swap-driver`: the measuring half of `ops/bench/swap.sh`.
 //!
 //! Against a running `berth up` serving the `swap` fixture group (v1) it runs `--clients`
-//! keep-alive clients calling `GET /swap/version` in a closed loop, first for `--steady-secs`
-//! without swaps, then while it swaps the group v1 → v2 → v1 … `--swaps` times through the admin
-//! API (deploy by path; `--interval-ms` pauses between swaps). It reports:
-//! - request latency p50/p99 in steady state and during the swaps, from the same run;
+//! keep-alive clients calling `GET /swap/version` in a closed loop, and alternates, `--rounds`
+//! times, a steady window (`--steady-secs`, no swaps) with a swapping window (its share of the
+//! `--swaps` swaps v1 → v2 → v1 … through the admin API, deploy by path, back to back or
+//! `--interval-ms` apart). It reports:
+//! - request latency p50/p99 of every window, the CPU other processes took during it, and the
+//!   median over the undisturbed windows of each kind (same run, alternated: a neighbour's burst
+//!   spoils one window, not the comparison);
 //! - swap latency: from sending the deploy call to the first request (sent after the call
 //!   returned) answered by the new version;
 //! - the berth process's resident memory after 10 and after all swaps, each taken once every
@@ -16,7 +19,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +36,14 @@ struct Args {
     pid: u32,
     swaps: u64,
     clients: usize,
+    rounds: u64,
     steady_secs: u64,
     warmup_secs: u64,
     interval_ms: u64,
+    /// `/proc/stat` ticks per second.
+    hz: u64,
+    /// Other processes' CPU (% of one core) above which a window counts as disturbed.
+    disturb_max: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,9 +65,12 @@ fn parse_args() -> Result<Args, String> {
         pid: get("pid")?.parse().map_err(|e| format!("--pid: {e}"))?,
         swaps: num("swaps", 1000)?,
         clients: num("clients", 16)? as usize,
-        steady_secs: num("steady-secs", 10)?,
+        rounds: num("rounds", 4)?.max(1),
+        steady_secs: num("steady-secs", 5)?,
         warmup_secs: num("warmup-secs", 2)?,
         interval_ms: num("interval-ms", 0)?,
+        hz: num("hz", 100)?.max(1),
+        disturb_max: num("disturb-max", 8)? as f64,
     })
 }
 
@@ -104,13 +115,10 @@ impl Conn {
     }
 }
 
-// Phase 0 is the warm-up: not recorded.
-const STEADY: u8 = 1;
-const SWAPPING: u8 = 2;
-
 #[derive(Default)]
 struct Shared {
-    phase: AtomicU8,
+    /// Window 0 is the warm-up (not recorded); then steady and swapping windows alternate.
+    window: AtomicUsize,
     /// `completed_swaps << 1 | swap_in_progress`.
     epoch: AtomicU64,
     stop: AtomicBool,
@@ -127,12 +135,12 @@ fn version_after(swaps: u64) -> &'static str {
     }
 }
 
-/// One closed-loop client; returns (steady, swapping) latencies in µs.
-async fn client(addr: SocketAddr, shared: Arc<Shared>) -> (Vec<u32>, Vec<u32>) {
-    let (mut steady, mut swapping) = (Vec::new(), Vec::new());
+/// One closed-loop client; returns its latencies in µs, per window.
+async fn client(addr: SocketAddr, shared: Arc<Shared>, windows: usize) -> Vec<Vec<u32>> {
+    let mut recorded = vec![Vec::new(); windows];
     let mut conn = Conn::new(addr);
     while !shared.stop.load(Ordering::Acquire) {
-        let phase = shared.phase.load(Ordering::Acquire);
+        let window = shared.window.load(Ordering::Acquire);
         let before = shared.epoch.load(Ordering::Acquire);
         let started = Instant::now();
         let answer = conn.get("/swap/version").await;
@@ -155,13 +163,11 @@ async fn client(addr: SocketAddr, shared: Arc<Shared>) -> (Vec<u32>, Vec<u32>) {
                 shared.first_problem.lock().expect("lock").get_or_insert(format!("failed request: {other:?}"));
             }
         }
-        match phase {
-            STEADY => steady.push(us),
-            SWAPPING => swapping.push(us),
-            _ => {}
+        if window > 0 && window < windows {
+            recorded[window].push(us);
         }
     }
-    (steady, swapping)
+    recorded
 }
 
 fn admin_request(args: &Args, method: &str, path: &str, body: String) -> hyper::Request<Full<Bytes>> {
@@ -197,6 +203,53 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// (busy ticks of the whole machine, ticks of berth, ticks of this driver).
+fn cpu_ticks(pid: u32) -> (u64, u64, u64) {
+    let busy = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let f: Vec<u64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal
+            Some(f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum())
+        })
+        .unwrap_or(0);
+    let proc_ticks = |path: String| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    };
+    (busy, proc_ticks(format!("/proc/{pid}/stat")), proc_ticks("/proc/self/stat".into()))
+}
+
+/// One steady or swapping window.
+struct Window {
+    label: String,
+    started: Instant,
+    secs: f64,
+    ticks: (u64, u64, u64),
+    /// % of one core used by other processes.
+    others: f64,
+}
+
+impl Window {
+    fn start(label: String, pid: u32) -> Self {
+        Window { label, started: Instant::now(), secs: 0.0, ticks: cpu_ticks(pid), others: 0.0 }
+    }
+    fn end(&mut self, args: &Args) {
+        self.secs = self.started.elapsed().as_secs_f64();
+        let (b, s, d) = cpu_ticks(args.pid);
+        let others = b.saturating_sub(self.ticks.0) as f64
+            - s.saturating_sub(self.ticks.1) as f64
+            - d.saturating_sub(self.ticks.2) as f64;
+        self.others = (others.max(0.0) * 100.0 / args.hz as f64 / self.secs.max(0.001)).max(0.0);
+    }
+}
+
 fn percentile(sorted: &[u32], p: usize) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -211,76 +264,126 @@ fn percentile_ms(sorted: &[Duration], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-async fn run(args: Args) -> Result<bool, String> {
-    let shared = Arc::new(Shared::default());
-    let tasks: Vec<_> = (0..args.clients).map(|_| tokio::spawn(client(args.app, shared.clone()))).collect();
-    tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
-    shared.phase.store(STEADY, Ordering::Release);
-    let steady_started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.steady_secs)).await;
-    let steady_secs = steady_started.elapsed().as_secs_f64();
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
 
-    shared.phase.store(SWAPPING, Ordering::Release);
-    let swapping_started = Instant::now();
+async fn run(args: Args) -> Result<bool, String> {
+    let windows = 1 + 2 * args.rounds as usize;
+    let shared = Arc::new(Shared::default());
+    let tasks: Vec<_> = (0..args.clients).map(|_| tokio::spawn(client(args.app, shared.clone(), windows))).collect();
+    tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
+
     let (mut admin, mut probe) = (Conn::new(args.admin), Conn::new(args.app));
     let mut latencies = Vec::with_capacity(args.swaps as usize);
     let mut rss_10 = 0u64;
-    for seq in 1..=args.swaps {
-        let (file, want) = if seq % 2 == 1 { (&args.v2, "v2") } else { (&args.v1, "v1") };
-        shared.epoch.store(((seq - 1) << 1) | 1, Ordering::Release);
-        let started = Instant::now();
-        let body = serde_json::json!({ "path": file }).to_string();
-        let (status, answer) = admin.send(admin_request(&args, "POST", "/groups/swap/deploy", body)).await?;
-        if status != 200 {
-            return Err(format!("swap {seq} refused ({status}): {}", String::from_utf8_lossy(&answer)));
-        }
-        shared.epoch.store(seq << 1, Ordering::Release);
-        loop {
-            match probe.get("/swap/version").await {
-                Ok((200, b)) if &b[..] == want.as_bytes() => break,
-                Ok(_) | Err(_) if started.elapsed() > Duration::from_secs(10) => {
-                    return Err(format!("swap {seq}: {want} not serving 10 s after the deploy call"))
+    let mut done = Vec::new();
+    let mut seq = 0u64;
+    for round in 0..args.rounds {
+        let steady_index = 1 + 2 * round as usize;
+        let mut w = Window::start(format!("round {} steady  ", round + 1), args.pid);
+        shared.window.store(steady_index, Ordering::Release);
+        tokio::time::sleep(Duration::from_secs(args.steady_secs)).await;
+        w.end(&args);
+        done.push(w);
+
+        let until = (args.swaps * (round + 1)).div_ceil(args.rounds);
+        let mut w = Window::start(format!("round {} swapping", round + 1), args.pid);
+        shared.window.store(steady_index + 1, Ordering::Release);
+        while seq < until {
+            seq += 1;
+            let (file, want) = if seq % 2 == 1 { (&args.v2, "v2") } else { (&args.v1, "v1") };
+            shared.epoch.store(((seq - 1) << 1) | 1, Ordering::Release);
+            let started = Instant::now();
+            let body = serde_json::json!({ "path": file }).to_string();
+            let (status, answer) = admin.send(admin_request(&args, "POST", "/groups/swap/deploy", body)).await?;
+            if status != 200 {
+                return Err(format!("swap {seq} refused ({status}): {}", String::from_utf8_lossy(&answer)));
+            }
+            shared.epoch.store(seq << 1, Ordering::Release);
+            loop {
+                match probe.get("/swap/version").await {
+                    Ok((200, b)) if &b[..] == want.as_bytes() => break,
+                    Ok(_) | Err(_) if started.elapsed() > Duration::from_secs(10) => {
+                        return Err(format!("swap {seq}: {want} not serving 10 s after the deploy call"))
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            latencies.push(started.elapsed());
+            if seq == 10 {
+                settle(&args, &mut admin).await?;
+                rss_10 = rss_kib(args.pid);
+            }
+            if args.interval_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
             }
         }
-        latencies.push(started.elapsed());
-        if args.interval_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
-        }
-        if seq == 10 {
-            settle(&args, &mut admin).await?;
-            rss_10 = rss_kib(args.pid);
-        }
+        w.end(&args);
+        done.push(w);
     }
-    let swapping_secs = swapping_started.elapsed().as_secs_f64();
     shared.stop.store(true, Ordering::Release);
-    let (mut steady, mut swapping) = (Vec::new(), Vec::new());
+    let mut per_window = vec![Vec::new(); windows];
     for t in tasks {
-        let (s, w) = t.await.map_err(|e| e.to_string())?;
-        steady.extend(s);
-        swapping.extend(w);
+        for (i, v) in t.await.map_err(|e| e.to_string())?.into_iter().enumerate() {
+            per_window[i].extend(v);
+        }
     }
     let end = settle(&args, &mut admin).await?;
     let rss_end = rss_kib(args.pid);
 
-    steady.sort_unstable();
-    swapping.sort_unstable();
-    latencies.sort_unstable();
-    let (s50, s99) = (percentile(&steady, 50), percentile(&steady, 99));
-    let (w50, w99) = (percentile(&swapping, 50), percentile(&swapping, 99));
+    let (mut steady_p99, mut swapping_p99, mut all_steady, mut all_swapping) = (vec![], vec![], vec![], vec![]);
+    let mut disturbed = 0;
+    for (i, w) in done.iter().enumerate() {
+        let lat = &mut per_window[i + 1];
+        lat.sort_unstable();
+        let (p50, p99) = (percentile(lat, 50), percentile(lat, 99));
+        let quiet = w.others <= args.disturb_max;
+        println!(
+            "{}: {:>8} requests in {:5.1} s ({:>6.0} req/s)  p50 {p50:6.0} us  p99 {p99:6.0} us  others {:4.1}% of a core{}",
+            w.label,
+            lat.len(),
+            w.secs,
+            lat.len() as f64 / w.secs.max(0.001),
+            w.others,
+            if quiet { "" } else { "  DISTURBED" }
+        );
+        disturbed += usize::from(!quiet);
+        let steady = i % 2 == 0;
+        let (p99s, all) =
+            if steady { (&mut steady_p99, &mut all_steady) } else { (&mut swapping_p99, &mut all_swapping) };
+        all.push(p99);
+        if quiet {
+            p99s.push(p99);
+        }
+    }
+    // Medians over the quiet windows; over all of them when every window of a kind was disturbed.
+    let all_disturbed = steady_p99.is_empty() || swapping_p99.is_empty();
+    let pick = |quiet: Vec<f64>, all: Vec<f64>| if quiet.is_empty() { median(all) } else { median(quiet) };
+    let (s99, w99) = (pick(steady_p99, all_steady), pick(swapping_p99, all_swapping));
+    let note = match (disturbed, all_disturbed) {
+        (0, _) => String::new(),
+        (_, false) => format!("; {disturbed} disturbed window(s) (others > {}% of a core) left out", args.disturb_max),
+        (_, true) => format!(
+            "; DISTURBED: {disturbed} of {} windows had others > {}% of a core, medians include them",
+            done.len(),
+            args.disturb_max
+        ),
+    };
     println!(
-        "steady:   {:>8} requests in {steady_secs:5.1} s ({:>6.0} req/s)  p50 {s50:7.0} us  p99 {s99:7.0} us",
-        steady.len(),
-        steady.len() as f64 / steady_secs
-    );
-    println!(
-        "swapping: {:>8} requests in {swapping_secs:5.1} s ({:>6.0} req/s)  p50 {w50:7.0} us  p99 {w99:7.0} us  \
-         (p99 during swaps / steady: {:.2})",
-        swapping.len(),
-        swapping.len() as f64 / swapping_secs,
+        "request p99, median of windows: steady {s99:.0} us, during swaps {w99:.0} us (ratio {:.2}){note}",
         if s99 > 0.0 { w99 / s99 } else { 0.0 }
     );
+    latencies.sort_unstable();
     println!(
         "swap latency (deploy call -> new version serving), {} swaps: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
         latencies.len(),
@@ -317,7 +420,11 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("swap-driver: {e}");
-            eprintln!("usage: swap-driver --app ADDR --admin ADDR --token T --v1 FILE --v2 FILE --pid PID [--swaps 1000] [--clients 16] [--steady-secs 10] [--warmup-secs 2] [--interval-ms 0]");
+            eprintln!(
+                "usage: swap-driver --app ADDR --admin ADDR --token T --v1 FILE --v2 FILE --pid PID [--swaps 1000] \
+                 [--clients 16] [--rounds 4] [--steady-secs 5] [--warmup-secs 2] [--interval-ms 0] [--hz 100] \
+                 [--disturb-max 8]"
+            );
             return ExitCode::from(2);
         }
     };
