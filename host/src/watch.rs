@@ -113,7 +113,19 @@ impl Watcher {
             tracing::info!(group = t.group(), path = %path.display(), "watching for changes");
         }
         let task = tokio::spawn(async move {
+            // notify also reports reads (inotify access events), and a reload reads the very file it
+            // watches: without this, a broken file would be retried every debounce period forever.
+            // React only when a changed path's modification time or size differs from last time.
+            let mut seen: std::collections::BTreeMap<PathBuf, Option<(std::time::SystemTime, u64)>> =
+                Default::default();
             while let Some(paths) = rx.recv().await {
+                let paths: Vec<PathBuf> = paths
+                    .into_iter()
+                    .filter(|p| {
+                        let stamp = std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+                        seen.insert(p.clone(), stamp) != Some(stamp)
+                    })
+                    .collect();
                 let groups: BTreeSet<&str> =
                     targets.iter().filter(|t| paths.iter().any(|p| t.affected_by(p))).map(Target::group).collect();
                 for group in groups {
