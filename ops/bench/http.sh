@@ -62,6 +62,7 @@ cargo build --lib --quiet --profile release --manifest-path examples/hello/Cargo
 # --- servers -------------------------------------------------------------------------------
 BERTH_PID=""
 HYPER_PID=""
+WRK_OUT="$OUT/http-wrk.$$.out"
 cleanup() {
     local pid
     for pid in $BERTH_PID $HYPER_PID; do
@@ -70,6 +71,7 @@ cleanup() {
     for pid in $BERTH_PID $HYPER_PID; do
         wait "$pid" 2>/dev/null || true
     done
+    rm -f "$WRK_OUT"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -78,12 +80,12 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_in_use "$BERTH_PORT" && die "port $BERTH_PORT is in use; set BERTH_PORT"
 port_in_use "$HYPER_PORT" && die "port $HYPER_PORT is in use; set HYPER_PORT"
 
-CONFIG="$OUT/berth-bench.toml"
+CONFIG="$OUT/http-berth.toml"
 cat >"$CONFIG" <<EOF
 # Written by ops/bench/http.sh: berth serving only examples/hello.
 version = 1
 log = "warn"
-data_dir = "$OUT/berth-data"
+data_dir = "$OUT/http-berth-data"
 
 [server]
 listen = "127.0.0.1:$BERTH_PORT"
@@ -100,16 +102,16 @@ EOF
 wait_200() {
     local url="$1" pid="$2" name="$3" i
     for ((i = 0; i < 3000; i++)); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; see $OUT/$name.log"
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; see $OUT/http-$name.log"
         [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" == 200 ]] && return 0
         sleep 0.1
     done
-    die "$name did not answer 200 on $url within 300 s; see $OUT/$name.log"
+    die "$name did not answer 200 on $url within 300 s; see $OUT/http-$name.log"
 }
 
-taskset -c "$SERVER_CORE" target/release/berth up --config "$CONFIG" >"$OUT/berth.log" 2>&1 &
+taskset -c "$SERVER_CORE" target/release/berth up --config "$CONFIG" >"$OUT/http-berth.log" 2>&1 &
 BERTH_PID=$!
-WORKERS=1 taskset -c "$SERVER_CORE" target/release/bare-hyper "127.0.0.1:$HYPER_PORT" >"$OUT/bare-hyper.log" 2>&1 &
+WORKERS=1 taskset -c "$SERVER_CORE" target/release/bare-hyper "127.0.0.1:$HYPER_PORT" >"$OUT/http-bare-hyper.log" 2>&1 &
 HYPER_PID=$!
 wait_200 "http://127.0.0.1:$BERTH_PORT/readyz" "$BERTH_PID" berth
 wait_200 "http://127.0.0.1:$HYPER_PORT$URL_PATH" "$HYPER_PID" bare-hyper
@@ -171,7 +173,7 @@ to_us() {
 
 # One wrk run; sets W_RPS W_REQS W_P99 W_P50 W_AVG W_ERR and W_WRKCPU (wrk's own CPU, jiffies).
 wrk_run() {
-    local core="$1" conns="$2" secs="$3" port="$4" file="$OUT/wrk.out" before
+    local core="$1" conns="$2" secs="$3" port="$4" file="$WRK_OUT" before
     before="$(children_cpu)"
     taskset -c "$core" wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port$URL_PATH" >"$file" &
     local wpid=$!
