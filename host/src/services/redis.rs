@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::host_future::FutureExt as _;
 use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
-use berth_plugin_api::async_ffi::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, RString, RVec, RedisClient, RedisClient_TO, RedisHandle, ServiceError, ServiceResult,
 };

@@ -27,11 +27,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::host_future::FutureExt as _;
 use berth_plugin_api::abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, RBox},
 };
-use berth_plugin_api::async_ffi::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, RString, RVec, ServiceError, ServiceResult, SqlExecuted, SqlHandle, SqlService,
     SqlService_TO, SqlTransaction, SqlTransactionBox, SqlTransaction_TO, SqlValue, SqlValue_NE,

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::host_future::FutureExt as _;
 use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
-use berth_plugin_api::async_ffi::FutureExt as _;
 use berth_plugin_api::{
     service_error_kind as kind, Pair, QueueHandle, QueuePublisher, QueuePublisher_TO, RString, RVec, ServiceError,
     ServiceResult, Tuple2,
