@@ -17,29 +17,16 @@
 //! `cargo bench -p berth-host --bench abi_call`
 
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_host::host_api::GroupHost;
-use berth_plugin_api::{
-    CallContext, FunctionGroup, HttpRequest, Input, Input_NE, ROption, RResult, RString, RVec, Tuple2,
-};
+use berth_plugin_api::{FunctionGroup, RResult};
 use criterion::{criterion_group, criterion_main, Criterion};
 
+mod support;
+
 fn abi_call(c: &mut Criterion) {
-    berth_host::telemetry::init("warn");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let so = berth_host::builder::build_group_crate(&workspace.join("examples/hello"), "release")
-        .expect("building examples/hello");
-    let scratch = std::env::temp_dir().join(format!("berth-abi-bench-{}", std::process::id()));
-    let plugin = Arc::new(berth_host::loader::load(&so, &scratch).expect("loading the hello plugin"));
-    let index = plugin
-        .manifest
-        .functions
-        .iter()
-        .position(|f| f.name == "hello")
-        .expect("the hello plugin has a `hello` function") as u32;
+    let support::Bench { scratch, plugin, index, .. } = support::load("examples/hello", "hello");
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // A host handle with no services and an empty group config, as for a group without any.
@@ -47,20 +34,8 @@ fn abi_call(c: &mut Criterion) {
     let instance = rt.block_on(plugin.instantiate(host.clone())).expect("instantiating the hello group");
 
     let call = || {
-        let ctx = CallContext {
-            request_id: RString::from("bench"),
-            deadline_unix_ms: 0,
-            host: host.clone(),
-            trigger: RString::from("http"),
-            caller: ROption::RNone,
-        };
-        let input = Input::Http(HttpRequest {
-            method: "GET".into(),
-            path: "/hello/world".into(),
-            params: RVec::from(vec![Tuple2(RString::from("name"), RString::from("world"))]),
-            ..HttpRequest::default()
-        });
-        FunctionGroup::call(&instance.group, index, ctx, Input_NE::new(input))
+        let (ctx, input) = support::get(&host, "/hello/world", ("name", "world"));
+        FunctionGroup::call(&instance.group, index, ctx, input)
     };
 
     // The answer through the ABI is the JSON the HTTP benchmark expects.

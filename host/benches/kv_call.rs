@@ -18,8 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_host::config::{BerthConfig, ServiceConfig};
@@ -27,22 +25,16 @@ use berth_host::host_api::GroupHost;
 use berth_host::metrics::Metrics;
 use berth_host::services::kv;
 use berth_host::services::registry::ServiceRegistry;
-use berth_plugin_api::{
-    CallContext, FunctionGroup, HttpRequest, Input, Input_NE, ROption, RResult, RString, RVec, Tuple2,
-};
+use berth_plugin_api::{FunctionGroup, RResult};
 use criterion::{criterion_group, criterion_main, Criterion};
+
+mod support;
 
 const GROUP: &str = "svc-bench";
 const KEY: &str = "bench";
 
 fn kv_call(c: &mut Criterion) {
-    berth_host::telemetry::init("warn");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let so = berth_host::builder::build_group_crate(&workspace.join("host/fixtures/svc-bench"), "release")
-        .expect("building host/fixtures/svc-bench");
-    let scratch = std::env::temp_dir().join(format!("berth-kv-bench-{}", std::process::id()));
-    let plugin = Arc::new(berth_host::loader::load(&so, &scratch.join("plugins")).expect("loading svc-bench"));
-    let index = plugin.manifest.functions.iter().position(|f| f.name == "kv_get").expect("svc-bench has `kv_get`");
+    let support::Bench { so, scratch, plugin, index } = support::load("host/fixtures/svc-bench", "kv_get");
 
     let toml = format!(
         "data_dir = {scratch:?}\n\n[[groups]]\nfile = {so:?}\n\n[services.cache]\nkind = \"kv\"\n\n[services.db]\nkind = \"sqlite\"\n"
@@ -77,20 +69,8 @@ fn kv_call(c: &mut Criterion) {
     let host = GroupHost::with_services(GROUP, services.clone());
     let instance = rt.block_on(plugin.instantiate(host.clone())).expect("instantiating svc-bench");
     let call = || {
-        let ctx = CallContext {
-            request_id: RString::from("bench"),
-            deadline_unix_ms: 0,
-            host: host.clone(),
-            trigger: "http".into(),
-            caller: ROption::RNone,
-        };
-        let input = Input::Http(HttpRequest {
-            method: "GET".into(),
-            path: format!("/kv/{KEY}").into(),
-            params: RVec::from(vec![Tuple2(RString::from("key"), RString::from(KEY))]),
-            ..HttpRequest::default()
-        });
-        FunctionGroup::call(&instance.group, index as u32, ctx, Input_NE::new(input))
+        let (ctx, input) = support::get(&host, &format!("/kv/{KEY}"), ("key", KEY));
+        FunctionGroup::call(&instance.group, index, ctx, input)
     };
 
     // All three see the same value.

@@ -22,32 +22,23 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_host::config::BerthConfig;
 use berth_host::host_api::GroupHost;
 use berth_host::metrics::Metrics;
 use berth_host::services::registry::ServiceRegistry;
-use berth_plugin_api::{
-    CallContext, FunctionGroup, HttpRequest, Input, Input_NE, ROption, RResult, RString, RVec, SqlValue, SqlValue_NE,
-    Tuple2,
-};
+use berth_plugin_api::{FunctionGroup, RResult, RVec, SqlValue, SqlValue_NE};
 use criterion::{criterion_group, criterion_main, Criterion};
+
+mod support;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 const GROUP: &str = "svc-bench";
 const QUERY: &str = "SELECT id, name FROM bench_rows WHERE id = $1";
 
 fn sql_call(c: &mut Criterion) {
-    berth_host::telemetry::init("warn");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let so = berth_host::builder::build_group_crate(&workspace.join("host/fixtures/svc-bench"), "release")
-        .expect("building host/fixtures/svc-bench");
-    let scratch = std::env::temp_dir().join(format!("berth-sql-bench-{}", std::process::id()));
-    let plugin = Arc::new(berth_host::loader::load(&so, &scratch.join("plugins")).expect("loading svc-bench"));
-    let index = plugin.manifest.functions.iter().position(|f| f.name == "sql_one").expect("svc-bench has `sql_one`");
+    let support::Bench { so, scratch, plugin, index } = support::load("host/fixtures/svc-bench", "sql_one");
     let db_file = scratch.join("bench.db");
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -88,20 +79,8 @@ fn sql_call(c: &mut Criterion) {
     let host = GroupHost::with_services(GROUP, services.clone());
     let instance = rt.block_on(plugin.instantiate(host.clone())).expect("instantiating svc-bench");
     let call = || {
-        let ctx = CallContext {
-            request_id: RString::from("bench"),
-            deadline_unix_ms: 0,
-            host: host.clone(),
-            trigger: "http".into(),
-            caller: ROption::RNone,
-        };
-        let input = Input::Http(HttpRequest {
-            method: "GET".into(),
-            path: "/sql/1".into(),
-            params: RVec::from(vec![Tuple2(RString::from("id"), RString::from("1"))]),
-            ..HttpRequest::default()
-        });
-        FunctionGroup::call(&instance.group, index as u32, ctx, Input_NE::new(input))
+        let (ctx, input) = support::get(&host, "/sql/1", ("id", "1"));
+        FunctionGroup::call(&instance.group, index, ctx, input)
     };
     let params = || RVec::from(vec![SqlValue_NE::new(SqlValue::Int(1))]);
 

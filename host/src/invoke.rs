@@ -1,13 +1,16 @@
 //! Calling a function: the one path every trigger goes through (deadline, cancellation, panics,
 //! metrics).
 
-use std::time::Instant;
-
-use berth_plugin_api::{describe_error, CallContext, Input, Input_NE, PluginError, RResult, Response};
+use berth_plugin_api::{describe_error, CallContext, Input, Input_NE, PluginError, RResult, RStr, Response};
 use tokio::time::Instant as TokioInstant;
 
 use crate::groups::FunctionEntry;
 use crate::host_api::now_unix_ms;
+
+/// When a call of `entry` that arrived at `started` is cancelled.
+pub fn deadline(entry: &FunctionEntry, started: TokioInstant) -> TokioInstant {
+    started + entry.timeout
+}
 
 /// Why a call did not produce a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,21 +60,22 @@ impl CallError {
     }
 }
 
-/// Calls `entry` with `input`, cancelling it at `deadline`.
+/// Calls `entry` with `input`, cancelling it once the function's timeout has passed since
+/// `started` (when the request or event arrived: see [`deadline`]).
 pub async fn call(
     entry: &FunctionEntry,
-    trigger: &str,
+    trigger: &'static str,
     request_id: &str,
     input: Input,
-    deadline: TokioInstant,
+    started: TokioInstant,
 ) -> Result<Response, CallError> {
-    let started = Instant::now();
+    let deadline = self::deadline(entry, started);
     let remaining = deadline.saturating_duration_since(TokioInstant::now());
     let ctx = CallContext {
         request_id: request_id.into(),
         deadline_unix_ms: now_unix_ms() + remaining.as_millis() as u64,
         host: entry.group.host.clone(),
-        trigger: trigger.into(),
+        trigger: RStr::from_str(trigger),
         caller: berth_plugin_api::ROption::RNone,
     };
     // Counted until the call's future is dropped (a swap waits for the old version's calls).

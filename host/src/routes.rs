@@ -34,9 +34,15 @@ pub struct Route {
 struct MethodMap(Vec<(Method, Arc<FunctionEntry>)>);
 
 /// The outcome of looking a request up.
-pub enum Lookup<'a> {
-    Found { entry: &'a Arc<FunctionEntry>, params: Vec<(String, String)> },
-    MethodNotAllowed { allow: String },
+pub enum Lookup<'a, 'p> {
+    /// Route parameters as they appear in the path (still percent-encoded).
+    Found {
+        entry: &'a Arc<FunctionEntry>,
+        params: matchit::Params<'a, 'p>,
+    },
+    MethodNotAllowed {
+        allow: String,
+    },
     NotFound,
 }
 
@@ -112,22 +118,13 @@ impl RouteTable {
         Ok(RouteTable { router, routes })
     }
 
-    /// Finds the function for `method` and `path`, with percent-decoded route parameters.
-    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+    /// Finds the function for `method` and `path`, with its route parameters.
+    pub fn lookup<'p>(&self, method: &Method, path: &'p str) -> Lookup<'_, 'p> {
         let Ok(matched) = self.router.at(path) else {
             return Lookup::NotFound;
         };
         match matched.value.0.iter().find(|(m, _)| m == method) {
-            Some((_, entry)) => {
-                let params = matched
-                    .params
-                    .iter()
-                    .map(|(k, v)| {
-                        (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
-                    })
-                    .collect();
-                Lookup::Found { entry, params }
-            }
+            Some((_, entry)) => Lookup::Found { entry, params: matched.params },
             None => {
                 let allow = matched.value.0.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
                 Lookup::MethodNotAllowed { allow }

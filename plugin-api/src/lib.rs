@@ -43,7 +43,7 @@ use abi_stable::{
 
 /// The contract version. Bump it on any change a compiled plugin cannot survive; purely additive
 /// changes (a new prefix field, a new enum variant, a new trailing trait method) do not need it.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the `extern "C" fn() -> u32` every plugin exports, nul-terminated for `dlsym`.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"berth_plugin_abi_version\0";
@@ -130,19 +130,191 @@ pub enum Trigger {
 
 // === Calls ===
 
+/// A piece of a [`Head`]'s text: `len` bytes from `start`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// A name and value in a [`Head`] (a header, a route parameter).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Field {
+    pub name: Span,
+    pub value: Span,
+}
+
+/// Strings stored back to back in one buffer, and the fields pointing into it: a request's or a
+/// response's head crosses the boundary in two allocations, however many headers it has.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    pub text: RString,
+    pub fields: RVec<Field>,
+}
+
+/// The text of `span` in `text`; empty when the span does not fit (a malformed head).
+fn span_of(text: &str, span: Span) -> &str {
+    let start = span.start as usize;
+    start.checked_add(span.len as usize).and_then(|end| text.get(start..end)).unwrap_or("")
+}
+
+impl Head {
+    /// Appends `s` to the text (not as a field).
+    pub fn push_str(&mut self, s: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(s);
+        Span { start: start as u32, len: s.len() as u32 }
+    }
+
+    /// Appends a field. (To build a head from scratch, [`HeadBuilder`] is cheaper.)
+    pub fn push(&mut self, name: &str, value: &str) {
+        let (name, value) = (self.push_str(name), self.push_str(value));
+        self.fields.push(Field { name, value });
+    }
+
+    /// The text of `span`; empty when the span does not fit the text (a malformed head).
+    pub fn get(&self, span: Span) -> &str {
+        span_of(&self.text, span)
+    }
+
+    /// Every field as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.fields.iter().map(|f| (self.get(f.name), self.get(f.value)))
+    }
+
+    /// The value of the first field named `name` (ASCII case-insensitive).
+    pub fn find(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+}
+
+/// Builds a [`Head`] in this side's own `String` and `Vec` (plain Rust growth, no calls through
+/// abi_stable's vtables), handed over without a copy by [`HeadBuilder::finish`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadBuilder {
+    text: String,
+    fields: Vec<Field>,
+}
+
+impl HeadBuilder {
+    /// Room for `text` bytes and `fields` fields.
+    pub fn with_capacity(text: usize, fields: usize) -> Self {
+        HeadBuilder { text: String::with_capacity(text), fields: Vec::with_capacity(fields) }
+    }
+
+    /// Makes room for `text` more bytes and `fields` more fields.
+    pub fn reserve(&mut self, text: usize, fields: usize) {
+        self.text.reserve(text);
+        self.fields.reserve(fields);
+    }
+
+    /// Appends `s` to the text (not as a field).
+    pub fn push_str(&mut self, s: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(s);
+        Span { start: start as u32, len: s.len() as u32 }
+    }
+
+    /// Appends a field; with `lower_name`, the name is stored ASCII lower-case.
+    pub fn push(&mut self, name: &str, value: &str, lower_name: bool) {
+        let name = self.push_str(name);
+        if lower_name {
+            self.text[name.start as usize..].make_ascii_lowercase();
+        }
+        let value = self.push_str(value);
+        self.fields.push(Field { name, value });
+    }
+
+    /// The text of `span` (empty when it does not fit).
+    pub fn get(&self, span: Span) -> &str {
+        span_of(&self.text, span)
+    }
+
+    /// Every field as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.fields.iter().map(|f| (self.get(f.name), self.get(f.value)))
+    }
+
+    /// The FFI-safe head (no copy).
+    pub fn finish(self) -> Head {
+        Head { text: self.text.into(), fields: self.fields.into() }
+    }
+}
+
 /// An HTTP request as the function sees it. The host has already routed it and enforced limits.
+/// Method, path, query and route parameters are spans of `headers.text`.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Default)]
 pub struct HttpRequest {
-    pub method: RString,
-    pub path: RString,
+    pub method: Span,
+    pub path: Span,
     /// Raw query string, without the `?`.
-    pub query: RString,
+    pub query: Span,
     /// Header names are lower-case; repeated headers appear repeatedly.
-    pub headers: RVec<Pair>,
-    /// Route parameters, percent-decoded.
-    pub params: RVec<Pair>,
+    pub headers: Head,
+    /// Route parameters, percent-decoded; their text is in `headers.text`.
+    pub params: RVec<Field>,
     pub body: RVec<u8>,
+}
+
+impl HttpRequest {
+    /// A request with no headers, parameters or body (add them with `headers.push`,
+    /// [`HttpRequest::push_param`] and `body`; [`HttpRequestBuilder`] is cheaper for many).
+    pub fn new(method: &str, path: &str, query: &str) -> Self {
+        HttpRequestBuilder::new(method, path, query, 0, 0, 0).finish(RVec::new())
+    }
+    pub fn method(&self) -> &str {
+        self.headers.get(self.method)
+    }
+    pub fn path(&self) -> &str {
+        self.headers.get(self.path)
+    }
+    pub fn query(&self) -> &str {
+        self.headers.get(self.query)
+    }
+    /// Appends a route parameter.
+    pub fn push_param(&mut self, name: &str, value: &str) {
+        let (name, value) = (self.headers.push_str(name), self.headers.push_str(value));
+        self.params.push(Field { name, value });
+    }
+    /// Every route parameter as (name, value).
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.params.iter().map(|f| (self.headers.get(f.name), self.headers.get(f.value)))
+    }
+}
+
+/// Builds an [`HttpRequest`] in plain Rust buffers: the request line, then headers and route
+/// parameters in any order, then [`HttpRequestBuilder::finish`] with the body.
+#[derive(Debug, Clone)]
+pub struct HttpRequestBuilder {
+    head: HeadBuilder,
+    params: Vec<Field>,
+    line: [Span; 3],
+}
+
+impl HttpRequestBuilder {
+    /// `text`, `headers` and `params` size the buffers for what follows the request line.
+    pub fn new(method: &str, path: &str, query: &str, text: usize, headers: usize, params: usize) -> Self {
+        let mut head = HeadBuilder::with_capacity(method.len() + path.len() + query.len() + text, headers);
+        let line = [head.push_str(method), head.push_str(path), head.push_str(query)];
+        HttpRequestBuilder { head, params: Vec::with_capacity(params), line }
+    }
+    /// Appends a header; the name must already be lower-case.
+    pub fn header(&mut self, name: &str, value: &str) {
+        self.head.push(name, value, false);
+    }
+    /// Appends a route parameter.
+    pub fn param(&mut self, name: &str, value: &str) {
+        let (name, value) = (self.head.push_str(name), self.head.push_str(value));
+        self.params.push(Field { name, value });
+    }
+    pub fn finish(self, body: RVec<u8>) -> HttpRequest {
+        let [method, path, query] = self.line;
+        HttpRequest { method, path, query, headers: self.head.finish(), params: self.params.into(), body }
+    }
 }
 
 /// A CloudEvents 1.0 event (for triggers other than HTTP).
@@ -170,12 +342,13 @@ pub enum Input {
     Event(Event),
 }
 
-/// What a function answers. For event triggers `status` < 400 means success.
+/// What a function answers (and what the outbound HTTP client receives). For event triggers
+/// `status` < 400 means success.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub headers: RVec<Pair>,
+    pub headers: Head,
     pub body: RVec<u8>,
 }
 
@@ -189,8 +362,9 @@ pub struct CallContext {
     pub deadline_unix_ms: u64,
     /// The host, for logging, timers and services.
     pub host: HostHandle,
-    /// Which trigger called (`http`, `timer`, `queue`, `blob`, `invoke`, `service`).
-    pub trigger: RString,
+    /// Which trigger called (`http`, `timer`, `queue`, `blob`, `invoke`, `service`): a static
+    /// string of the host, which outlives every plugin it loads.
+    pub trigger: RStr<'static>,
     /// Who called, when the trigger knows (a consumer group for `service`, a token subject).
     pub caller: ROption<RString>,
 }
@@ -358,4 +532,46 @@ pub fn describe_error(err: &PluginError_NE) -> String {
 /// Builds an `RVec<Pair>` from string pairs.
 pub fn pairs<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(it: I) -> RVec<Pair> {
     it.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_head_lends_out_what_was_pushed() {
+        let mut b = HttpRequestBuilder::new("GET", "/todos/7", "a=1", 32, 2, 1);
+        b.header("host", "example.com");
+        b.param("id", "7");
+        b.header("accept", "*/*");
+        let r = b.finish(RVec::from(&b"body"[..]));
+        assert_eq!((r.method(), r.path(), r.query()), ("GET", "/todos/7", "a=1"));
+        assert_eq!(r.headers.iter().collect::<Vec<_>>(), [("host", "example.com"), ("accept", "*/*")]);
+        assert_eq!(r.params().collect::<Vec<_>>(), [("id", "7")]);
+        assert_eq!(r.headers.find("HOST"), Some("example.com"));
+        assert_eq!(&r.body[..], b"body");
+    }
+
+    #[test]
+    fn a_head_builder_lowercases_names_on_request_and_hands_over_without_copying() {
+        let mut b = HeadBuilder::with_capacity(0, 0);
+        b.push("Content-Type", "Text/Plain", true);
+        b.push("X-Keep", "V", false);
+        let text_ptr = b.text.as_ptr();
+        let head = b.finish();
+        assert_eq!(head.iter().collect::<Vec<_>>(), [("content-type", "Text/Plain"), ("X-Keep", "V")]);
+        assert_eq!(head.text.as_ptr(), text_ptr, "finish moved the buffer, it did not copy it");
+    }
+
+    #[test]
+    fn a_span_outside_the_text_reads_as_empty_not_as_a_crash() {
+        let mut head = Head::default();
+        head.push("a", "b");
+        assert_eq!(head.get(Span { start: 1, len: 100 }), "");
+        assert_eq!(head.get(Span { start: u32::MAX, len: u32::MAX }), "");
+        let mut multibyte = Head::default();
+        multibyte.push("k", "é");
+        // Splitting the two bytes of `é` is not a char boundary.
+        assert_eq!(multibyte.get(Span { start: 1, len: 1 }), "");
+    }
 }

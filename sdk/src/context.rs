@@ -5,21 +5,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_plugin_api::HostHandle;
+use berth_plugin_api::{HostHandle, RStr, RString};
 
 /// What the host told us about one call. Shared by the handler's [`Context`] and the log bridge.
+/// The strings stay as the host sent them (nothing is copied per call).
 pub(crate) struct CallState {
-    pub(crate) request_id: String,
+    pub(crate) request_id: RString,
     pub(crate) deadline_unix_ms: u64,
     pub(crate) host: HostHandle,
-    pub(crate) trigger: String,
-    pub(crate) caller: Option<String>,
+    pub(crate) trigger: RStr<'static>,
+    pub(crate) caller: Option<RString>,
 }
 
 impl CallState {
     /// The state of work outside any call (init and stop hooks).
     pub(crate) fn background(host: HostHandle) -> Self {
-        CallState { request_id: String::new(), deadline_unix_ms: 0, host, trigger: String::new(), caller: None }
+        CallState { request_id: RString::new(), deadline_unix_ms: 0, host, trigger: RStr::from_str(""), caller: None }
     }
 }
 
@@ -39,13 +40,13 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(request_id: String, deadline_unix_ms: u64, host: HostHandle, trigger: &str) -> Self {
+    pub(crate) fn new(request_id: String, deadline_unix_ms: u64, host: HostHandle, trigger: &'static str) -> Self {
         Context {
             state: Arc::new(CallState {
-                request_id,
+                request_id: request_id.into(),
                 deadline_unix_ms,
                 host,
-                trigger: trigger.to_owned(),
+                trigger: RStr::from_str(trigger),
                 caller: None,
             }),
         }
@@ -54,18 +55,18 @@ impl Context {
     pub(crate) fn from_abi(ctx: berth_plugin_api::CallContext) -> Self {
         Context {
             state: Arc::new(CallState {
-                request_id: ctx.request_id.into_string(),
+                request_id: ctx.request_id,
                 deadline_unix_ms: ctx.deadline_unix_ms,
                 host: ctx.host,
-                trigger: ctx.trigger.into_string(),
-                caller: ctx.caller.into_option().map(|c| c.into_string()),
+                trigger: ctx.trigger,
+                caller: ctx.caller.into_option(),
             }),
         }
     }
 
     /// Which trigger called: `http`, `timer`, `queue`, `blob`, `invoke` or `service`.
     pub fn trigger(&self) -> &str {
-        &self.state.trigger
+        self.state.trigger.as_str()
     }
 
     /// Who called, when the trigger knows (the consumer group of a service call, ...).

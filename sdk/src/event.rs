@@ -38,43 +38,43 @@ impl Event {
 
     /// The request form of this event (CloudEvents HTTP binary mode), as the host delivers it.
     pub fn into_request(self) -> Request {
-        let mut headers = vec![
-            ("ce-specversion".to_owned(), "1.0".to_owned()),
-            ("ce-id".to_owned(), self.id),
-            ("ce-source".to_owned(), self.source),
-            ("ce-type".to_owned(), self.ty),
-        ];
-        if let Some(s) = self.subject {
-            headers.push(("ce-subject".into(), s));
+        let mut req = Request::new("POST", "")
+            .with_header("ce-specversion", "1.0")
+            .with_header("ce-id", &self.id)
+            .with_header("ce-source", &self.source)
+            .with_header("ce-type", &self.ty);
+        if let Some(s) = &self.subject {
+            req = req.with_header("ce-subject", s);
         }
-        if let Some(t) = self.time {
-            headers.push(("ce-time".into(), t));
+        if let Some(t) = &self.time {
+            req = req.with_header("ce-time", t);
         }
-        if let Some(ct) = self.datacontenttype {
-            headers.push(("content-type".into(), ct));
+        if let Some(ct) = &self.datacontenttype {
+            req = req.with_header("content-type", ct);
         }
-        for (k, v) in self.extensions {
-            headers.push((format!("ce-{k}"), v));
+        for (k, v) in &self.extensions {
+            req = req.with_header(&format!("ce-{k}"), v);
         }
-        Request { method: "POST".into(), headers, body: self.data, ..Default::default() }
+        req.with_body(self.data)
     }
 }
 
 impl FromCall for Event {
     fn from_call(_ctx: &Context, req: &mut Request) -> Result<Self> {
-        let mut ev = Event { data: std::mem::take(&mut req.body), ..Default::default() };
-        for (k, v) in &req.headers {
-            match k.as_str() {
+        let mut ev = Event { data: req.take_body(), ..Default::default() };
+        for (k, v) in req.headers() {
+            let v = v.to_owned();
+            match k {
                 "ce-specversion" => {}
-                "ce-id" => ev.id = v.clone(),
-                "ce-source" => ev.source = v.clone(),
-                "ce-type" => ev.ty = v.clone(),
-                "ce-subject" => ev.subject = Some(v.clone()),
-                "ce-time" => ev.time = Some(v.clone()),
-                "content-type" => ev.datacontenttype = Some(v.clone()),
+                "ce-id" => ev.id = v,
+                "ce-source" => ev.source = v,
+                "ce-type" => ev.ty = v,
+                "ce-subject" => ev.subject = Some(v),
+                "ce-time" => ev.time = Some(v),
+                "content-type" => ev.datacontenttype = Some(v),
                 other => {
                     if let Some(ext) = other.strip_prefix("ce-") {
-                        ev.extensions.push((ext.to_owned(), v.clone()));
+                        ev.extensions.push((ext.to_owned(), v));
                     }
                 }
             }

@@ -15,7 +15,7 @@ pub use berth_plugin_api::{abi_stable, ABI_VERSION};
 use berth_plugin_api::{
     service_error_kind, CallContext, ExportSpec, FfiFuture, FunctionGroup, FunctionSpec, GroupBox, HostHandle, Input,
     Input_NE, InstantiateArgs, Manifest, PluginError, PluginError_NE, PluginModule, PluginModuleRef, RResult, RString,
-    RVec, ServiceError, ServiceRequirement, Trigger, Trigger_NE, Tuple2,
+    RVec, ServiceError, ServiceRequirement, Trigger, Trigger_NE,
 };
 
 use crate::context::{CallState, CurrentGuard};
@@ -192,23 +192,42 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Polls a boxed future with the call marked current and panics caught: a panic never unwinds
-/// into the host (abi_stable would abort the whole process).
-pub(crate) struct Guarded<T> {
+/// Polls a boxed future with the call marked current and panics caught (a panic never unwinds
+/// into the host: abi_stable would abort the whole process), then converts the outcome (`Err`
+/// holds a panic message) with `finish`. Boxed once, by `into_ffi`, around the inner future.
+pub(crate) struct Guarded<T, F> {
     fut: Pin<Box<dyn Future<Output = T> + Send + 'static>>,
     state: Arc<CallState>,
+    finish: Option<F>,
 }
 
-impl<T> Future for Guarded<T> {
-    type Output = Result<T, String>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let _current = CurrentGuard::enter(&this.state);
-        match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
-        }
+impl<T, U, F: FnOnce(Result<T, String>) -> U> Guarded<T, F> {
+    pub(crate) fn new(
+        fut: Pin<Box<dyn Future<Output = T> + Send + 'static>>,
+        state: Arc<CallState>,
+        finish: F,
+    ) -> Self {
+        Guarded { fut, state, finish: Some(finish) }
+    }
+}
+
+// The inner future is boxed and `finish` is never pinned, so moving a `Guarded` is fine.
+impl<T, F> Unpin for Guarded<T, F> {}
+
+impl<T, U, F: FnOnce(Result<T, String>) -> U> Future for Guarded<T, F> {
+    type Output = U;
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<U> {
+        let this = self.get_mut();
+        let outcome = {
+            let _current = CurrentGuard::enter(&this.state);
+            match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(v)) => Ok(v),
+                Err(payload) => Err(panic_message(&*payload)),
+            }
+        };
+        let finish = this.finish.take().expect("a berth call future polled after it completed");
+        Poll::Ready(finish(outcome))
     }
 }
 
@@ -225,40 +244,17 @@ fn handler_error(e: Error) -> PluginError_NE {
 }
 
 fn to_abi_response(r: Response) -> berth_plugin_api::Response {
-    berth_plugin_api::Response {
-        status: r.status.as_u16(),
-        headers: r.headers.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
-        body: RVec::from(r.body),
-    }
+    let (status, headers, body) = r.into_parts();
+    berth_plugin_api::Response { status: status.as_u16(), headers, body: RVec::from(body) }
 }
 
-fn from_pairs(pairs: RVec<berth_plugin_api::Pair>) -> Vec<(String, String)> {
-    pairs.into_iter().map(|Tuple2(k, v)| (k.into_string(), v.into_string())).collect()
-}
-
-/// Turns an ABI input into the SDK's request. Events arrive as their data, with CloudEvents
-/// attributes as `ce-*` headers (the CloudEvents HTTP binary mode).
+/// Turns an ABI input into the SDK's request (an HTTP request as it came, without copying).
+/// Events arrive as their data, with CloudEvents attributes as `ce-*` headers (the CloudEvents
+/// HTTP binary mode).
 fn to_request(input: Input_NE) -> Result<Request, PluginError_NE> {
     match input.into_enum() {
-        Ok(Input::Http(r)) => Ok(Request {
-            method: r.method.into_string(),
-            path: r.path.into_string(),
-            query: r.query.into_string(),
-            headers: from_pairs(r.headers),
-            params: from_pairs(r.params),
-            body: r.body.into_vec(),
-        }),
-        Ok(Input::Event(e)) => Ok(crate::Event {
-            id: e.id.into_string(),
-            source: e.source.into_string(),
-            ty: e.ty.into_string(),
-            subject: e.subject.into_option().map(|s| s.into_string()),
-            time: e.time.into_option().map(|s| s.into_string()),
-            datacontenttype: e.datacontenttype.into_option().map(|s| s.into_string()),
-            data: e.data.into_vec(),
-            extensions: from_pairs(e.extensions),
-        }
-        .into_request()),
+        Ok(Input::Http(r)) => Ok(Request::from_abi(r)),
+        Ok(Input::Event(e)) => Ok(Request::from_event(e)),
         Ok(_) | Err(_) => Err(plugin_error(PluginError::UnsupportedInput {
             message: "an input kind from a newer berth host; rebuild the plugin against it".into(),
         })),
@@ -305,13 +301,12 @@ impl FunctionGroup for SdkGroup {
                 })))
             }
         };
-        Guarded { fut, state }
-            .map(|outcome| match outcome {
-                Ok(Ok(response)) => RResult::ROk(to_abi_response(response)),
-                Ok(Err(e)) => RResult::RErr(handler_error(e)),
-                Err(message) => RResult::RErr(plugin_error(PluginError::Panicked { message: message.into() })),
-            })
-            .into_ffi()
+        Guarded::new(fut, state, |outcome| match outcome {
+            Ok(Ok(response)) => RResult::ROk(to_abi_response(response)),
+            Ok(Err(e)) => RResult::RErr(handler_error(e)),
+            Err(message) => RResult::RErr(plugin_error(PluginError::Panicked { message: message.into() })),
+        })
+        .into_ffi()
     }
 
     fn call_export(
@@ -345,28 +340,27 @@ impl FunctionGroup for SdkGroup {
             return fail(service_error_kind::OTHER, format!("`{service}.{method}` panicked"));
         };
         let service_name = service.clone();
-        Guarded { fut, state }
-            .map(move |outcome| match outcome {
-                Ok(Ok(bytes)) => RResult::ROk(RVec::from(bytes)),
-                Ok(Err(e)) => {
-                    let kind = match e.status().as_u16() {
-                        404 => service_error_kind::NOT_FOUND,
-                        409 => service_error_kind::CONFLICT,
-                        413 => service_error_kind::TOO_LARGE,
-                        503 => service_error_kind::UNAVAILABLE,
-                        504 => service_error_kind::TIMEOUT,
-                        400 | 422 => service_error_kind::INVALID,
-                        _ => service_error_kind::OTHER,
-                    };
-                    RResult::RErr(ServiceError::new(kind, service_name.as_str(), e.message()))
-                }
-                Err(panic) => RResult::RErr(ServiceError::new(
-                    service_error_kind::OTHER,
-                    service_name.as_str(),
-                    format!("the provider panicked: {panic}"),
-                )),
-            })
-            .into_ffi()
+        Guarded::new(fut, state, move |outcome| match outcome {
+            Ok(Ok(bytes)) => RResult::ROk(RVec::from(bytes)),
+            Ok(Err(e)) => {
+                let kind = match e.status().as_u16() {
+                    404 => service_error_kind::NOT_FOUND,
+                    409 => service_error_kind::CONFLICT,
+                    413 => service_error_kind::TOO_LARGE,
+                    503 => service_error_kind::UNAVAILABLE,
+                    504 => service_error_kind::TIMEOUT,
+                    400 | 422 => service_error_kind::INVALID,
+                    _ => service_error_kind::OTHER,
+                };
+                RResult::RErr(ServiceError::new(kind, service_name.as_str(), e.message()))
+            }
+            Err(panic) => RResult::RErr(ServiceError::new(
+                service_error_kind::OTHER,
+                service_name.as_str(),
+                format!("the provider panicked: {panic}"),
+            )),
+        })
+        .into_ffi()
     }
 
     fn shutdown(&self) -> FfiFuture<()> {
@@ -377,39 +371,12 @@ impl FunctionGroup for SdkGroup {
         let state = Arc::new(CallState::background(self.host.clone()));
         let made = catch_unwind(AssertUnwindSafe(|| stop(ctx)));
         let Ok(fut) = made else { return ready(()) };
-        Guarded { fut, state }
-            .map(|outcome| {
-                if let Ok(Err(e)) | Err(e) = outcome.map_err(Error::internal) {
-                    tracing::error!("stop hook failed: {e}");
-                }
-            })
-            .into_ffi()
-    }
-}
-
-trait MapExt: Future + Sized {
-    fn map<U, F: FnOnce(Self::Output) -> U>(self, f: F) -> Map<Self, F> {
-        Map { fut: Box::pin(self), f: Some(f) }
-    }
-}
-impl<T: Future> MapExt for T {}
-
-struct Map<Fut, F> {
-    fut: Pin<Box<Fut>>,
-    f: Option<F>,
-}
-
-// The inner future is boxed and `f` is never pinned, so moving a `Map` is always fine.
-impl<Fut, F> Unpin for Map<Fut, F> {}
-
-impl<Fut: Future, U, F: FnOnce(Fut::Output) -> U> Future for Map<Fut, F> {
-    type Output = U;
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<U> {
-        let this = self.get_mut();
-        match this.fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Poll::Ready((this.f.take().expect("Map polled after completion"))(v)),
-            Poll::Pending => Poll::Pending,
-        }
+        Guarded::new(fut, state, |outcome: Result<crate::Result<()>, String>| {
+            if let Ok(Err(e)) | Err(e) = outcome.map_err(Error::internal) {
+                tracing::error!("stop hook failed: {e}");
+            }
+        })
+        .into_ffi()
     }
 }
 
@@ -463,15 +430,14 @@ extern "C" fn instantiate(args: InstantiateArgs) -> FfiFuture<RResult<GroupBox, 
             }
         }
     };
-    Guarded { fut: init_fut, state }
-        .map(move |outcome| match outcome {
-            Ok(Ok(())) => RResult::ROk(GroupBox::from_value(SdkGroup { def, host }, TD_Opaque)),
-            Ok(Err(e)) => RResult::RErr(plugin_error(PluginError::Init { message: e.to_string().into() })),
-            Err(panic) => RResult::RErr(plugin_error(PluginError::Init {
-                message: format!("init hook panicked: {panic}").into(),
-            })),
-        })
-        .into_ffi()
+    Guarded::new(init_fut, state, move |outcome| match outcome {
+        Ok(Ok(())) => RResult::ROk(GroupBox::from_value(SdkGroup { def, host }, TD_Opaque)),
+        Ok(Err(e)) => RResult::RErr(plugin_error(PluginError::Init { message: e.to_string().into() })),
+        Err(panic) => {
+            RResult::RErr(plugin_error(PluginError::Init { message: format!("init hook panicked: {panic}").into() }))
+        }
+    })
+    .into_ffi()
 }
 
 /// Builds this plugin's root module (called once per loaded library by the exported header).

@@ -1,5 +1,6 @@
 //! What a handler returns.
 
+use berth_plugin_api::HeadBuilder;
 use http::StatusCode;
 use serde::Serialize;
 
@@ -9,14 +10,19 @@ use crate::{Error, Json, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: StatusCode,
-    pub headers: Vec<(String, String)>,
+    /// Header names (lower-case) and values in one buffer, handed to the host as they are.
+    headers: HeadBuilder,
     pub body: Vec<u8>,
 }
 
 impl Response {
     /// A response with a status and an empty body.
     pub fn new(status: StatusCode) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response { status, headers: HeadBuilder::default(), body: Vec::new() }
+    }
+    /// The headers, for the host.
+    pub(crate) fn into_parts(self) -> (StatusCode, berth_plugin_api::Head, Vec<u8>) {
+        (self.status, self.headers.finish(), self.body)
     }
     /// A JSON response.
     pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Self> {
@@ -25,7 +31,9 @@ impl Response {
     }
     /// Adds a header (builder style).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        // Room for a typical few headers at the first one, instead of growing in steps.
+        self.headers.reserve(64, 2);
+        self.headers.push(name, value, true);
         self
     }
     /// Sets the body (builder style).
@@ -35,7 +43,11 @@ impl Response {
     }
     /// The first header with this name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+    /// Every header as (lower-case name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.headers.iter()
     }
     /// The body parsed as JSON (for tests).
     pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T> {

@@ -25,6 +25,11 @@ use berth_plugin_api::{
 use crate::__private::{FunctionDef, GroupDef, TriggerDef};
 use crate::{Context, Error, GroupContext, Request, Response, Result, StatusCode};
 
+/// A host for in-process calls: `config` as the group configuration, no services.
+pub(crate) fn test_host(config: serde_json::Value) -> HostHandle {
+    Host_TO::from_ptr(RArc::new(TestHost { config: Arc::new(config) }), TD_Opaque)
+}
+
 /// A group under test.
 pub struct TestGroup {
     def: GroupDef,
@@ -45,7 +50,7 @@ impl TestGroup {
 
     /// Like [`TestGroup::start`], with a group configuration (what `[groups.config]` gives).
     pub fn start_with_config(def: GroupDef, config: serde_json::Value) -> Result<Self> {
-        let host: HostHandle = Host_TO::from_ptr(RArc::new(TestHost { config: Arc::new(config) }), TD_Opaque);
+        let host = test_host(config);
         if let Some(init) = def.init {
             block_on(init(GroupContext { host: host.clone() }))?;
         }
@@ -70,10 +75,10 @@ impl TestGroup {
         for f in &self.def.functions {
             for t in &f.triggers {
                 let TriggerDef::Http { method, route } = t else { continue };
-                if let Some(params) = match_route(route, &request.path) {
+                if let Some(params) = match_route(route, request.path()) {
                     path_matched = true;
-                    if method.eq_ignore_ascii_case(&request.method) {
-                        request.params = params;
+                    if method.eq_ignore_ascii_case(request.method()) {
+                        request.set_params(params);
                         return self.invoke(f, request);
                     }
                 }

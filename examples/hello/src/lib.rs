@@ -71,7 +71,7 @@ pub async fn divide(Query(q): Query<DivideQuery>) -> Result<Json<serde_json::Val
 /// `GET /panic`: panics on purpose. The host answers 500 with the request id and keeps serving.
 #[berth::http(GET, "/panic")]
 pub async fn panic(req: Request) -> Result<String> {
-    panic!("deliberate panic for {}", req.path);
+    panic!("deliberate panic for {}", req.path());
 }
 
 #[derive(Debug, Deserialize)]

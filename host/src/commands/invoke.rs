@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context as _};
 use berth_host::groups;
-use berth_plugin_api::{HttpRequest, Input, RString, RVec, Tuple2};
+use berth_plugin_api::{HttpRequestBuilder, Input};
 
 use super::ConfigArg;
 
@@ -131,20 +131,16 @@ impl Invoke {
             headers.push(("content-type".into(), "application/json".into()));
         }
         let method = self.method.clone().unwrap_or_else(|| route.method.to_string()).to_ascii_uppercase();
-        let pairs = |v: Vec<(String, String)>| -> RVec<Tuple2<RString, RString>> {
-            v.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect()
-        };
-        let input = Input::Http(HttpRequest {
-            method: method.into(),
-            path: path_only.into(),
-            query: query.into(),
-            headers: pairs(headers),
-            params: pairs(params),
-            body: self.data.as_deref().unwrap_or("").as_bytes().into(),
-        });
+        let mut request = HttpRequestBuilder::new(&method, path_only, query, 0, headers.len(), params.len());
+        for (k, v) in &headers {
+            request.header(k, v);
+        }
+        for (k, v) in &params {
+            request.param(k, &percent_encoding::percent_decode_str(v).decode_utf8_lossy());
+        }
+        let input = Input::Http(request.finish(self.data.as_deref().unwrap_or("").as_bytes().into()));
         let request_id = format!("invoke-{}", std::process::id());
-        let deadline = tokio::time::Instant::now() + entry.timeout;
-        match berth_host::invoke::call(&entry, "invoke", &request_id, input, deadline).await {
+        match berth_host::invoke::call(&entry, "invoke", &request_id, input, tokio::time::Instant::now()).await {
             Ok(res) => {
                 std::io::stdout().write_all(&res.body)?;
                 if !res.body.ends_with(b"\n") {

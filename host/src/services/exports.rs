@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use berth_plugin_api::{
-    service_error_kind as kind, CallContext, ROption, RString, RVec, ServiceClient, ServiceError, ServiceResult,
+    service_error_kind as kind, CallContext, ROption, RStr, RString, RVec, ServiceClient, ServiceError, ServiceResult,
 };
 
 use crate::groups::ServedGroup;
@@ -160,7 +160,7 @@ impl ServiceClient for ExportProxy {
                     request_id,
                     deadline_unix_ms: now_unix_ms() + EXPORT_CALL_TIMEOUT_MS,
                     host: p.group.host.clone(),
-                    trigger: "service".into(),
+                    trigger: RStr::from_str("service"),
                     caller: ROption::RSome((&*me.consumer).into()),
                 };
                 let fut = p.group.instance.group.call_export(me.export.as_str().into(), method, payload, ctx);

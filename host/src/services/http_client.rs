@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use berth_plugin_api::{
-    service_error_kind as kind, HttpClient, OutboundRequest, RString, RVec, Response, ServiceError, ServiceResult,
-    Tuple2,
+    service_error_kind as kind, HeadBuilder, HttpClient, OutboundRequest, Response, ServiceError, ServiceResult, Tuple2,
 };
 
 use crate::config::HttpClientConfig;
@@ -56,11 +55,13 @@ impl OutboundClient {
             err(k, format!("{} {url}: {e}", req.method))
         })?;
         let status = res.status().as_u16();
-        let headers: RVec<_> = res
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some(Tuple2(RString::from(k.as_str()), RString::from(v.to_str().ok()?))))
-            .collect();
+        let mut headers = HeadBuilder::with_capacity(0, res.headers().len());
+        for (k, v) in res.headers() {
+            if let Ok(v) = v.to_str() {
+                headers.push(k.as_str(), v, false);
+            }
+        }
+        let headers = headers.finish();
         if res.content_length().is_some_and(|n| n > self.max_response) {
             return Err(err(kind::TOO_LARGE, format!("{url} answered more than {} bytes", self.max_response)));
         }

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use berth_plugin_api::{HttpRequest, Input, RString, RVec, Tuple2};
+use berth_plugin_api::{HttpRequestBuilder, Input, RVec};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -20,6 +20,9 @@ use crate::metrics::Rejection;
 use crate::routes::Lookup;
 
 pub type Body = Full<Bytes>;
+
+/// The request id header: taken from the caller when sane, always answered.
+pub static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// Request ids: a per-process random prefix and a counter; or the caller's `x-request-id`.
 pub struct RequestIds {
@@ -37,13 +40,21 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
+    /// `pppppppp-nnnnnnnnnnnn`: the prefix and the counter in lower-case hex.
     pub fn next(&self) -> String {
-        format!("{:08x}-{:012x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(21);
+        let prefix = u64::from(self.prefix);
+        id.extend((0..8).rev().map(|i| char::from(HEX[((prefix >> (i * 4)) & 0xf) as usize])));
+        id.push('-');
+        id.extend((0..12).rev().map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize])));
+        id
     }
 
     /// The caller's id when it is a sane token (≤ 128 visible characters), else a fresh one.
     fn for_request(&self, req: &Request<Incoming>) -> String {
-        match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+        match req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id)
                 if !id.is_empty()
                     && id.len() <= 128
@@ -93,7 +104,7 @@ pub async fn handle(
             )
             .await;
             if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut().insert("x-request-id", v);
+                res.headers_mut().insert(X_REQUEST_ID.clone(), v);
             }
             res
         }
@@ -101,7 +112,7 @@ pub async fn handle(
             let request_id = state.request_ids.for_request(&req);
             let mut res = route(&state, req, &request_id).await;
             if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut().insert("x-request-id", v);
+                res.headers_mut().insert(X_REQUEST_ID.clone(), v);
             }
             res
         }
@@ -120,12 +131,13 @@ fn readyz(state: &AppState) -> Response<Body> {
 }
 
 async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+    let (parts, body) = req.into_parts();
     let table = state.routes.load();
-    let (entry, params) = match table.lookup(req.method(), req.uri().path()) {
-        Lookup::Found { entry, params } => (entry.clone(), params),
+    let (entry, input) = match table.lookup(&parts.method, parts.uri.path()) {
+        Lookup::Found { entry, params } => (entry.clone(), http_request(&parts, &params)),
         Lookup::MethodNotAllowed { allow } => {
             state.metrics.reject(Rejection::MethodNotAllowed);
-            let msg = format!("{} is not allowed on {}; allowed: {allow}", req.method(), req.uri().path());
+            let msg = format!("{} is not allowed on {}; allowed: {allow}", parts.method, parts.uri.path());
             let mut res = json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg, request_id);
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 res.headers_mut().insert(header::ALLOW, v);
@@ -143,7 +155,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
                 );
             }
             state.metrics.reject(Rejection::NotFound);
-            let msg = format!("no function serves {} {}", req.method(), req.uri().path());
+            let msg = format!("no function serves {} {}", parts.method, parts.uri.path());
             return json_error(StatusCode::NOT_FOUND, "not_found", &msg, request_id);
         }
     };
@@ -170,7 +182,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
             request_id,
         )
     };
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return too_large();
     }
@@ -180,46 +192,44 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
         request_id,
         group = %entry.group.name,
         function = %entry.name,
-        http.request.method = %req.method(),
-        url.path = %req.uri().path(),
+        http.request.method = %parts.method,
+        url.path = %parts.uri.path(),
     );
     let inflight = InflightGuard::new(state);
     async move {
-        let deadline = Instant::now() + entry.timeout;
-        let (parts, body) = req.into_parts();
-        let body = match tokio::time::timeout_at(deadline, Limited::new(body, limit as usize).collect()).await {
-            Err(_) => {
-                return json_error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "the request body did not arrive in time",
-                    request_id,
-                )
+        let started = Instant::now();
+        // A request without a body (most GETs) skips the collect and its timer.
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            match tokio::time::timeout_at(
+                invoke::deadline(&entry, started),
+                Limited::new(body, limit as usize).collect(),
+            )
+            .await
+            {
+                Err(_) => {
+                    return json_error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body did not arrive in time",
+                        request_id,
+                    )
+                }
+                Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
+                Ok(Err(e)) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        &format!("could not read the request body: {e}"),
+                        request_id,
+                    )
+                }
+                Ok(Ok(collected)) => collected.to_bytes(),
             }
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
-            Ok(Err(e)) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    &format!("could not read the request body: {e}"),
-                    request_id,
-                )
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
         };
-        let input = Input::Http(HttpRequest {
-            method: parts.method.as_str().into(),
-            path: parts.uri.path().into(),
-            query: parts.uri.query().unwrap_or("").into(),
-            headers: parts
-                .headers
-                .iter()
-                .filter_map(|(k, v)| Some(Tuple2(RString::from(k.as_str()), RString::from(v.to_str().ok()?))))
-                .collect(),
-            params: params.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
-            body: RVec::from(&body[..]),
-        });
-        let res = match invoke::call(&entry, "http", request_id, input, deadline).await {
+        let input = Input::Http(input.finish(RVec::from(&body[..])));
+        let res = match invoke::call(&entry, "http", request_id, input, started).await {
             Ok(r) => into_http(r, request_id),
             Err(e) => {
                 if matches!(e, CallError::Timeout { .. }) {
@@ -240,8 +250,29 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>, request_id: &str) 
     .await
 }
 
+/// The request head as a function receives it, in one buffer: method, path, query, the headers
+/// (those whose value is not visible ASCII are left out) and the percent-decoded route
+/// parameters. The body is added once it has arrived.
+fn http_request(parts: &http::request::Parts, params: &matchit::Params<'_, '_>) -> HttpRequestBuilder {
+    // Parameter values are pieces of the path (decoding only shortens them); names are short.
+    let text = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
+        + parts.uri.path().len()
+        + 16 * params.len();
+    let (path, query) = (parts.uri.path(), parts.uri.query().unwrap_or(""));
+    let mut r = HttpRequestBuilder::new(parts.method.as_str(), path, query, text, parts.headers.len(), params.len());
+    for (k, v) in &parts.headers {
+        if let Ok(v) = v.to_str() {
+            r.header(k.as_str(), v);
+        }
+    }
+    for (k, v) in params.iter() {
+        r.param(k, &percent_encoding::percent_decode_str(v).decode_utf8_lossy());
+    }
+    r
+}
+
 /// Copies a plugin response into a hyper response (nothing of the plugin's memory outlives this).
-fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> {
+pub(crate) fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(r.status) else {
         tracing::error!(status = r.status, "function answered an invalid HTTP status");
         return json_error(
@@ -254,8 +285,8 @@ fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> 
     let mut res = Response::new(Full::new(Bytes::copy_from_slice(&r.body)));
     *res.status_mut() = status;
     let headers = res.headers_mut();
-    for Tuple2(k, v) in r.headers.iter() {
-        match (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+    for (k, v) in r.headers.iter() {
+        match (header::HeaderName::from_bytes(k.as_bytes()), header_value(v)) {
             (Ok(k), Ok(v)) => {
                 headers.append(k, v);
             }
@@ -263,6 +294,21 @@ fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> 
         }
     }
     res
+}
+
+/// A header value; the common content types without an allocation.
+fn header_value(v: &str) -> Result<HeaderValue, header::InvalidHeaderValue> {
+    const COMMON: &[&str] = &[
+        "application/json",
+        "text/plain; charset=utf-8",
+        "text/html; charset=utf-8",
+        "application/octet-stream",
+        "text/plain",
+    ];
+    match COMMON.iter().find(|c| **c == v) {
+        Some(c) => Ok(HeaderValue::from_static(c)),
+        None => HeaderValue::from_str(v),
+    }
 }
 
 struct InflightGuard<'a>(&'a AppState);

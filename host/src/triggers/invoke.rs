@@ -163,17 +163,7 @@ pub async fn handle(
                 return res;
             }
             match dispatcher.deliver(&group, &function, "invoke", event).await {
-                Ok(r) => {
-                    let mut res = Response::new(Full::new(Bytes::copy_from_slice(&r.body)));
-                    *res.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-                    for berth_plugin_api::Tuple2(k, v) in r.headers.iter() {
-                        if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
-                        {
-                            res.headers_mut().append(k, v);
-                        }
-                    }
-                    res
-                }
+                Ok(r) => super::http::into_http(r, request_id),
                 Err(DeliveryError::Failed { status, code, message }) => {
                     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                     let message =

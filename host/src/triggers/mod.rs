@@ -151,7 +151,7 @@ impl Dispatcher {
         &self,
         group: &str,
         function: &str,
-        trigger: &str,
+        trigger: &'static str,
         event: EventData,
     ) -> Result<Response, DeliveryError> {
         let entry =
@@ -165,9 +165,9 @@ impl Dispatcher {
             trigger,
             event.ty = %event.ty,
         );
-        let deadline = tokio::time::Instant::now() + entry.timeout;
+        let started = tokio::time::Instant::now();
         let outcome = tracing::Instrument::instrument(
-            crate::invoke::call(&entry, trigger, &request_id, event.into_input(), deadline),
+            crate::invoke::call(&entry, trigger, &request_id, event.into_input(), started),
             span,
         )
         .await;

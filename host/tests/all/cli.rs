@@ -52,7 +52,7 @@ fn inspect_prints_the_manifest_or_why_a_file_is_not_a_plugin() {
     let (code, out, err) = berth(&["inspect", so.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("group:       hello 1.0.0"), "{out}");
-    assert!(out.contains("plugin ABI:  1"), "{out}");
+    assert!(out.contains(&format!("plugin ABI:  {}", berth_plugin_api::ABI_VERSION)), "{out}");
     assert!(out.contains("http GET /hello/{name}"), "{out}");
     assert!(out.contains("upload") && out.contains("body limit 1.0 KiB"), "{out}");
 
@@ -72,7 +72,10 @@ fn inspect_prints_the_manifest_or_why_a_file_is_not_a_plugin() {
     let abi = berth_host::builder::build_group_crate(&workspace().join("host/fixtures/abi-mismatch"), "dev").unwrap();
     let (code, _, err) = berth(&["inspect", abi.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("built for plugin ABI 999, this host speaks 1"), "{err}");
+    assert!(
+        err.contains(&format!("built for plugin ABI 999, this host speaks {}", berth_plugin_api::ABI_VERSION)),
+        "{err}"
+    );
 
     let (code, _, err) = berth(&["inspect", "/nonexistent/plugin.so"]);
     assert_eq!(code, 1);

@@ -43,7 +43,10 @@ async fn bad_plugins_are_refused_by_name_while_the_other_groups_serve() {
     expect("empty.so", "the file is empty");
     expect("notes.so", "a text file, not a shared library");
     expect("libfixture_not_berth.so", "not a Berth plugin");
-    expect("libfixture_abi_mismatch.so", "built for plugin ABI 999, this host speaks 1");
+    expect(
+        "libfixture_abi_mismatch.so",
+        &format!("built for plugin ABI 999, this host speaks {}", berth_plugin_api::ABI_VERSION),
+    );
     expect("libfixture_layout_mismatch.so", "incompatible with this host's plugin API");
     expect("libfixture_panic_init.so", "init hook panicked: fixture: init hook panicked on purpose");
     expect("libfixture_init_fails.so", "`required_setting` is missing");

@@ -289,7 +289,8 @@ async fn failed_swaps_under_load_leave_the_old_version_serving_and_say_why() {
         assert!(message.contains(needle), "`{needle}` not in: {message}");
     };
     refused(h.deploy("swap", &init_fails).await, 422, "init_failed", "fixture: this version refuses to start");
-    refused(h.deploy("swap", &abi_mismatch).await, 422, "abi_mismatch", "built for plugin ABI 999, this host speaks 1");
+    let speaks = format!("built for plugin ABI 999, this host speaks {}", berth_plugin_api::ABI_VERSION);
+    refused(h.deploy("swap", &abi_mismatch).await, 422, "abi_mismatch", &speaks);
     refused(h.deploy("swap", &needs_db).await, 422, "services_unresolved", "sql service `nosuchdb` is not configured");
     let bytes = std::fs::read(&v2).unwrap();
     let half = &bytes[..bytes.len() / 2];

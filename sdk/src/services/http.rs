@@ -64,7 +64,7 @@ impl HttpClient {
         let r = lift(self.handle.fetch(request).await)?;
         Ok(OutboundResponse {
             status: r.status,
-            headers: r.headers.into_iter().map(|Tuple2(k, v)| (k.into_string(), v.into_string())).collect(),
+            headers: r.headers.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             body: r.body.into_vec(),
         })
     }

@@ -114,7 +114,7 @@ impl ServiceClient {
         let payload = serde_json::to_vec(request)
             .map_err(|e| ServiceError::local(kind::INVALID, &self.name, format!("encoding `{method}` request: {e}")))?;
         let request_id = crate::context::with_current(|c| c.map(|c| c.request_id.clone()).unwrap_or_default());
-        let raw = lift(self.handle.call(method.into(), payload.into(), request_id.into()).await)?;
+        let raw = lift(self.handle.call(method.into(), payload.into(), request_id).await)?;
         serde_json::from_slice(&raw)
             .map_err(|e| ServiceError::local(kind::INVALID, &self.name, format!("decoding `{method}` answer: {e}")))
     }
