@@ -54,8 +54,10 @@ for t in wrk taskset curl awk cargo; do command -v "$t" >/dev/null || die "needs
 [[ "$(nproc)" -ge 2 ]] || die "needs 2 cores (server on core $SERVER_CORE, wrk on core $LOAD_CORE)"
 
 # --- build ---------------------------------------------------------------------------------
-log "building release binaries and the hello plugin"
-cargo build --release --quiet -p berth-host -p berth-bench-bare-hyper
+# Both servers in the deployment profile (`production`: release + fat LTO); the plugin as `berth up`
+# builds it (`release`).
+log "building berth and bare-hyper (profile production) and the hello plugin (release)"
+cargo build --profile production --quiet -p berth-host -p berth-bench-bare-hyper
 # Exactly the command `berth up` runs for a `path` group, so that it finds the plugin fresh.
 cargo build --lib --quiet --profile release --manifest-path examples/hello/Cargo.toml
 
@@ -94,6 +96,10 @@ workers = 1
 [build]
 profile = "release"
 
+# The admin API (hot swap) is not measured; leaving it off keeps port 8081 free.
+[admin]
+enabled = false
+
 [[groups]]
 path = "$ROOT/examples/hello"
 EOF
@@ -109,9 +115,9 @@ wait_200() {
     die "$name did not answer 200 on $url within 300 s; see $OUT/http-$name.log"
 }
 
-taskset -c "$SERVER_CORE" target/release/berth up --config "$CONFIG" >"$OUT/http-berth.log" 2>&1 &
+taskset -c "$SERVER_CORE" target/production/berth up --config "$CONFIG" >"$OUT/http-berth.log" 2>&1 &
 BERTH_PID=$!
-WORKERS=1 taskset -c "$SERVER_CORE" target/release/bare-hyper "127.0.0.1:$HYPER_PORT" >"$OUT/http-bare-hyper.log" 2>&1 &
+WORKERS=1 taskset -c "$SERVER_CORE" target/production/bare-hyper "127.0.0.1:$HYPER_PORT" >"$OUT/http-bare-hyper.log" 2>&1 &
 HYPER_PID=$!
 wait_200 "http://127.0.0.1:$BERTH_PORT/readyz" "$BERTH_PID" berth
 wait_200 "http://127.0.0.1:$HYPER_PORT$URL_PATH" "$HYPER_PID" bare-hyper
