@@ -1,6 +1,10 @@
 //! Calling a function: the one path every trigger goes through (deadline, cancellation, panics,
 //! metrics).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
 use berth_plugin_api::{describe_error, CallContext, Input, Input_NE, PluginError, RResult, RStr, Response};
 use tokio::time::Instant as TokioInstant;
 
@@ -80,8 +84,16 @@ pub async fn call(
     };
     // Counted until the call's future is dropped (a swap waits for the old version's calls).
     let _inflight = entry.group.calls.enter();
-    let fut = entry.group.instance.group.call(entry.index, ctx, Input_NE::new(input));
-    let outcome = match tokio::time::timeout_at(deadline, fut).await {
+    let mut fut = entry.group.instance.group.call(entry.index, ctx, Input_NE::new(input));
+    // Most calls finish in their first poll: only a call that has to wait arms a timer (making
+    // and dropping one takes the timer driver's lock). `timeout_at` polls the call before it
+    // looks at the clock too, so a call past its deadline still gets that one poll either way.
+    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
+    let finished = match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await,
+    };
+    let outcome = match finished {
         Err(_) => {
             entry.metrics.timeouts.inc();
             Err(CallError::Timeout { after_ms: entry.timeout.as_millis() as u64 })

@@ -88,13 +88,13 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
-    let mut res = match (req.method(), req.uri().path()) {
+    let res = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/readyz") => readyz(&state),
         (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         (_, path) if path.starts_with("/invoke/") => {
             let request_id = state.request_ids.for_request(&req);
-            let mut res = super::invoke::handle(
+            let res = super::invoke::handle(
                 &state.dispatcher,
                 &state.invoke_results,
                 state.invoke_token.as_deref(),
@@ -103,22 +103,23 @@ pub async fn handle(
                 &request_id,
             )
             .await;
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut().insert(X_REQUEST_ID.clone(), v);
-            }
-            res
+            with_request_id(res, request_id)
         }
         _ => {
             let request_id = state.request_ids.for_request(&req);
-            let mut res = route(&state, req, &request_id).await;
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                res.headers_mut().insert(X_REQUEST_ID.clone(), v);
-            }
-            res
+            let res = route(&state, req, &request_id).await;
+            with_request_id(res, request_id)
         }
     };
-    res.headers_mut().entry(header::SERVER).or_insert(HeaderValue::from_static("berth"));
     Ok(res)
+}
+
+/// Answers the request id in `x-request-id` (the id's buffer becomes the header value as it is).
+fn with_request_id(mut res: Response<Body>, request_id: String) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(request_id)) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    res
 }
 
 fn readyz(state: &AppState) -> Response<Body> {
@@ -266,7 +267,11 @@ fn http_request(parts: &http::request::Parts, params: &matchit::Params<'_, '_>) 
         }
     }
     for (k, v) in params.iter() {
-        r.param(k, &percent_encoding::percent_decode_str(v).decode_utf8_lossy());
+        if v.contains('%') {
+            r.param(k, &percent_encoding::percent_decode_str(v).decode_utf8_lossy());
+        } else {
+            r.param(k, v);
+        }
     }
     r
 }
@@ -284,9 +289,15 @@ pub(crate) fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Resp
     };
     let mut res = Response::new(Full::new(Bytes::copy_from_slice(&r.body)));
     *res.status_mut() = status;
+    // Room for the function's headers and `x-request-id`, allocated once.
+    *res.headers_mut() = http::HeaderMap::with_capacity(r.headers.fields.len() + 1);
     let headers = res.headers_mut();
     for (k, v) in r.headers.iter() {
-        match (header::HeaderName::from_bytes(k.as_bytes()), header_value(v)) {
+        let name = match k {
+            "content-type" => Ok(header::CONTENT_TYPE),
+            _ => header::HeaderName::from_bytes(k.as_bytes()),
+        };
+        match (name, header_value(v)) {
             (Ok(k), Ok(v)) => {
                 headers.append(k, v);
             }

@@ -310,14 +310,21 @@ fn expand_function(trigger: TokenStream2, timeout_ms: u64, body_limit: u64, func
         #[doc(hidden)]
         #[allow(non_snake_case)]
         pub fn #def_fn() -> ::berth::__private::FunctionDef {
-            fn __handler(
+            async fn __run(
                 __ctx: ::berth::Context,
                 mut __req: ::berth::Request,
+            ) -> ::berth::Result<::berth::Response> {
+                #(#extract)*
+                ::berth::IntoResponse::into_response(#name(#(#call_args),*).await)
+            }
+            fn __handler(
+                __ctx: ::berth::Context,
+                __req: ::berth::Request,
             ) -> ::berth::__private::HandlerFuture {
-                ::std::boxed::Box::pin(async move {
-                    #(#extract)*
-                    ::berth::IntoResponse::into_response(#name(#(#call_args),*).await)
-                })
+                ::std::boxed::Box::pin(__run(__ctx, __req))
+            }
+            fn __call(__ctx: ::berth::Context, __req: ::berth::Request) -> ::berth::__private::CallFuture {
+                ::berth::__private::call(__ctx, __req, __run)
             }
             ::berth::__private::FunctionDef {
                 name: #name_str,
@@ -325,6 +332,7 @@ fn expand_function(trigger: TokenStream2, timeout_ms: u64, body_limit: u64, func
                 timeout_ms: #timeout_ms,
                 body_limit: #body_limit,
                 handler: __handler,
+                call: __call,
             }
         }
     })
