@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use berth_host::config::{BerthConfig, ServiceConfig};
 use berth_host::host_api::GroupHost;
@@ -87,13 +86,13 @@ fn kv_call(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("kv_call");
     group.bench_function("direct_backend", |b| {
-        b.iter_custom(|iters| rt.block_on(timed(iters, direct)));
+        b.iter_custom(|iters| rt.block_on(support::timed(iters, direct)));
     });
     group.bench_function("host_handle", |b| {
-        b.iter_custom(|iters| rt.block_on(timed(iters, via_handle)));
+        b.iter_custom(|iters| rt.block_on(support::timed(iters, via_handle)));
     });
     group.bench_function("through_plugin", |b| {
-        b.iter_custom(|iters| rt.block_on(timed(iters, via_plugin)));
+        b.iter_custom(|iters| rt.block_on(support::timed(iters, via_plugin)));
     });
     group.finish();
 
@@ -103,9 +102,9 @@ fn kv_call(c: &mut Criterion) {
     const PER_ROUND: u64 = 500;
     let (mut d, mut h, mut p) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        d.push(rt.block_on(timed(PER_ROUND, direct)).as_nanos() as f64 / PER_ROUND as f64);
-        h.push(rt.block_on(timed(PER_ROUND, via_handle)).as_nanos() as f64 / PER_ROUND as f64);
-        p.push(rt.block_on(timed(PER_ROUND, via_plugin)).as_nanos() as f64 / PER_ROUND as f64);
+        d.push(rt.block_on(support::timed(PER_ROUND, direct)).as_nanos() as f64 / PER_ROUND as f64);
+        h.push(rt.block_on(support::timed(PER_ROUND, via_handle)).as_nanos() as f64 / PER_ROUND as f64);
+        p.push(rt.block_on(support::timed(PER_ROUND, via_plugin)).as_nanos() as f64 / PER_ROUND as f64);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -126,25 +125,9 @@ fn kv_call(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-async fn timed<F, Fut, T>(iters: u64, op: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let started = Instant::now();
-    for _ in 0..iters {
-        op().await;
-    }
-    started.elapsed()
-}
-
-fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::service_bench_config();
     targets = kv_call
 }
 criterion_main!(benches);

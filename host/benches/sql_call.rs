@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_host::config::BerthConfig;
 use berth_host::host_api::GroupHost;
@@ -105,13 +105,13 @@ fn sql_call(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("sql_call");
     group.bench_function("direct_sqlx", |b| {
-        b.iter_custom(|iters| rt.block_on(timed(iters, direct)));
+        b.iter_custom(|iters| rt.block_on(support::timed(iters, direct)));
     });
     group.bench_function("host_handle", |b| {
-        b.iter_custom(|iters| rt.block_on(timed(iters, via_handle)));
+        b.iter_custom(|iters| rt.block_on(support::timed(iters, via_handle)));
     });
     group.bench_function("through_plugin", |b| {
-        b.iter_custom(|iters| rt.block_on(timed(iters, via_plugin)));
+        b.iter_custom(|iters| rt.block_on(support::timed(iters, via_plugin)));
     });
     group.finish();
 
@@ -120,9 +120,9 @@ fn sql_call(c: &mut Criterion) {
     const PER_ROUND: u64 = 2_000;
     let (mut d, mut h, mut p) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        d.push(rt.block_on(timed(PER_ROUND, direct)));
-        h.push(rt.block_on(timed(PER_ROUND, via_handle)));
-        p.push(rt.block_on(timed(PER_ROUND, via_plugin)));
+        d.push(rt.block_on(support::timed(PER_ROUND, direct)));
+        h.push(rt.block_on(support::timed(PER_ROUND, via_handle)));
+        p.push(rt.block_on(support::timed(PER_ROUND, via_plugin)));
     }
     let per_call = |mut v: Vec<Duration>| {
         v.sort();
@@ -145,25 +145,9 @@ fn sql_call(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-async fn timed<F, Fut, T>(iters: u64, op: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let started = Instant::now();
-    for _ in 0..iters {
-        op().await;
-    }
-    started.elapsed()
-}
-
-fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::service_bench_config();
     targets = sql_call
 }
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_host::loader::LoadedPlugin;
 use berth_plugin_api::{CallContext, HostHandle, HttpRequestBuilder, Input, Input_NE, ROption, RStr, RString, RVec};
@@ -50,4 +51,22 @@ pub fn get(host: &HostHandle, path: &str, param: (&str, &str)) -> (CallContext, 
     let mut request = HttpRequestBuilder::new("GET", path, "", param.0.len() + param.1.len(), 0, 1);
     request.param(param.0, param.1);
     (ctx, Input_NE::new(Input::Http(request.finish(RVec::new()))))
+}
+
+/// Awaits `op()` `iters` times in a row and returns how long that took.
+pub async fn timed<F, Fut, T>(iters: u64, op: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let started = Instant::now();
+    for _ in 0..iters {
+        op().await;
+    }
+    started.elapsed()
+}
+
+/// Criterion settings of the service benches: 2 s warm-up, 5 s measured.
+pub fn service_bench_config() -> criterion::Criterion {
+    criterion::Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5))
 }

@@ -60,6 +60,47 @@ impl KvError {
 /// What a backend call returns.
 pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Send + 'a>>;
 
+/// Implements [`KvBackend`] for a store with `metrics` and `max_value_size` fields and inherent
+/// async methods named like the trait's (`get`, `set`, `delete`, `increment`,
+/// `compare_and_swap`, `list_keys`).
+macro_rules! kv_backend_from_inherent {
+    ($store:ident) => {
+        impl $crate::services::kv::KvBackend for $store {
+            fn metrics(&self) -> &$crate::metrics::ServiceMetrics {
+                &self.metrics
+            }
+            fn max_value_size(&self) -> u64 {
+                self.max_value_size
+            }
+            fn get<'a>(&'a self, key: &'a str) -> $crate::services::kv::KvFuture<'a, Option<Vec<u8>>> {
+                Box::pin($store::get(self, key))
+            }
+            fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> $crate::services::kv::KvFuture<'a, ()> {
+                Box::pin($store::set(self, key, value, ttl_ms))
+            }
+            fn delete<'a>(&'a self, key: &'a str) -> $crate::services::kv::KvFuture<'a, bool> {
+                Box::pin($store::delete(self, key))
+            }
+            fn increment<'a>(&'a self, key: &'a str, delta: i64) -> $crate::services::kv::KvFuture<'a, i64> {
+                Box::pin($store::increment(self, key, delta))
+            }
+            fn compare_and_swap<'a>(
+                &'a self,
+                key: &'a str,
+                expected: Option<Vec<u8>>,
+                new: Vec<u8>,
+                ttl_ms: u64,
+            ) -> $crate::services::kv::KvFuture<'a, bool> {
+                Box::pin($store::compare_and_swap(self, key, expected, new, ttl_ms))
+            }
+            fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> $crate::services::kv::KvFuture<'a, Vec<String>> {
+                Box::pin($store::list_keys(self, prefix, limit))
+            }
+        }
+    };
+}
+pub(crate) use kv_backend_from_inherent;
+
 /// A key-value backend shared by every group that uses it. Keys arrive complete (namespaced by
 /// [`handle`]); values arrive already checked against [`KvBackend::max_value_size`].
 pub trait KvBackend: Send + Sync {
@@ -491,38 +532,7 @@ fn create_schema(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
     })
 }
 
-impl KvBackend for EmbeddedStore {
-    fn metrics(&self) -> &ServiceMetrics {
-        &self.metrics
-    }
-    fn max_value_size(&self) -> u64 {
-        self.max_value_size
-    }
-    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        Box::pin(EmbeddedStore::get(self, key))
-    }
-    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> KvFuture<'a, ()> {
-        Box::pin(EmbeddedStore::set(self, key, value, ttl_ms))
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, bool> {
-        Box::pin(EmbeddedStore::delete(self, key))
-    }
-    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> KvFuture<'a, i64> {
-        Box::pin(EmbeddedStore::increment(self, key, delta))
-    }
-    fn compare_and_swap<'a>(
-        &'a self,
-        key: &'a str,
-        expected: Option<Vec<u8>>,
-        new: Vec<u8>,
-        ttl_ms: u64,
-    ) -> KvFuture<'a, bool> {
-        Box::pin(EmbeddedStore::compare_and_swap(self, key, expected, new, ttl_ms))
-    }
-    fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> KvFuture<'a, Vec<String>> {
-        Box::pin(EmbeddedStore::list_keys(self, prefix, limit))
-    }
-}
+kv_backend_from_inherent!(EmbeddedStore);
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use berth_plugin_api::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
-use super::kv::{KvBackend, KvError, KvFuture};
+use super::kv::KvError;
 use super::registry::SetupError;
 use crate::config::{RedisConfig, RedisKvConfig};
 use crate::metrics::ServiceMetrics;
@@ -447,38 +447,7 @@ impl RedisKvStore {
     }
 }
 
-impl KvBackend for RedisKvStore {
-    fn metrics(&self) -> &ServiceMetrics {
-        &self.metrics
-    }
-    fn max_value_size(&self) -> u64 {
-        self.max_value_size
-    }
-    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        Box::pin(RedisKvStore::get(self, key))
-    }
-    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl_ms: u64) -> KvFuture<'a, ()> {
-        Box::pin(RedisKvStore::set(self, key, value, ttl_ms))
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, bool> {
-        Box::pin(RedisKvStore::delete(self, key))
-    }
-    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> KvFuture<'a, i64> {
-        Box::pin(RedisKvStore::increment(self, key, delta))
-    }
-    fn compare_and_swap<'a>(
-        &'a self,
-        key: &'a str,
-        expected: Option<Vec<u8>>,
-        new: Vec<u8>,
-        ttl_ms: u64,
-    ) -> KvFuture<'a, bool> {
-        Box::pin(RedisKvStore::compare_and_swap(self, key, expected, new, ttl_ms))
-    }
-    fn list_keys<'a>(&'a self, prefix: &'a str, limit: u32) -> KvFuture<'a, Vec<String>> {
-        Box::pin(RedisKvStore::list_keys(self, prefix, limit))
-    }
-}
+super::kv::kv_backend_from_inherent!(RedisKvStore);
 
 #[cfg(test)]
 pub(crate) mod tests {

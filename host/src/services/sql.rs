@@ -69,6 +69,37 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
+/// Adds `params` (with their positions, for messages) to a driver's arguments; `null` adds a
+/// NULL the way that driver wants one. `database` names the driver when a value kind is refused.
+fn bind_all<'q, A>(
+    args: &mut A,
+    params: impl IntoIterator<Item = (usize, &'q SqlValue)>,
+    database: &str,
+    mut null: impl FnMut(&mut A) -> Result<(), sqlx::error::BoxDynError>,
+) -> Result<(), Failure>
+where
+    A: sqlx::Arguments<'q>,
+    bool: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    i64: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    f64: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    &'q str: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    &'q [u8]: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+{
+    for (i, p) in params {
+        let added = match p {
+            SqlValue::Null => null(args),
+            SqlValue::Bool(b) => args.add(*b),
+            SqlValue::Int(n) => args.add(*n),
+            SqlValue::Float(f) => args.add(*f),
+            SqlValue::Text(s) => args.add(s.as_str()),
+            SqlValue::Bytes(b) => args.add(b.as_slice()),
+            _ => return Err(Failure::Invalid(format!("parameter ${} has a value kind {database} cannot take", i + 1))),
+        };
+        added.map_err(|e| Failure::Invalid(format!("parameter ${}: {e}", i + 1)))?;
+    }
+    Ok(())
+}
+
 // === impl SqlPool ===
 
 #[derive(Clone)]

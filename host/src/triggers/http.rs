@@ -276,6 +276,10 @@ fn http_request(parts: &http::request::Parts, params: &matchit::Params<'_, '_>) 
     r
 }
 
+/// How many headers a function may answer (an `http::HeaderMap` holds at most 32,768 and panics
+/// beyond; no real response comes near this).
+const MAX_RESPONSE_HEADERS: usize = 1024;
+
 /// Copies a plugin response into a hyper response (nothing of the plugin's memory outlives this).
 pub(crate) fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(r.status) else {
@@ -287,6 +291,12 @@ pub(crate) fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Resp
             request_id,
         );
     };
+    let count = r.headers.fields.len();
+    if count > MAX_RESPONSE_HEADERS {
+        tracing::error!(headers = count, "function answered more headers than allowed");
+        let msg = format!("the function answered {count} headers; at most {MAX_RESPONSE_HEADERS} are allowed");
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "bad_response", &msg, request_id);
+    }
     let mut res = Response::new(Full::new(Bytes::copy_from_slice(&r.body)));
     *res.status_mut() = status;
     // Room for the function's headers and `x-request-id`, allocated once.
@@ -334,5 +344,67 @@ impl<'a> InflightGuard<'a> {
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.0.metrics.inflight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_plugin_api::HeadBuilder;
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &[u8]) -> berth_plugin_api::Response {
+        let mut head = HeadBuilder::default();
+        for (k, v) in headers {
+            head.push(k, v, true);
+        }
+        berth_plugin_api::Response { status, headers: head.finish(), body: RVec::from(body) }
+    }
+
+    async fn body_text(res: Response<Body>) -> String {
+        let bytes = res.into_body().collect().await.expect("a full body").to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+    }
+
+    #[tokio::test]
+    async fn a_function_answer_becomes_the_http_response() {
+        let res =
+            into_http(answer(201, &[("Content-Type", "application/json"), ("x-a", "1"), ("x-a", "2")], b"{}"), "rid");
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let repeated: Vec<_> = res.headers().get_all("x-a").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(repeated, ["1", "2"]);
+        assert_eq!(body_text(res).await, "{}");
+    }
+
+    #[tokio::test]
+    async fn invalid_headers_are_dropped_and_the_rest_kept() {
+        let res = into_http(answer(200, &[("bad name", "x"), ("x-ok", "bad\nvalue"), ("x-fine", "yes")], b""), "r");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers().len(), 1, "{:?}", res.headers());
+        assert_eq!(res.headers()["x-fine"], "yes");
+    }
+
+    #[tokio::test]
+    async fn too_many_headers_is_a_clear_500_not_a_panic() {
+        let names: Vec<String> = (0..MAX_RESPONSE_HEADERS + 1).map(|i| format!("x-h{i}")).collect();
+        let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let res = into_http(answer(200, &headers, b"ok"), "req-7");
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_text(res).await;
+        assert!(body.contains("1025 headers; at most 1024"), "{body}");
+        assert!(body.contains("req-7"), "{body}");
+
+        let names: Vec<String> = (0..MAX_RESPONSE_HEADERS).map(|i| format!("x-h{i}")).collect();
+        let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let res = into_http(answer(200, &headers, b"ok"), "req-8");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers().len(), MAX_RESPONSE_HEADERS);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_status_is_a_500() {
+        let res = into_http(answer(1000, &[], b""), "r");
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body_text(res).await.contains("invalid status"));
     }
 }

@@ -47,18 +47,7 @@ fn prepare<'s>(sql: &'s str, params: &[&SqlValue]) -> Result<(std::borrow::Cow<'
         scanned.order.iter().map(|&i| (i, params[i])).collect()
     };
     let mut args = MySqlArguments::default();
-    for (i, p) in ordered {
-        let added = match p {
-            SqlValue::Null => args.add(None::<i64>),
-            SqlValue::Bool(b) => args.add(*b),
-            SqlValue::Int(n) => args.add(*n),
-            SqlValue::Float(f) => args.add(*f),
-            SqlValue::Text(s) => args.add(s.as_str()),
-            SqlValue::Bytes(b) => args.add(b.as_slice()),
-            _ => return Err(Failure::Invalid(format!("parameter ${} has a value kind MySQL cannot take", i + 1))),
-        };
-        added.map_err(|e| Failure::Invalid(format!("parameter ${}: {e}", i + 1)))?;
-    }
+    super::bind_all(&mut args, ordered, "MySQL", |a| a.add(None::<i64>))?;
     Ok((scanned.sql, args))
 }
 

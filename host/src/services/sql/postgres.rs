@@ -64,21 +64,10 @@ impl Encode<'_, Postgres> for UntypedNull {
 fn arguments(params: &[&SqlValue]) -> Result<(PgArguments, bool), Failure> {
     let mut args = PgArguments::default();
     let mut has_null = false;
-    for (i, p) in params.iter().enumerate() {
-        let added = match p {
-            SqlValue::Null => {
-                has_null = true;
-                args.add(UntypedNull)
-            }
-            SqlValue::Bool(b) => args.add(*b),
-            SqlValue::Int(n) => args.add(*n),
-            SqlValue::Float(f) => args.add(*f),
-            SqlValue::Text(s) => args.add(s.as_str()),
-            SqlValue::Bytes(b) => args.add(b.as_slice()),
-            _ => return Err(Failure::Invalid(format!("parameter ${} has a value kind PostgreSQL cannot take", i + 1))),
-        };
-        added.map_err(|e| Failure::Invalid(format!("parameter ${}: {e}", i + 1)))?;
-    }
+    super::bind_all(&mut args, params.iter().copied().enumerate(), "PostgreSQL", |a| {
+        has_null = true;
+        a.add(UntypedNull)
+    })?;
     Ok((args, has_null))
 }
 

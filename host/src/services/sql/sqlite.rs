@@ -62,18 +62,7 @@ fn arguments<'q>(sql: &str, params: &[&'q SqlValue]) -> Result<SqliteArguments<'
     // SQLite reads a parameter it was not given as NULL; a typo must not become a NULL write.
     placeholders::check_count(&scanned.order, params.len()).map_err(Failure::Invalid)?;
     let mut args = SqliteArguments::default();
-    for (i, p) in params.iter().enumerate() {
-        let added = match p {
-            SqlValue::Null => args.add(None::<i64>),
-            SqlValue::Bool(b) => args.add(*b),
-            SqlValue::Int(n) => args.add(*n),
-            SqlValue::Float(f) => args.add(*f),
-            SqlValue::Text(s) => args.add(s.as_str()),
-            SqlValue::Bytes(b) => args.add(b.as_slice()),
-            _ => return Err(Failure::Invalid(format!("parameter ${} has a value kind SQLite cannot take", i + 1))),
-        };
-        added.map_err(|e| Failure::Invalid(format!("parameter ${}: {e}", i + 1)))?;
-    }
+    super::bind_all(&mut args, params.iter().copied().enumerate(), "SQLite", |a| a.add(None::<i64>))?;
     Ok(args)
 }
 
