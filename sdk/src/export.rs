@@ -223,7 +223,8 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 pin_project_lite::pin_project! {
     /// Polls a future with the call marked current and panics caught (a panic never unwinds
     /// into the host: abi_stable would abort the whole process), then converts the outcome
-    /// (`Err` holds a panic message) with `finish`. Boxed once, by `into_ffi`, future included.
+    /// (`Err` holds a panic message) with `finish`. `into_ffi` boxes it together with the future
+    /// (handlers: one allocation; exports and hooks still hand in a boxed future).
     pub(crate) struct Guarded<Fut, F> {
         #[pin]
         fut: Fut,

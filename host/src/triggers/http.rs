@@ -300,7 +300,7 @@ pub(crate) fn into_http(r: berth_plugin_api::Response, request_id: &str) -> Resp
     let mut res = Response::new(Full::new(Bytes::copy_from_slice(&r.body)));
     *res.status_mut() = status;
     // Room for the function's headers and `x-request-id`, allocated once.
-    *res.headers_mut() = http::HeaderMap::with_capacity(r.headers.fields.len() + 1);
+    *res.headers_mut() = http::HeaderMap::with_capacity(count + 1);
     let headers = res.headers_mut();
     for (k, v) in r.headers.iter() {
         let name = match k {
