@@ -1,0 +1,7 @@
+#[berth::blob(events = ["created"])]
+async fn a() {}
+
+#[berth::blob("uploads")]
+async fn b() {}
+
+fn main() {}

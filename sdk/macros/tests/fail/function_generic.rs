@@ -1,0 +1,4 @@
+#[berth::http(GET, "/a")]
+async fn a<T: Default>() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[berth::http(GET, "/a")]
+fn a() {}
+
+fn main() {}

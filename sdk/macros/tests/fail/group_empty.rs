@@ -1,0 +1,5 @@
+berth::group!();
+
+berth::group! { name: "no-functions" }
+
+fn main() {}

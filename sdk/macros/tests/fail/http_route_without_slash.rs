@@ -1,0 +1,4 @@
+#[berth::http(GET, "hello/{name}")]
+async fn hello() {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[berth::queue]
+async fn a() {}
+
+#[berth::queue(concurrency = 4)]
+async fn b() {}
+
+fn main() {}

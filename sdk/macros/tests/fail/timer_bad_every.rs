@@ -1,0 +1,7 @@
+#[berth::timer(every = "soon")]
+async fn a() {}
+
+#[berth::timer(every = 30)]
+async fn b() {}
+
+fn main() {}
