@@ -19,7 +19,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use berth_host::host_api::GroupHost;
+use berth_host::services::host::GroupHost;
 use berth_plugin_api::{FunctionGroup, RResult};
 use criterion::{criterion_group, criterion_main, Criterion};
 

@@ -19,11 +19,10 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use berth_host::config::{BerthConfig, ServiceConfig};
-use berth_host::host_api::GroupHost;
-use berth_host::metrics::Metrics;
+use berth_host::config::{BerthConfig, EmbeddedKvConfig};
+use berth_host::core::Metrics;
+use berth_host::services::host::GroupHost;
 use berth_host::services::kv;
-use berth_host::services::registry::ServiceRegistry;
 use berth_plugin_api::{FunctionGroup, RResult};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -42,20 +41,22 @@ fn kv_call(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // Backends are opened inside the runtime, as the host opens them.
     let _in_runtime = rt.enter();
-    let registry = ServiceRegistry::new(&config, Metrics::new());
-    let mut services = match registry.resolve(GROUP, &plugin.manifest.services, &config.groups[0]) {
+    let registry = support::registry(&config);
+    let settings = support::settings(&config.groups[0]);
+    let mut services = match rt.block_on(registry.resolve(GROUP, &plugin.manifest.services, settings)) {
         Ok(s) => s,
         Err(e) => {
             println!("kv_call: SQL is not available in this build ({e}); resolving without `db`");
             let kv_only: Vec<_> = plugin.manifest.services.iter().filter(|n| n.kind != "sql").cloned().collect();
-            registry.resolve(GROUP, &kv_only, &config.groups[0]).expect("resolving `cache`")
+            rt.block_on(registry.resolve(GROUP, &kv_only, settings)).expect("resolving `cache`")
         }
     };
     // The registry resolved every declaration; the `cache` handle is then made again, exactly as the
     // registry makes it, over a backend this bench holds (the registry does not hand its backends
     // out), so that all three ways read through one connection pool.
-    let ServiceConfig::Kv(kv_cfg) = &config.services["cache"] else { unreachable!("cache is kind = \"kv\"") };
-    let backend = kv::open_embedded("cache", kv_cfg, &config.data_dir, Metrics::new().service("cache"))
+    let kv_cfg: EmbeddedKvConfig =
+        serde_json::from_value(config.services["cache"].settings_value()).expect("cache is kind = \"kv\"");
+    let backend = kv::embedded::open_embedded("cache", &kv_cfg, &config.data_dir, Metrics::new().service("cache"))
         .expect("opening the store");
     assert!(services.kv.contains_key("cache"), "the registry resolved `cache`");
     services.kv.insert("cache".into(), kv::handle(backend.clone(), Some(GROUP.into()), "cache"));

@@ -25,9 +25,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use berth_host::config::BerthConfig;
-use berth_host::host_api::GroupHost;
-use berth_host::metrics::Metrics;
-use berth_host::services::registry::ServiceRegistry;
+use berth_host::services::host::GroupHost;
 use berth_plugin_api::{FunctionGroup, RResult, RVec, SqlValue, SqlValue_NE};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -69,10 +67,10 @@ fn sql_call(c: &mut Criterion) {
          [services.cache]\nkind = \"kv\"\n"
     );
     let config = BerthConfig::parse(&toml, &scratch, &BTreeMap::new()).expect("bench berth.toml");
-    let registry = ServiceRegistry::new(&config, Metrics::new());
+    let registry = support::registry(&config);
     // The pools' maintenance tasks live in the runtime: resolve inside it.
     let services = rt
-        .block_on(async { registry.resolve(GROUP, &plugin.manifest.services, &config.groups[0]) })
+        .block_on(registry.resolve(GROUP, &plugin.manifest.services, support::settings(&config.groups[0])))
         .expect("resolving `db` and `cache` (both backends must be available in this build)");
     let handle = services.sql("db").expect("the group's db handle");
 

@@ -1,5 +1,14 @@
 //! `berth.toml`: typed configuration, parsed (with `BERTH_*` environment overrides) before any
 //! port is bound. Unknown keys are errors.
+//!
+//! Each part of the host owns its sections: `[services.*]`, `[http_client]` and secrets are
+//! `berth_services::config`, `[queues.*]` and `[[triggers]]` are `berth_triggers::queue::config`;
+//! this module composes them into the whole file and owns the rest (server, admin, build, groups).
+//!
+//! An environment override has the shape `BERTH_<SECTION>__<KEY>` (`BERTH_SERVER__LISTEN`,
+//! `BERTH_SERVICES__DB__URL`) or names a top-level key (`BERTH_LOG`, `BERTH_DATA_DIR`). Any other
+//! variable that starts with `BERTH_` (a script's `BERTH_BIN`) is not configuration: it is left
+//! out, with a warning that names it ([`BerthConfig::warnings`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,12 +18,24 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+pub use berth_services::config::{
+    BlobConfig, EmbeddedKvConfig, HttpClientConfig, RedisConfig, RedisKvConfig, SecretSource, ServiceSection,
+    SqlServerConfig, SqliteConfig,
+};
+pub use berth_triggers::queue::config::{QueueConfig, QueueKind, TriggerBindingConfig};
+
 /// Prefix of environment overrides: `BERTH_SERVER__LISTEN=0.0.0.0:8080` sets `server.listen`.
 pub const ENV_PREFIX: &str = "BERTH";
 /// Separator between nested keys in an environment override.
 pub const ENV_SEPARATOR: &str = "__";
 /// The config file `berth up` reads when none is given.
 pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
+/// Top-level keys an environment variable may set without a section (`BERTH_LOG=debug`).
+const ENV_TOP_LEVEL_KEYS: &[&str] = &["VERSION", "LOG", "DATA_DIR"];
+/// Sections an environment variable may set keys of (`BERTH_<SECTION>__<KEY>`).
+const ENV_SECTIONS: &[&str] = &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES"];
+/// `BERTH_*` variables the command line reads itself (never configuration, never warned about).
+pub const CLI_ENV_VARS: &[&str] = &["BERTH_INVOKE_TOKEN"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,7 +70,7 @@ pub struct BerthConfig {
     pub groups: Vec<GroupConfig>,
     /// Backends, by the name groups declare them under: `[services.db] kind = "sqlite"`.
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceConfig>,
+    pub services: BTreeMap<String, ServiceSection>,
     /// The outbound HTTP client every group that declares `http()` shares.
     #[serde(default)]
     pub http_client: HttpClientConfig,
@@ -62,86 +83,10 @@ pub struct BerthConfig {
     /// Trigger bindings added or overridden here, without rebuilding the group.
     #[serde(default)]
     pub triggers: Vec<TriggerBindingConfig>,
-}
-
-/// `[queues.<name>]`: a queue binding. Queue triggers consume it, `ctx.queue("<name>")` publishes
-/// to it. Delivery is at least once: a message is acknowledged only after its function succeeded.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueConfig {
-    /// The broker: `redis` (Streams, consumer groups), `nats` (JetStream) or `rabbitmq`.
-    pub kind: QueueKind,
-    /// `redis://127.0.0.1:6379`, `nats://127.0.0.1:4222` or `amqp://guest:guest@127.0.0.1:5672/%2f`.
-    pub url: String,
-    /// The Redis stream, JetStream stream or RabbitMQ queue. Default: the binding's name.
-    pub stream: Option<String>,
-    /// NATS only: the subject published to and consumed from. Default: the stream's name.
-    pub subject: Option<String>,
-    /// The Redis consumer group, NATS durable consumer or RabbitMQ consumer tag prefix.
-    /// Default: `berth-<group>-<function>` (every function gets every message).
-    pub consumer_group: Option<String>,
-    /// Messages one function handles at once, unless its trigger sets `concurrency`.
-    #[serde(default = "default_queue_concurrency")]
-    pub concurrency: u32,
-    /// Attempts before a message is dead-lettered, unless its trigger sets `max_attempts`.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// Delay before the first retry; it doubles per attempt (with jitter) up to `backoff_max`.
-    #[serde(default = "default_backoff_base", with = "humantime_serde")]
-    pub backoff_base: Duration,
-    #[serde(default = "default_backoff_max", with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// Where a message goes after its last attempt or a permanent (4xx) failure. Default:
-    /// `<stream>.dead` (for NATS a subject, captured by a stream of the same name with `_`).
-    pub dead_letter: Option<String>,
-    /// How long a delivered, unacknowledged message stays with its consumer before another one
-    /// may take it (Redis: idle time before a reclaim; NATS: ack wait). Longer calls are kept
-    /// alive by the host while they run. RabbitMQ returns unacknowledged messages when the
-    /// consumer's connection closes and ignores it.
-    #[serde(default = "default_visibility_timeout", with = "humantime_serde")]
-    pub visibility_timeout: Duration,
-    /// Timeout of one broker operation (connect, publish, acknowledge).
-    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Redis only: trim the stream to about this many entries on publish (0: never trim).
-    #[serde(default)]
-    pub max_len: u64,
-}
-
-/// The broker behind a queue binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueKind {
-    Redis,
-    Nats,
-    Rabbitmq,
-}
-
-impl QueueKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueKind::Redis => "redis",
-            QueueKind::Nats => "nats",
-            QueueKind::Rabbitmq => "rabbitmq",
-        }
-    }
-}
-
-/// `[[triggers]]`: binds a function to a queue from `berth.toml`. A binding to a queue the
-/// function's own attribute names overrides its settings; any other queue is added.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerBindingConfig {
-    pub group: String,
-    pub function: String,
-    /// The `[queues.<name>]` to consume.
-    pub queue: String,
-    /// 0: the function's own setting for this queue, else the queue's default.
-    #[serde(default)]
-    pub concurrency: u32,
-    /// 0: the function's own setting for this queue, else the queue's default.
-    #[serde(default)]
-    pub max_attempts: u32,
+    /// What parsing left out and the user should hear of (environment variables that are not
+    /// configuration); `berth up` logs each once the log is set up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[admin]`: the admin API's own listener.
@@ -155,7 +100,7 @@ pub struct AdminConfig {
     /// Bearer token every admin request must carry. Without one, the API only listens on a
     /// loopback address, with a random token written to `<data_dir>/admin.token`.
     #[serde(default)]
-    pub token: Option<AdminToken>,
+    pub token: Option<SecretToken>,
     /// Largest plugin file a deploy may upload.
     #[serde(default = "default_max_upload")]
     pub max_upload: ByteSize,
@@ -182,159 +127,14 @@ impl Default for AdminConfig {
     }
 }
 
-/// The admin API's token. Its `Debug` never shows it.
+/// A bearer token of `berth.toml` (the admin API's, direct invoke's). Its `Debug` never shows it.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct AdminToken(pub String);
+pub struct SecretToken(pub String);
 
-impl std::fmt::Debug for AdminToken {
+impl std::fmt::Debug for SecretToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
-
-/// One configured backend. `kind` picks the implementation.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ServiceConfig {
-    /// SQLite (embedded): a file under the data directory.
-    Sqlite(SqliteConfig),
-    /// PostgreSQL.
-    Postgres(SqlServerConfig),
-    /// MySQL or MariaDB.
-    Mysql(SqlServerConfig),
-    /// The embedded key-value store, persisted under the data directory.
-    Kv(EmbeddedKvConfig),
-    /// A key-value store on Redis.
-    RedisKv(RedisKvConfig),
-    /// Direct Redis access.
-    Redis(RedisConfig),
-    /// A blob bucket in a local directory.
-    Blob(BlobConfig),
-}
-
-impl ServiceConfig {
-    /// The service family a group declares (`sql`, `kv`, `redis`, `blob`).
-    pub fn family(&self) -> &'static str {
-        match self {
-            ServiceConfig::Sqlite(_) | ServiceConfig::Postgres(_) | ServiceConfig::Mysql(_) => "sql",
-            ServiceConfig::Kv(_) | ServiceConfig::RedisKv(_) => "kv",
-            ServiceConfig::Redis(_) => "redis",
-            ServiceConfig::Blob(_) => "blob",
-        }
-    }
-    /// The `kind` as written.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ServiceConfig::Sqlite(_) => "sqlite",
-            ServiceConfig::Postgres(_) => "postgres",
-            ServiceConfig::Mysql(_) => "mysql",
-            ServiceConfig::Kv(_) => "kv",
-            ServiceConfig::RedisKv(_) => "redis-kv",
-            ServiceConfig::Redis(_) => "redis",
-            ServiceConfig::Blob(_) => "blob",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteConfig {
-    /// The database file; relative paths are under `data_dir`. Default: `<data_dir>/sql/<name>.db`.
-    pub path: Option<PathBuf>,
-    #[serde(default = "default_sqlite_connections")]
-    pub max_connections: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqlServerConfig {
-    /// `postgres://user@host:5432/db` or `mysql://root@127.0.0.1:3306/db`.
-    pub url: String,
-    #[serde(default = "default_pool_connections")]
-    pub max_connections: u32,
-    /// How long a call waits for a connection (and a connection attempt may take).
-    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
-    pub acquire_timeout: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddedKvConfig {
-    /// The store's file; relative paths are under `data_dir`. Default: `<data_dir>/kv/<name>.db`.
-    pub path: Option<PathBuf>,
-    /// Shared stores are not namespaced per group.
-    #[serde(default)]
-    pub shared: bool,
-    #[serde(default = "default_max_value")]
-    pub max_value_size: ByteSize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisKvConfig {
-    /// `redis://127.0.0.1:6379/0`.
-    pub url: String,
-    /// Prefix of every key this store writes (before the group namespace).
-    #[serde(default = "default_redis_prefix")]
-    pub key_prefix: String,
-    #[serde(default)]
-    pub shared: bool,
-    #[serde(default = "default_max_value")]
-    pub max_value_size: ByteSize,
-    /// How long one command may take before the call fails with `timeout`.
-    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    pub url: String,
-    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlobConfig {
-    /// The bucket's directory; relative paths are under `data_dir`. Default: `<data_dir>/blob/<name>`.
-    pub dir: Option<PathBuf>,
-    #[serde(default = "default_max_object")]
-    pub max_object_size: ByteSize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpClientConfig {
-    /// Default timeout of an outbound request (a call may ask for less).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Largest response body a function may receive.
-    #[serde(default = "default_body_limit")]
-    pub max_response_size: ByteSize,
-}
-
-impl Default for HttpClientConfig {
-    fn default() -> Self {
-        HttpClientConfig { timeout: default_timeout(), max_response_size: default_body_limit() }
-    }
-}
-
-/// Where a group's secret comes from: `stripe_key = { env = "STRIPE_KEY" }` or `{ file = "..." }`.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum SecretSource {
-    Env(String),
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretSource::Env(v) => write!(f, "env:{v}"),
-            SecretSource::File(p) => write!(f, "file:{}", p.display()),
-        }
+        f.write_str("SecretToken(<redacted>)")
     }
 }
 
@@ -349,12 +149,13 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Tokio worker threads; 0 means one per core.
+    /// Tokio worker threads (default: one per core).
     #[serde(default)]
-    pub workers: usize,
+    pub workers: Option<usize>,
     /// Bearer token for `POST /invoke/...` from non-loopback addresses (loopback needs none).
+    /// Its `Debug` never shows it.
     #[serde(default)]
-    pub invoke_token: Option<String>,
+    pub invoke_token: Option<SecretToken>,
 }
 
 impl Default for ServerConfig {
@@ -363,7 +164,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_concurrency: default_max_concurrency(),
             shutdown_grace: default_grace(),
-            workers: 0,
+            workers: None,
             invoke_token: None,
         }
     }
@@ -390,8 +191,8 @@ impl Default for FunctionDefaults {
 #[serde(deny_unknown_fields)]
 pub struct BuildConfig {
     /// Cargo profile: `release` (default) or `dev`.
-    #[serde(default = "default_profile")]
-    pub profile: String,
+    #[serde(default)]
+    pub profile: BuildProfile,
     /// Pass `--quiet` to cargo (errors and warnings still show).
     #[serde(default)]
     pub quiet: bool,
@@ -399,7 +200,38 @@ pub struct BuildConfig {
 
 impl Default for BuildConfig {
     fn default() -> Self {
-        BuildConfig { profile: default_profile(), quiet: false }
+        BuildConfig { profile: BuildProfile::Release, quiet: false }
+    }
+}
+
+/// The cargo profile group crates are built with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum BuildProfile {
+    #[default]
+    Release,
+    Dev,
+}
+
+impl TryFrom<String> for BuildProfile {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "release" => Ok(BuildProfile::Release),
+            "dev" => Ok(BuildProfile::Dev),
+            other => Err(format!("`build.profile = \"{other}\"`: expected \"release\" or \"dev\"")),
+        }
+    }
+}
+
+impl BuildProfile {
+    /// The profile's name as cargo knows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildProfile::Release => "release",
+            BuildProfile::Dev => "dev",
+        }
     }
 }
 
@@ -467,24 +299,6 @@ fn default_timeout() -> Duration {
 fn default_body_limit() -> ByteSize {
     ByteSize::mib(6)
 }
-fn default_sqlite_connections() -> u32 {
-    4
-}
-fn default_pool_connections() -> u32 {
-    10
-}
-fn default_acquire_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_max_value() -> ByteSize {
-    ByteSize::mib(1)
-}
-fn default_max_object() -> ByteSize {
-    ByteSize::mib(64)
-}
-fn default_redis_prefix() -> String {
-    "berth:".into()
-}
 fn default_true() -> bool {
     true
 }
@@ -499,24 +313,6 @@ fn default_max_stuck_libraries() -> usize {
 }
 fn default_swap_nice() -> i32 {
     10
-}
-fn default_profile() -> String {
-    "release".into()
-}
-fn default_queue_concurrency() -> u32 {
-    8
-}
-fn default_max_attempts() -> u32 {
-    5
-}
-fn default_backoff_base() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_backoff_max() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_visibility_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// Where environment overrides come from: the process environment, or a map in tests.
@@ -540,6 +336,31 @@ impl EnvSource for BTreeMap<String, String> {
     }
 }
 
+/// Splits `BERTH_*` variables into configuration overrides and warnings about the rest.
+fn config_vars(vars: BTreeMap<String, String>) -> (config::Map<String, String>, Vec<String>) {
+    let mut taken = config::Map::new();
+    let mut warnings = Vec::new();
+    let prefix = format!("{ENV_PREFIX}_");
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix(&prefix) else { continue };
+        let is_config = match key.split_once(ENV_SEPARATOR) {
+            Some((section, rest)) => !rest.is_empty() && !section.is_empty(),
+            None => ENV_TOP_LEVEL_KEYS.contains(&key),
+        };
+        if is_config {
+            taken.insert(name, value);
+        } else if !CLI_ENV_VARS.contains(&name.as_str()) {
+            warnings.push(format!(
+                "environment variable `{name}` is not configuration and was ignored: overrides are \
+                 `{ENV_PREFIX}_<SECTION>{ENV_SEPARATOR}<KEY>` (sections: {}) or one of {}",
+                ENV_SECTIONS.iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>().join(", "),
+                ENV_TOP_LEVEL_KEYS.iter().map(|k| format!("{ENV_PREFIX}_{k}")).collect::<Vec<_>>().join(", "),
+            ));
+        }
+    }
+    (taken, warnings)
+}
+
 impl BerthConfig {
     /// Reads `path` with environment overrides. Relative paths inside (groups, data_dir) are
     /// resolved against the file's directory.
@@ -560,7 +381,7 @@ impl BerthConfig {
     /// Parses TOML text with environment overrides; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let invalid = |source| ConfigError::Invalid { path: PathBuf::from("<text>"), source };
-        let vars: config::Map<String, String> = env.vars().into_iter().collect();
+        let (vars, warnings) = config_vars(env.vars());
         let cfg = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -573,6 +394,7 @@ impl BerthConfig {
             .build()
             .map_err(invalid)?;
         let mut parsed: BerthConfig = cfg.try_deserialize().map_err(invalid)?;
+        parsed.warnings = warnings;
         parsed.validate()?;
         parsed.resolve(base);
         Ok(parsed)
@@ -600,12 +422,6 @@ impl BerthConfig {
                 self.admin.listen
             )));
         }
-        if !matches!(self.build.profile.as_str(), "release" | "dev") {
-            return Err(semantic(format!(
-                "`build.profile = \"{}\"`: expected \"release\" or \"dev\"",
-                self.build.profile
-            )));
-        }
         for (i, g) in self.groups.iter().enumerate() {
             match (&g.path, &g.file) {
                 (Some(_), Some(_)) => {
@@ -619,6 +435,8 @@ impl BerthConfig {
                 _ => {}
             }
         }
+        berth_services::registry::check_sections(&self.services).map_err(semantic)?;
+        berth_triggers::queue::check_queues(&self.queues).map_err(semantic)?;
         self.validate_queues().map_err(semantic)
     }
 
@@ -707,6 +525,28 @@ mod tests {
     }
 
     #[test]
+    fn unrelated_berth_variables_are_ignored_with_a_warning_that_names_them() {
+        let c =
+            parse("", &[("BERTH_BIN", "/usr/local/bin/berth"), ("BERTH_LOG", "debug"), ("BERTH_INVOKE_TOKEN", "t")])
+                .unwrap();
+        assert_eq!(c.log, "debug", "a top-level key is still configuration");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("`BERTH_BIN`") && c.warnings[0].contains("BERTH_<SECTION>__<KEY>"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn the_build_profile_is_release_or_dev() {
+        assert_eq!(parse("", &[]).unwrap().build.profile, BuildProfile::Release);
+        assert_eq!(parse("[build]\nprofile = \"dev\"\n", &[]).unwrap().build.profile, BuildProfile::Dev);
+        let err = parse("[build]\nprofile = \"fast\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("fast") && err.contains("release") && err.contains("dev"), "{err}");
+    }
+
+    #[test]
     fn per_function_overrides_parse_units() {
         let c = parse(
             "[[groups]]\nfile = \"a.so\"\n[groups.functions.slow]\ntimeout = \"150ms\"\nbody_limit = \"2KiB\"\n",
@@ -725,11 +565,11 @@ mod tests {
             &[("BERTH_SERVICES__DB__URL", "postgres://127.0.0.1/test")],
         )
         .unwrap();
-        match &c.services["db"] {
-            ServiceConfig::Postgres(p) => assert_eq!(p.url, "postgres://127.0.0.1/test"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(&c.services["cache"], ServiceConfig::Kv(k) if k.shared));
+        let db = &c.services["db"];
+        assert_eq!(db.kind, "postgres");
+        assert_eq!(db.settings["url"], "postgres://127.0.0.1/test", "the environment wins over the file");
+        let cache = &c.services["cache"];
+        assert_eq!((cache.kind.as_str(), &cache.settings["shared"]), ("kv", &serde_json::json!(true)));
         let err = parse("[services.db]\nkind = \"oracle\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("oracle"), "{err}");
         let err = parse("[services.db]\nkind = \"sqlite\"\nurl = \"x\"\n", &[]).unwrap_err().to_string();
@@ -758,6 +598,8 @@ mod tests {
         let c = parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", &[("BERTH_ADMIN__TOKEN", "s3cret")]).unwrap();
         assert_eq!(c.admin.token.as_ref().unwrap().0, "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"), "the token never prints");
+        let c = parse("[server]\ninvoke_token = \"inv-s3cret\"\n", &[]).unwrap();
+        assert!(!format!("{c:?}").contains("inv-s3cret"), "the invoke token never prints either");
         assert!(parse("[admin]\nlisten = \"0.0.0.0:8081\"\nenabled = false\n", &[]).is_ok());
     }
 

@@ -1,32 +1,40 @@
-//! The Berth host: loads function-group plugins through the stable ABI of `berth-plugin-api`
-//! and serves their functions through triggers.
+//! `berth-host`: the composition root of the Berth host and the `berth` binary.
 //!
-//! The `berth` binary is a thin CLI over this library; tests and embedders use it directly:
+//! The host is split into one-way crates (`berth-host → berth-triggers → berth-services →
+//! berth-core → berth-loader → berth-plugin-api`); this crate puts them together:
+//!
+//! - [`config`]: `berth.toml`, composed of the sections each crate owns;
+//! - [`runtime`]: the [`Runtime`](runtime::Runtime) with the one install path
+//!   (`install`/`remove`) that `berth up`, hot swap, `berth invoke` and tests all use;
+//! - [`server`]: [`start`](server::start), which binds the listeners around a runtime and serves;
+//! - [`install`]: opening plugins, dependency order, the group errors;
+//! - [`swap`], [`admin`], [`watch`]: hot swap, the admin API and `--watch`;
+//! - [`builder`]: building group crates with cargo.
+//!
+//! Embedders and tests use it directly:
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! let config = berth_host::config::BerthConfig::load("berth.toml".as_ref(), &berth_host::config::ProcessEnv)?;
-//! let host = berth_host::app::start(config).await?;
+//! let host = berth_host::server::start(config).await?;
 //! println!("serving on {}", host.addr);
 //! host.shutdown().await;
 //! # Ok(()) }
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod app;
 pub mod builder;
 pub mod config;
-pub mod elf;
-pub mod groups;
-pub mod host_api;
-pub mod host_future;
-pub mod invoke;
-pub mod loader;
-pub mod metrics;
-pub mod routes;
-pub mod services;
+pub mod install;
+pub mod runtime;
+pub mod server;
 pub mod swap;
 pub mod telemetry;
-pub mod triggers;
 pub mod watch;
+pub mod worker;
+
+pub use berth_core as core;
+pub use berth_loader as loader;
+pub use berth_services as services;
+pub use berth_triggers as triggers;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 
-use crate::app::AppState;
+use crate::swap::Deployments;
 use crate::swap::{self, SwapPlan, SwapSource};
 
 /// Quiet time after the last change before a swap starts.
@@ -79,9 +79,9 @@ fn canonical(p: &Path) -> PathBuf {
 
 impl Watcher {
     /// Starts watching the groups the host loaded from its configuration.
-    pub fn start(state: Arc<AppState>) -> Result<Watcher, WatchError> {
+    pub fn start(deployments: Arc<Deployments>) -> Result<Watcher, WatchError> {
         let mut targets = Vec::new();
-        for (group, config) in state.deployments.configured_groups() {
+        for (group, config) in deployments.configured_groups() {
             if let Some(dir) = &config.path {
                 targets.push(Target::Crate { group, dir: canonical(dir) });
             } else if let Some(file) = &config.file {
@@ -133,7 +133,7 @@ impl Watcher {
                     let plan =
                         SwapPlan { group: group.to_owned(), source: SwapSource::Reload { only_if_changed: true } };
                     // Outcomes (and refusals) are logged and counted by the swap itself.
-                    let _ = swap::swap(&state, plan).await;
+                    let _ = swap::swap(&deployments, plan).await;
                 }
             }
         });

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_host::config::{BerthConfig, GroupConfig};
 use berth_host::loader::LoadedPlugin;
+use berth_host::services::registry::{GroupSettings, RegistrySettings, ServiceRegistry};
 use berth_plugin_api::{CallContext, HostHandle, HttpRequestBuilder, Input, Input_NE, ROption, RStr, RString, RVec};
 
 /// A release build of a plugin crate, loaded from its own scratch directory.
@@ -69,4 +71,19 @@ where
 /// Criterion settings of the service benches: 2 s warm-up, 5 s measured.
 pub fn service_bench_config() -> criterion::Criterion {
     criterion::Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5))
+}
+
+/// The service registry of `config`, as the host makes it (without queues).
+pub fn registry(config: &BerthConfig) -> ServiceRegistry {
+    let settings = RegistrySettings {
+        data_dir: config.data_dir.clone(),
+        services: config.services.clone(),
+        http_client: config.http_client.clone(),
+    };
+    ServiceRegistry::new(settings, berth_host::core::Metrics::new(), None)
+}
+
+/// What a `[[groups]]` entry says about the group's services.
+pub fn settings(gc: &GroupConfig) -> GroupSettings<'_> {
+    GroupSettings { config: &gc.config, secrets: &gc.secrets, bind: &gc.bind, migrations: None }
 }

@@ -4,46 +4,20 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use berth_core::error::{bearer_token, error_response, json_error, pretty_json_response as json, same_secret, Body};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::Serialize;
 
 use super::AdminContext;
 use crate::swap::{self, SwapError, SwapPlan, SwapSource};
 
-type Body = Full<Bytes>;
-
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(value).unwrap_or_default())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
-}
-
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json(status, &serde_json::json!({ "error": code, "message": message }))
-}
-
-fn swap_error(e: &SwapError) -> Response<Body> {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    error(status, e.code(), &e.to_string())
-}
-
-/// Compares without stopping at the first difference, so response times do not reveal a prefix.
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    json_error(status, code, message, None)
 }
 
 fn authorized(ctx: &AdminContext, req: &Request<Incoming>) -> bool {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    given.is_some_and(|t| same_token(t.as_bytes(), ctx.token.as_bytes()))
+    bearer_token(req.headers()).is_some_and(|t| same_secret(t.as_bytes(), ctx.token.as_bytes()))
 }
 
 /// Serves one admin request.
@@ -60,27 +34,27 @@ pub(super) async fn handle(ctx: Arc<AdminContext>, req: Request<Incoming>) -> Re
     }
     let path = req.uri().path().trim_matches('/').to_owned();
     let method = req.method().clone();
-    let state = &ctx.state;
+    let d = &ctx.deployments;
     let res = match endpoint(&method, &path) {
-        Endpoint::List => json(StatusCode::OK, &state.deployments.status(state).await),
-        Endpoint::Libraries => json(StatusCode::OK, &state.deployments.status(state).await.libraries),
+        Endpoint::List => json(StatusCode::OK, &d.status().await),
+        Endpoint::Libraries => json(StatusCode::OK, &d.status().await.libraries),
         Endpoint::Show(name) => {
-            let status = state.deployments.status(state).await;
+            let status = d.status().await;
             match status.groups.iter().find(|g| g.name == name) {
                 Some(g) => json(StatusCode::OK, g),
                 None => error(StatusCode::NOT_FOUND, "not_loaded", &format!("no group `{name}` is serving")),
             }
         }
-        Endpoint::Unload(name) => outcome(swap::unload(state, &name).await),
+        Endpoint::Unload(name) => outcome(swap::unload(d, &name).await),
         Endpoint::Deploy(group) => match deploy_source(&ctx, req).await {
-            Ok(source) => outcome(swap::swap(state, SwapPlan { group, source }).await),
+            Ok(source) => outcome(swap::swap(d, SwapPlan { group, source }).await),
             Err(res) => res,
         },
         Endpoint::Reload(group) => {
             let source = SwapSource::Reload { only_if_changed: false };
-            outcome(swap::swap(state, SwapPlan { group, source }).await)
+            outcome(swap::swap(d, SwapPlan { group, source }).await)
         }
-        Endpoint::Rollback(group) => outcome(swap::swap(state, SwapPlan { group, source: SwapSource::Rollback }).await),
+        Endpoint::Rollback(group) => outcome(swap::swap(d, SwapPlan { group, source: SwapSource::Rollback }).await),
         Endpoint::WrongMethod => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("{method} is not allowed on /{path}"))
         }
@@ -130,7 +104,7 @@ fn endpoint(method: &Method, path: &str) -> Endpoint {
 fn outcome(result: Result<swap::SwapReport, SwapError>) -> Response<Body> {
     match result {
         Ok(report) => json(StatusCode::OK, &report),
-        Err(e) => swap_error(&e),
+        Err(e) => error_response(&e, None),
     }
 }
 
@@ -181,17 +155,4 @@ async fn deploy_source(ctx: &AdminContext, req: Request<Incoming>) -> Result<Swa
         ));
     }
     Ok(SwapSource::Upload(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_token;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token(b"secret", b"secret"));
-        assert!(!same_token(b"secreT", b"secret"));
-        assert!(!same_token(b"secret-longer", b"secret"));
-        assert!(!same_token(b"", b"secret"));
-    }
 }

@@ -24,14 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::config::BerthConfig;
+use crate::swap::Deployments;
+
+/// How long a stopping admin listener lets open requests finish.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a generated token is written, under the data directory.
 pub const TOKEN_FILE: &str = "admin.token";
@@ -48,7 +48,7 @@ pub enum AdminError {
 
 /// What every admin request handler sees.
 struct AdminContext {
-    state: Arc<AppState>,
+    deployments: Arc<Deployments>,
     token: String,
     max_upload: u64,
 }
@@ -107,32 +107,16 @@ fn generate_token(data_dir: &Path) -> Result<String, AdminError> {
 
 impl AdminListener {
     /// Serves the admin API in the background until [`AdminServer::shutdown`].
-    pub fn serve(self, state: Arc<AppState>) -> AdminServer {
+    pub fn serve(self, deployments: Arc<Deployments>) -> AdminServer {
         let (stop, mut stopped) = watch::channel(false);
-        let ctx = Arc::new(AdminContext { state, token: self.token, max_upload: self.max_upload });
+        let ctx = Arc::new(AdminContext { deployments, token: self.token, max_upload: self.max_upload });
         let listener = self.listener;
         let task = tokio::spawn(async move {
-            let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        };
-                        let ctx = ctx.clone();
-                        let svc = service_fn(move |req| api::handle(ctx.clone(), req));
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "admin connection ended with an error");
-                            }
-                        });
-                    }
-                    _ = stopped.changed() => break,
-                }
-            }
+            let handler = move |req, _peer| api::handle(ctx.clone(), req);
+            berth_triggers::http::server::serve("admin", listener, handler, ADMIN_GRACE, async move {
+                let _ = stopped.changed().await;
+            })
+            .await;
         });
         tracing::info!(admin = %self.addr, "admin API listening");
         AdminServer { addr: self.addr, stop, task }

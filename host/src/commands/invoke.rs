@@ -5,7 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context as _};
-use berth_host::groups;
+use berth_host::core::loader::TriggerSpec;
+use berth_host::core::{CallError, FunctionEntry, HttpError};
+use berth_host::runtime::Runtime;
 use berth_plugin_api::{HttpRequestBuilder, Input};
 
 use super::ConfigArg;
@@ -49,26 +51,39 @@ impl Invoke {
             .split_once('/')
             .ok_or_else(|| anyhow!("`{}`: expected `group/function`, e.g. `hello/echo`", self.target))?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let config_file = self.config.config.display().to_string();
         rt.block_on(async {
-            let metrics = berth_host::metrics::Metrics::new();
-            let registry = berth_host::services::registry::ServiceRegistry::new(&config, metrics.clone());
-            let mut names = Vec::new();
-            for gc in &config.groups {
-                let plugin = groups::open_plugin(&config, gc).await?;
-                if plugin.manifest.name != group_name {
-                    names.push(plugin.manifest.name.clone());
-                    continue;
-                }
-                let loaded = groups::serve_plugin(&config, gc, plugin, &registry, &metrics).await?;
-                let (group, routes) = (loaded.group, loaded.routes);
-                let outcome = self.call(&routes, function).await;
-                group.shutdown().await;
-                return outcome;
-            }
-            bail!("no group named `{group_name}` in {}; it has: {}", self.config.config.display(), names.join(", "))
+            // The same install path as `berth up`: the group and the groups whose exports it
+            // needs, in dependency order, with their services. No listener, no event triggers.
+            let runtime = Runtime::new(config);
+            let refused = runtime.load_groups(Some(group_name)).await.errors;
+            let outcome = match runtime.dispatcher.get(group_name, function) {
+                Some(entry) => self.call(&entry).await,
+                None => match runtime.serving.get(group_name) {
+                    Some(group) => {
+                        let names: Vec<_> = group.library().manifest.functions.iter().map(|f| f.name.clone()).collect();
+                        Err(anyhow!("the group has no function `{function}`; it has: {}", names.join(", ")))
+                    }
+                    None => {
+                        match refused.into_iter().last() {
+                            Some(e) => Err(anyhow::Error::new(e)
+                                .context(format!("invoking {group_name}/{function} ({config_file})"))),
+                            None => Err(anyhow!("group `{group_name}` did not load ({config_file})")),
+                        }
+                    }
+                },
+            };
+            runtime.stop_groups().await;
+            outcome
         })
     }
 
+    #[cfg(not(feature = "http-client"))]
+    fn run_remote(&self, remote: &str) -> anyhow::Result<ExitCode> {
+        bail!("`--remote {remote}`: this berth was built without the `http-client` feature; rebuild it with `--features http-client`")
+    }
+
+    #[cfg(feature = "http-client")]
     fn run_remote(&self, remote: &str) -> anyhow::Result<ExitCode> {
         let (group, function) = self
             .target
@@ -102,25 +117,30 @@ impl Invoke {
         })
     }
 
-    async fn call(&self, routes: &[berth_host::routes::Route], function: &str) -> anyhow::Result<ExitCode> {
-        let route = routes.iter().find(|r| &*r.entry.name == function).ok_or_else(|| {
-            let names: Vec<_> = routes.iter().map(|r| r.entry.name.to_string()).collect();
-            anyhow!("the group has no function `{function}`; it has: {}", names.join(", "))
-        })?;
-        let entry = route.entry.clone();
+    async fn call(&self, entry: &FunctionEntry) -> anyhow::Result<ExitCode> {
+        let function = &*entry.name;
+        let Some((route_method, pattern)) = entry.triggers.iter().find_map(|t| match t {
+            TriggerSpec::Http { method, route } => Some((method.clone(), route.clone())),
+            _ => None,
+        }) else {
+            bail!(
+                "function `{function}` has no HTTP route; call it with --remote (`POST /invoke/{}/{function}`)",
+                entry.group.name
+            )
+        };
         let path = match &self.path {
             Some(p) => p.clone(),
-            None if route.pattern.contains('{') => {
-                bail!("function `{function}` has route `{}`; pass --path with the parameters filled in", route.pattern)
+            None if pattern.contains('{') => {
+                bail!("function `{function}` has route `{pattern}`; pass --path with the parameters filled in")
             }
-            None => route.pattern.clone(),
+            None => pattern.clone(),
         };
         let (path_only, query) = path.split_once('?').unwrap_or((&path, ""));
         let mut router = matchit::Router::new();
-        router.insert(route.pattern.clone(), ()).context("the function's route")?;
+        router.insert(pattern.clone(), ()).context("the function's route")?;
         let params: Vec<(String, String)> = match router.at(path_only) {
             Ok(m) => m.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-            Err(_) => bail!("path `{path_only}` does not match the function's route `{}`", route.pattern),
+            Err(_) => bail!("path `{path_only}` does not match the function's route `{pattern}`"),
         };
         let mut headers: Vec<(String, String)> = Vec::new();
         for h in &self.headers {
@@ -130,7 +150,7 @@ impl Invoke {
         if self.data.is_some() && !headers.iter().any(|(k, _)| k == "content-type") {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        let method = self.method.clone().unwrap_or_else(|| route.method.to_string()).to_ascii_uppercase();
+        let method = self.method.clone().unwrap_or_else(|| route_method.to_string()).to_ascii_uppercase();
         let mut request = HttpRequestBuilder::new(&method, path_only, query, 0, headers.len(), params.len());
         for (k, v) in &headers {
             request.header(k, v);
@@ -140,7 +160,7 @@ impl Invoke {
         }
         let input = Input::Http(request.finish(self.data.as_deref().unwrap_or("").as_bytes().into()));
         let request_id = format!("invoke-{}", std::process::id());
-        match berth_host::invoke::call(&entry, "invoke", &request_id, input, tokio::time::Instant::now()).await {
+        match berth_host::core::call::call(entry, "invoke", &request_id, input, tokio::time::Instant::now()).await {
             Ok(res) => {
                 std::io::stdout().write_all(&res.body)?;
                 if !res.body.ends_with(b"\n") {
@@ -156,10 +176,10 @@ impl Invoke {
                 let body =
                     serde_json::json!({ "error": e.code(), "message": e.public_message(), "request_id": request_id });
                 println!("{body}");
-                if let berth_host::invoke::CallError::Panicked { message } = &e {
+                if let CallError::Panicked { message } = &e {
                     eprintln!("panic: {message}");
                 }
-                eprintln!("status {}", e.status());
+                eprintln!("status {}", e.status().as_u16());
                 Ok(ExitCode::FAILURE)
             }
         }

@@ -18,21 +18,24 @@ impl Up {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
         berth_host::telemetry::init(&config.log);
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let mut rt = tokio::runtime::Builder::new_multi_thread();
-        if config.server.workers > 0 {
-            rt.worker_threads(config.server.workers);
+        if let Some(workers) = config.server.workers {
+            rt.worker_threads(workers);
         }
         let rt = rt.enable_all().build()?;
         rt.block_on(async move {
-            let host = berth_host::app::start(config).await?;
-            let _watcher = if self.watch { Some(berth_host::watch::Watcher::start(host.state.clone())?) } else { None };
-            let readiness = host.state.readiness();
+            let host = berth_host::server::start(config).await?;
+            let _watcher = if self.watch { Some(berth_host::watch::Watcher::start(host.deployments.clone())?) } else { None };
+            let readiness = host.runtime.readiness();
             if readiness.ready {
                 tracing::info!(addr = %host.addr, groups = ?readiness.groups, "ready");
             } else {
                 tracing::warn!(addr = %host.addr, problems = ?readiness.problems, "serving, but not every group loaded (see /readyz)");
             }
-            berth_host::app::shutdown_signal().await;
+            berth_host::server::shutdown_signal().await;
             host.shutdown().await;
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)

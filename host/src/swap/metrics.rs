@@ -2,7 +2,7 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 
-use crate::metrics::Metrics;
+use berth_core::Metrics;
 
 /// The swap component's metric families.
 #[derive(Clone)]

@@ -6,47 +6,43 @@
 //! - [`drain`]: in-flight calls per group instance.
 //! - [`mapped`]: which plugin libraries are really mapped (`/proc/self/maps`) and why a closed one
 //!   stayed.
-//! - [`worker`]: the low-priority thread that loads and closes libraries.
 //!
 //! Unloading is safe only if nothing the plugin made outlives its library: the drain waits until
 //! no table, entry or request refers to the old instance, its objects are dropped before its
 //! `RawLibrary`, and host futures never keep a plugin's waker past their own life
-//! (`crate::host_future`). What could not be unloaded is measured, explained and bounded
+//! (`berth_core::host_future`). What could not be unloaded is measured, explained and bounded
 //! ([`mapped`]).
 //!
 //! [`Deployments`] is the per-host bookkeeping: per group, the `[[groups]]` settings new versions
 //! are served with, the current and previous versions (for rollback), and the swap lock (one swap
 //! at a time per host).
 
-pub mod drain;
-pub mod mapped;
 pub mod metrics;
 pub mod plan;
 pub mod retire;
-pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
-pub use drain::{InflightCall, InflightCalls};
-pub use mapped::{Census, StuckLibrary};
+pub use berth_core::drain::{self, InflightCall, InflightCalls};
+pub use berth_core::loader::mapped::{self, Census, StuckLibrary};
 pub use plan::{swap, unload, SwapError, SwapPlan, SwapReport, SwapSource};
 
-use crate::app::AppState;
+use crate::runtime::Runtime;
+use berth_core::loader::LoadedPlugin;
+use berth_core::GroupInstance;
+
 use crate::config::{BerthConfig, GroupConfig};
-use crate::groups::ServedGroup;
-use crate::loader::LoadedPlugin;
-use crate::metrics::Metrics;
 use mapped::LibraryLedger;
 use metrics::SwapMetrics;
 
 /// One version of a group, as deployed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Deployed {
+pub struct VersionRecord {
     pub version: String,
     pub sha256: String,
     /// The file it was loaded from, as given.
@@ -60,16 +56,16 @@ pub struct Deployed {
     pub via: &'static str,
 }
 
-impl Deployed {
+impl VersionRecord {
     fn new(plugin: &LoadedPlugin, file: &Path, via: &'static str) -> Self {
         let now = SystemTime::now();
-        Deployed {
+        VersionRecord {
             version: plugin.manifest.version.clone(),
             sha256: plugin.sha256.clone(),
             file: file.to_owned(),
             copy: plugin.copy.clone(),
-            loaded_at: humantime_serde::re::humantime::format_rfc3339_seconds(now).to_string(),
-            loaded_at_unix_ms: now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            loaded_at: berth_core::clock::rfc3339_seconds(now),
+            loaded_at_unix_ms: berth_core::clock::unix_ms(now),
             via,
         }
     }
@@ -82,8 +78,8 @@ struct Slot {
     config: GroupConfig,
     /// From berth.toml (reloads go back to its `path` or `file`), or created by a deploy.
     configured: bool,
-    current: Option<Deployed>,
-    previous: Option<Deployed>,
+    current: Option<VersionRecord>,
+    previous: Option<VersionRecord>,
     /// For a group created by a deploy: what a reload loads.
     reload_from: Option<PathBuf>,
 }
@@ -94,12 +90,13 @@ struct Retiring {
     name: Arc<str>,
     version: String,
     sha256: String,
-    group: std::sync::Weak<ServedGroup>,
+    group: std::sync::Weak<GroupInstance>,
     since: std::time::Instant,
 }
 
-/// Per-host swap bookkeeping. Lives in [`AppState`].
+/// Per-host swap bookkeeping, over the [`Runtime`] it swaps groups of.
 pub struct Deployments {
+    pub runtime: Arc<Runtime>,
     config: Arc<BerthConfig>,
     /// Held for a whole swap; `true` once the host is shutting down.
     lock: tokio::sync::Mutex<bool>,
@@ -108,7 +105,6 @@ pub struct Deployments {
     retirements: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_id: std::sync::atomic::AtomicU64,
     ledger: Arc<LibraryLedger>,
-    worker: worker::SwapWorker,
     pub metrics: SwapMetrics,
 }
 
@@ -138,7 +134,7 @@ pub struct GroupStatus {
     /// Calls executing in this version right now.
     pub inflight: usize,
     /// The version a rollback returns to.
-    pub previous: Option<Deployed>,
+    pub previous: Option<VersionRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,7 +146,7 @@ pub struct FunctionStatus {
 #[derive(Debug, Serialize)]
 pub struct UnloadedGroup {
     pub name: String,
-    pub previous: Option<Deployed>,
+    pub previous: Option<VersionRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,30 +167,31 @@ pub struct LibraryStatus {
 }
 
 impl Deployments {
-    pub fn new(config: &BerthConfig, metrics: &Metrics) -> Self {
-        Deployments {
-            config: Arc::new(config.clone()),
+    pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
+        let config = runtime.config.clone();
+        Arc::new(Deployments {
+            metrics: SwapMetrics::new(&runtime.metrics),
+            ledger: Arc::new(LibraryLedger::new(&crate::install::plugin_copies(&config))),
+            runtime,
+            config,
             lock: tokio::sync::Mutex::new(false),
             slots: Mutex::new(BTreeMap::new()),
             retiring: Mutex::new(Vec::new()),
             retirements: Mutex::new(Vec::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
-            ledger: Arc::new(LibraryLedger::new(&config.data_dir.join("plugins"))),
-            worker: worker::SwapWorker::start(config.admin.swap_nice),
-            metrics: SwapMetrics::new(metrics),
-        }
+        })
     }
 
     /// Records a group loaded from berth.toml at startup.
-    pub fn record_loaded(&self, group_config: &GroupConfig, group: &Arc<ServedGroup>) {
-        let plugin = &group.instance.plugin;
+    pub fn record_loaded(&self, group_config: &GroupConfig, group: &Arc<GroupInstance>) {
+        let plugin = group.library();
         self.ledger.track(plugin);
         self.metrics.versions_loaded.inc();
         let file = plugin.source.clone();
         let slot = Slot {
             config: group_config.clone(),
             configured: true,
-            current: Some(Deployed::new(plugin, &file, "config")),
+            current: Some(VersionRecord::new(plugin, &file, "config")),
             previous: None,
             reload_from: None,
         };
@@ -213,7 +210,12 @@ impl Deployments {
     }
 
     /// Makes `deployed` the current version of `name`; returns (current, previous).
-    fn commit(&self, name: &str, config: GroupConfig, deployed: Deployed) -> (Deployed, Option<Deployed>) {
+    fn commit(
+        &self,
+        name: &str,
+        config: GroupConfig,
+        deployed: VersionRecord,
+    ) -> (VersionRecord, Option<VersionRecord>) {
         let mut slots = self.slots.lock().expect("slots lock");
         let slot = slots.entry(name.to_owned()).or_insert_with(|| Slot {
             config,
@@ -238,7 +240,7 @@ impl Deployments {
     }
 
     /// Marks `name` unloaded; its last version becomes the one to roll back to.
-    fn retire_current(&self, name: &str) -> Option<Deployed> {
+    fn retire_current(&self, name: &str) -> Option<VersionRecord> {
         let mut slots = self.slots.lock().expect("slots lock");
         let slot = slots.get_mut(name)?;
         if let Some(current) = slot.current.take() {
@@ -261,7 +263,7 @@ impl Deployments {
     }
 
     /// Everything the admin API lists.
-    pub async fn status(&self, state: &AppState) -> HostStatus {
+    pub async fn status(&self) -> HostStatus {
         // Retiring versions first, then the census: an empty retiring list means every library
         // it had is already accounted for by the census that follows.
         let retiring = self
@@ -279,11 +281,13 @@ impl Deployments {
             .collect();
         let census = self.refresh_census().await;
         let slots = self.slots.lock().expect("slots lock").clone();
-        let groups = state
-            .served_groups()
+        let groups = self
+            .runtime
+            .serving
+            .all()
             .into_iter()
             .map(|g| {
-                let plugin = &g.instance.plugin;
+                let plugin = g.library();
                 let slot = slots.get(&*g.name);
                 let current = slot.and_then(|s| s.current.clone());
                 let functions = plugin

@@ -6,9 +6,10 @@
 //!    take the previous version's private copy (rollback);
 //! 2. load it from its own content-addressed private copy (`loader::load`: ELF completeness, ABI
 //!    version, abi_stable layout, manifest), and check it is the same group;
-//! 3. resolve its services, run its init hook and build its routes (`groups::serve_plugin`);
-//! 4. build the new routing table (refused on a conflict with another group's route);
-//! 5. switch: routing table, trigger dispatcher, exports and group list, each one atomic store;
+//! 3. install it (`Runtime::install`, the same path `berth up` takes): resolve its services, run
+//!    its init hook and build its routes; build the new routing table (refused on a conflict with
+//!    another group's route); switch routing table, trigger dispatcher, exports and group list,
+//!    each one atomic store;
 //! 6. retire the old version in the background (`retire.rs`): drain, stop hook, unload, verify.
 
 use std::path::{Path, PathBuf};
@@ -17,13 +18,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Deployed, Deployments, Slot};
-use crate::app::AppState;
+use berth_core::loader::{self, LoadError};
+use berth_core::HttpError;
+use http::StatusCode;
+
+use super::{Deployments, Slot, VersionRecord};
 use crate::builder::BuildError;
 use crate::config::GroupConfig;
-use crate::groups::{self, GroupError, LoadedGroup};
-use crate::loader::{self, LoadError};
-use crate::routes::RouteConflict;
+use crate::install::GroupError;
+use crate::runtime::Runtime;
 
 /// What to swap in, for which group.
 #[derive(Debug, Clone)]
@@ -65,9 +68,9 @@ pub struct SwapReport {
     /// `swapped`, `unchanged` (a reload found the same file) or `unloaded`.
     pub outcome: &'static str,
     /// The version serving now (none after an unload).
-    pub current: Option<Deployed>,
+    pub current: Option<VersionRecord>,
     /// The version a rollback would return to.
-    pub previous: Option<Deployed>,
+    pub previous: Option<VersionRecord>,
     /// The version now draining in the background, if one was replaced.
     pub retiring: Option<String>,
     /// From the request to the routing switch.
@@ -95,8 +98,6 @@ pub enum SwapError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Group(#[from] GroupError),
-    #[error("group `{group}`: the new version was refused: {source}")]
-    Routes { group: String, source: RouteConflict },
     #[error(
         "{stuck} plugin libraries stayed mapped after unloading (limit: admin.max_stuck_libraries = {limit}), and \
          this version would map another one; restart berth to reclaim their memory (GET /libraries says why they stayed)"
@@ -108,21 +109,34 @@ pub enum SwapError {
     Internal { group: String, message: String },
 }
 
-impl SwapError {
-    /// The HTTP status the admin API answers with.
-    pub fn status(&self) -> u16 {
+impl HttpError for SwapError {
+    /// The status the admin API answers with.
+    fn status(&self) -> StatusCode {
         match self {
-            SwapError::BadName { .. } => 400,
-            SwapError::UnknownGroup { .. } | SwapError::NotLoaded { .. } => 404,
-            SwapError::NoPrevious { .. } | SwapError::Routes { .. } => 409,
-            SwapError::Group(GroupError::Exports { .. } | GroupError::Routes { .. }) => 409,
-            SwapError::TooManyStuck { .. } | SwapError::ShuttingDown => 503,
-            SwapError::Upload { .. } | SwapError::Internal { .. } => 500,
-            SwapError::Group(GroupError::Internal { .. }) => 500,
-            SwapError::WrongGroup { .. } | SwapError::Build(_) | SwapError::Load(_) | SwapError::Group(_) => 422,
+            SwapError::BadName { .. } => StatusCode::BAD_REQUEST,
+            SwapError::UnknownGroup { .. } | SwapError::NotLoaded { .. } => StatusCode::NOT_FOUND,
+            SwapError::NoPrevious { .. } => StatusCode::CONFLICT,
+            SwapError::Group(GroupError::Exports { .. } | GroupError::Routes { .. }) => StatusCode::CONFLICT,
+            SwapError::TooManyStuck { .. } | SwapError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            SwapError::Upload { .. } | SwapError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            SwapError::Group(GroupError::Internal { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            SwapError::WrongGroup { .. } | SwapError::Build(_) | SwapError::Load(_) | SwapError::Group(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
         }
     }
 
+    fn code(&self) -> &str {
+        SwapError::code(self)
+    }
+
+    /// The whole message: an operator deployed this, and needs to know why it was refused.
+    fn public_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SwapError {
     /// A short machine-readable code; also the `outcome` label of `berth_swap_total`.
     pub fn code(&self) -> &'static str {
         fn load_code(e: &LoadError) -> &'static str {
@@ -147,7 +161,7 @@ impl SwapError {
             SwapError::Group(GroupError::Services(_)) => "services_unresolved",
             SwapError::Group(GroupError::Exports { .. }) => "export_conflict",
             SwapError::Group(GroupError::UnknownFunctionOverride { .. }) => "config_mismatch",
-            SwapError::Routes { .. } | SwapError::Group(GroupError::Routes { .. }) => "route_conflict",
+            SwapError::Group(GroupError::Routes { .. }) => "route_conflict",
             SwapError::TooManyStuck { .. } => "too_many_stuck",
             SwapError::ShuttingDown => "shutting_down",
             SwapError::Group(_) | SwapError::Internal { .. } => "internal",
@@ -162,20 +176,20 @@ pub fn valid_group_name(name: &str) -> bool {
 
 /// Runs `plan`: one swap at a time per host. On success the new version serves every request
 /// that starts after this returns; the old one drains and unloads in the background.
-pub async fn swap(state: &Arc<AppState>, plan: SwapPlan) -> Result<SwapReport, SwapError> {
+pub async fn swap(d: &Arc<Deployments>, plan: SwapPlan) -> Result<SwapReport, SwapError> {
     let started = Instant::now();
     let group = plan.group.clone();
-    let result = swap_serialized(state, plan, started).await;
-    record(&state.deployments, &group, started, &result);
+    let result = swap_serialized(d, plan, started).await;
+    record(d, &group, started, &result);
     result
 }
 
 /// Takes `group` out of service: its routes, functions and exports go, the instance drains, stops
 /// and unloads in the background. Its last version stays available to reload or roll back to.
-pub async fn unload(state: &Arc<AppState>, group: &str) -> Result<SwapReport, SwapError> {
+pub async fn unload(d: &Arc<Deployments>, group: &str) -> Result<SwapReport, SwapError> {
     let started = Instant::now();
-    let result = unload_serialized(state, group, started).await;
-    record(&state.deployments, group, started, &result);
+    let result = unload_serialized(d, group, started).await;
+    record(d, group, started, &result);
     result
 }
 
@@ -195,8 +209,8 @@ fn record(d: &Deployments, group: &str, started: Instant, result: &Result<SwapRe
     }
 }
 
-async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant) -> Result<SwapReport, SwapError> {
-    let d = &state.deployments;
+async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant) -> Result<SwapReport, SwapError> {
+    let state = &d.runtime;
     let name = plan.group.clone();
     if !valid_group_name(&name) {
         return Err(SwapError::BadName { group: name });
@@ -248,9 +262,10 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     // 2. Load and check it.
     let resolved_ms = ms(started);
     let before = d.census().await;
-    let copy_dir = d.config.data_dir.join("plugins");
+    let copy_dir = crate::install::plugin_copies(&d.config);
     let to_load = file.clone();
     let plugin = d
+        .runtime
         .worker
         .run(move || loader::load(&to_load, &copy_dir))
         .await
@@ -258,61 +273,32 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     let plugin = Arc::new(plugin);
     if plugin.manifest.name != name {
         let found = plugin.manifest.name.clone();
-        close_quietly(d, plugin).await;
+        state.close_quietly(plugin).await;
         return Err(SwapError::WrongGroup { group: name, found, file });
     }
     let limit = d.config.admin.max_stuck_libraries;
     let copy = plugin.copy.canonicalize().unwrap_or_else(|_| plugin.copy.clone());
     if limit > 0 && before.stuck.len() >= limit && !before.mapped.contains(&copy) {
-        close_quietly(d, plugin).await;
+        state.close_quietly(plugin).await;
         return Err(SwapError::TooManyStuck { stuck: before.stuck.len(), limit });
     }
     d.ledger.track(&plugin);
     let loaded_ms = ms(started);
 
-    // 3. Services, init hook, routes.
-    let exports = plugin.manifest.exports.clone();
-    state
-        .services
-        .exports
-        .check_exports(&name, &exports)
-        .map_err(|message| GroupError::Exports { group: name.clone(), message })?;
-    let deployed = Deployed::new(&plugin, &file, via);
-    let LoadedGroup { group, routes, functions } =
-        groups::serve_plugin(&d.config, &group_config, plugin, &state.services, &state.metrics).await?;
-
-    let served_ms = ms(started);
-    // 4. The new routing table.
-    let table = state.routes.load().with_group(&name, routes);
-    let table = match table {
-        Ok(t) => t,
-        Err(source) => {
-            group.shutdown().await;
-            drop(functions);
-            close_quietly(d, group).await;
-            return Err(SwapError::Routes { group: name, source });
-        }
-    };
-
-    // 5. Switch.
-    state.routes.store(Arc::new(table));
-    state.dispatcher.replace_group(&name, functions);
-    state.services.exports.publish(&group, &exports);
-    let old = state.replace_served_group(&name, Some(group));
+    // 3. Services, init hook, routes, switch: the install path every group takes.
+    let record = VersionRecord::new(&plugin, &file, via);
+    let (_, old) = state.install(&group_config, plugin).await?;
     d.metrics.versions_loaded.inc();
-    if old.is_none() {
-        state.metrics.groups_loaded.inc();
-    }
     let swap_ms = ms(started);
-    tracing::debug!(group = %name, resolved_ms, loaded_ms, served_ms, swap_ms, "swap steps (ms since start)");
-    let (current, previous) = d.commit(&name, group_config, deployed);
+    tracing::debug!(group = %name, resolved_ms, loaded_ms, swap_ms, "swap steps (ms since start)");
+    let (current, previous) = d.commit(&name, group_config, record);
     drop(closed);
     reconcile_triggers(state);
 
     // 6. Retire the old version.
     let retiring = old.map(|old| {
         let version = old.version.clone();
-        super::retire::spawn(state.clone(), old);
+        super::retire::spawn(d.clone(), old);
         version
     });
     if retiring.is_none() {
@@ -321,8 +307,8 @@ async fn swap_serialized(state: &Arc<AppState>, plan: SwapPlan, started: Instant
     Ok(SwapReport { group: name, outcome: "swapped", current: Some(current), previous, retiring, swap_ms })
 }
 
-async fn unload_serialized(state: &Arc<AppState>, name: &str, started: Instant) -> Result<SwapReport, SwapError> {
-    let d = &state.deployments;
+async fn unload_serialized(d: &Arc<Deployments>, name: &str, started: Instant) -> Result<SwapReport, SwapError> {
+    let state = &d.runtime;
     if !valid_group_name(name) {
         return Err(SwapError::BadName { group: name.to_owned() });
     }
@@ -330,27 +316,14 @@ async fn unload_serialized(state: &Arc<AppState>, name: &str, started: Instant) 
     if *closed {
         return Err(SwapError::ShuttingDown);
     }
-    if !state.serves_group(name) {
+    let Some(old) = state.remove(name) else {
         return Err(SwapError::NotLoaded { group: name.to_owned() });
-    }
-    let table = state
-        .routes
-        .load()
-        .with_group(name, Vec::new())
-        .map_err(|e| SwapError::Internal { group: name.to_owned(), message: e.to_string() })?;
-    state.routes.store(Arc::new(table));
-    state.dispatcher.remove_group(name);
-    state.services.exports.withdraw(name);
-    let old = state.replace_served_group(name, None);
-    state.metrics.groups_loaded.dec();
+    };
     let previous = d.retire_current(name);
     drop(closed);
     reconcile_triggers(state);
-    let retiring = old.map(|old| {
-        let version = old.version.clone();
-        super::retire::spawn(state.clone(), old);
-        version
-    });
+    let retiring = Some(old.version.clone());
+    super::retire::spawn(d.clone(), old);
     Ok(SwapReport {
         group: name.to_owned(),
         outcome: "unloaded",
@@ -363,7 +336,7 @@ async fn unload_serialized(state: &Arc<AppState>, name: &str, started: Instant) 
 
 /// Starts and stops timer, queue and blob runners for the functions now serving (in the
 /// background: stopping a runner waits for its in-flight deliveries).
-fn reconcile_triggers(state: &Arc<AppState>) {
+fn reconcile_triggers(state: &Arc<Runtime>) {
     let triggers = state.triggers.clone();
     tokio::spawn(async move { triggers.reconcile().await });
 }
@@ -382,10 +355,11 @@ fn deployed_group_config(file: &Path) -> GroupConfig {
 async fn reload_file(d: &Deployments, name: &str, slot: &Slot) -> Result<PathBuf, SwapError> {
     if slot.configured {
         if let Some(dir) = &slot.config.path {
-            let (dir, profile) = (dir.clone(), d.config.build.profile.clone());
+            let (dir, profile) = (dir.clone(), d.config.build.profile);
             return d
+                .runtime
                 .worker
-                .run(move || crate::builder::build_group_crate(&dir, &profile))
+                .run(move || crate::builder::build_group_crate(&dir, profile.as_str()))
                 .await
                 .map_err(|e| SwapError::Internal { group: name.to_owned(), message: e.to_string() })?
                 .map_err(SwapError::Build);
@@ -404,6 +378,7 @@ async fn store_upload(d: &Deployments, group: &str, bytes: bytes::Bytes) -> Resu
     let path = dir.join(format!("{group}.{}", std::env::consts::DLL_EXTENSION));
     let target = path.clone();
     let written = d
+        .runtime
         .worker
         .run(move || {
             std::fs::create_dir_all(&dir)?;
@@ -421,13 +396,9 @@ async fn store_upload(d: &Deployments, group: &str, bytes: bytes::Bytes) -> Resu
 async fn file_sha256(d: &Deployments, path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let path = path.to_owned();
-    d.worker
+    d.runtime
+        .worker
         .run(move || Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?))))
         .await
         .map_err(std::io::Error::other)?
-}
-
-/// Closes what never served (on the swap worker: `dlclose` takes the dynamic loader's lock).
-async fn close_quietly<T: Send + 'static>(d: &Deployments, plugin: T) {
-    let _ = d.worker.run(move || drop(plugin)).await;
 }

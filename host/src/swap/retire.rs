@@ -12,33 +12,30 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{drain, Retiring};
+use super::{drain, Deployments, Retiring};
 
 /// Pause between the stop hook and closing the library (see step 3 of [`retire`]).
 const SETTLE: Duration = Duration::from_millis(50);
-use crate::app::AppState;
-use crate::groups::ServedGroup;
+use berth_core::GroupInstance;
 
 /// Starts retiring `old` in the background; [`super::Deployments::wait_retired`] waits for it.
-pub fn spawn(state: Arc<AppState>, old: Arc<ServedGroup>) {
-    let d = &state.deployments;
+pub fn spawn(d: Arc<Deployments>, old: Arc<GroupInstance>) {
     let id = d.next_id.fetch_add(1, Ordering::Relaxed);
     d.retiring.lock().expect("retiring lock").push(Retiring {
         id,
         name: old.name.clone(),
         version: old.version.clone(),
-        sha256: old.instance.plugin.sha256.clone(),
+        sha256: old.library().sha256.clone(),
         group: Arc::downgrade(&old),
         since: std::time::Instant::now(),
     });
-    let task = tokio::spawn(retire(state.clone(), old, id));
+    let task = tokio::spawn(retire(d.clone(), old, id));
     let mut tasks = d.retirements.lock().expect("retirements lock");
     tasks.retain(|t| !t.is_finished());
     tasks.push(task);
 }
 
-async fn retire(state: Arc<AppState>, old: Arc<ServedGroup>, id: u64) {
-    let d = &state.deployments;
+async fn retire(d: Arc<Deployments>, old: Arc<GroupInstance>, id: u64) {
     let grace = d.config.server.shutdown_grace;
     let started = Instant::now();
     let (name, version) = (old.name.clone(), old.version.clone());
@@ -69,9 +66,9 @@ async fn retire(state: Arc<AppState>, old: Arc<ServedGroup>, id: u64) {
 
     // 4. Drop everything; the last reference closes the library (on the swap worker: `dlclose`
     //    takes the dynamic loader's lock and runs the library's finalizers).
-    let plugin = Arc::downgrade(&old.instance.plugin);
-    let copy = old.instance.plugin.copy.canonicalize().unwrap_or_else(|_| old.instance.plugin.copy.clone());
-    let _ = d.worker.run(move || drop(old)).await;
+    let plugin = Arc::downgrade(old.library());
+    let copy = old.library().copy.canonicalize().unwrap_or_else(|_| old.library().copy.clone());
+    let _ = d.runtime.worker.run(move || drop(old)).await;
     // Calls still running past the grace period hold the instance; their own timeouts end them.
     let mut wait = Duration::from_millis(1);
     let mut warned = false;

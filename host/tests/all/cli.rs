@@ -46,6 +46,32 @@ fn invoke_calls_a_function_without_a_server() {
     assert!(err.contains("no group named `nosuch`") && err.contains("todo") && err.contains("hello"), "{err}");
 }
 
+/// `berth invoke` installs groups the way `berth up` does: a consumer of an exported service
+/// gets the provider group loaded first (it used to fail with "no loaded group exports service
+/// `users`").
+#[test]
+fn invoke_loads_the_groups_whose_exports_the_function_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    let groups = [group("plugins/users"), group("examples/welcome"), group("examples/hello")].concat();
+    let text = base_config(dir.path(), "", &format!("{groups}[services.userstore]\nkind = \"kv\"\n"));
+    std::fs::write(&path, text).unwrap();
+    let config = path.display().to_string();
+
+    let data = r#"{"name":"Ann","email":"ann@example.com"}"#;
+    let (code, out, err) = berth(&["invoke", "users/create_user", "--data", data, "--config", &config]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["name"], "Ann", "{out}");
+
+    let (code, out, err) = berth(&["invoke", "welcome/welcome", "--path", "/welcome/1", "--config", &config]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["message"], "Welcome back, Ann!", "{out}");
+
+    let (code, out, err) = berth(&["invoke", "welcome/welcome", "--path", "/welcome/2", "--config", &config]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("no user 2") && err.contains("status 404"), "{out}\n{err}");
+}
+
 #[test]
 fn inspect_prints_the_manifest_or_why_a_file_is_not_a_plugin() {
     let so = berth_host::builder::build_group_crate(&workspace().join("examples/hello"), "dev").unwrap();

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_host::config::{ServiceConfig, SqlServerConfig, SqliteConfig};
-use berth_host::metrics::Metrics;
+use berth_host::config::{SqlServerConfig, SqliteConfig};
+use berth_host::core::Metrics;
 use berth_host::services::sql::SqlPool;
 use berth_plugin_api::{
     service_error_kind as kind, ServiceError, SqlExecuted, SqlHandle, SqlTransactionBox, SqlValue, SqlValue_NE,
@@ -109,13 +109,33 @@ impl Drop for Cleanup {
     }
 }
 
+/// How a test database is configured, by backend.
+#[derive(Clone)]
+enum DbConfig {
+    Sqlite(SqliteConfig),
+    Postgres(SqlServerConfig),
+    Mysql(SqlServerConfig),
+}
+
+impl DbConfig {
+    /// The pool the `[services.db]` provider of this backend opens.
+    fn open(&self, data_dir: &std::path::Path, metrics: &Metrics) -> SqlPool {
+        let pool = match self {
+            DbConfig::Sqlite(c) => SqlPool::sqlite("db", c, data_dir, metrics.service("db")),
+            DbConfig::Postgres(c) => SqlPool::postgres("db", c, metrics.service("db")),
+            DbConfig::Mysql(c) => SqlPool::mysql("db", c, metrics.service("db")),
+        };
+        pool.expect("pool opens")
+    }
+}
+
 /// One isolated database and the handle a plugin would get for it.
 struct TestDb {
     backend: Backend,
     db: SqlHandle,
     pool: SqlPool,
     metrics: Metrics,
-    cfg: ServiceConfig,
+    cfg: DbConfig,
     dir: tempfile::TempDir,
     _cleanup: Cleanup,
 }
@@ -124,15 +144,9 @@ impl TestDb {
     async fn new(backend: Backend) -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let name = unique_name();
-        let server = |url: String| {
-            ServiceConfig::Postgres(SqlServerConfig {
-                url,
-                max_connections: 4,
-                acquire_timeout: Duration::from_secs(5),
-            })
-        };
+        let server = |url: String| SqlServerConfig { url, max_connections: 4, acquire_timeout: Duration::from_secs(5) };
         let (cfg, cleanup) = match backend {
-            Backend::Sqlite => (ServiceConfig::Sqlite(SqliteConfig { path: None, max_connections: 4 }), Cleanup::None),
+            Backend::Sqlite => (DbConfig::Sqlite(SqliteConfig { path: None, max_connections: 4 }), Cleanup::None),
             Backend::Postgres => {
                 let url = pg_url();
                 admin(backend, &url, &format!("CREATE SCHEMA {name}")).unwrap_or_else(|e| {
@@ -143,7 +157,7 @@ impl TestDb {
                 });
                 let cleanup =
                     Cleanup::Sql { backend, url: url.clone(), sql: format!("DROP SCHEMA IF EXISTS {name} CASCADE") };
-                (server(with_param(&url, &format!("options[search_path]={name}"))), cleanup)
+                (DbConfig::Postgres(server(with_param(&url, &format!("options[search_path]={name}")))), cleanup)
             }
             Backend::Mysql => {
                 let url = mysql_url();
@@ -155,18 +169,17 @@ impl TestDb {
                 });
                 let cleanup =
                     Cleanup::Sql { backend, url: url.clone(), sql: format!("DROP DATABASE IF EXISTS {name}") };
-                let ServiceConfig::Postgres(c) = server(with_database(&url, &name)) else { unreachable!() };
-                (ServiceConfig::Mysql(c), cleanup)
+                (DbConfig::Mysql(server(with_database(&url, &name))), cleanup)
             }
         };
         let metrics = Metrics::new();
-        let pool = SqlPool::open("db", &cfg, dir.path(), metrics.service("db")).expect("pool opens");
+        let pool = cfg.open(dir.path(), &metrics);
         TestDb { backend, db: pool.handle(), pool, metrics, cfg, dir, _cleanup: cleanup }
     }
 
     /// A second pool on the same database, as after a host restart.
     fn reopen(&self) -> SqlPool {
-        SqlPool::open("db", &self.cfg, self.dir.path(), self.metrics.service("db")).expect("pool reopens")
+        self.cfg.open(self.dir.path(), &self.metrics)
     }
 
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Value, ServiceError> {
@@ -759,9 +772,8 @@ async fn postgres_outage_fails_fast_and_recovers_without_restart() {
         .unwrap(),
     );
     let acquire_timeout = Duration::from_secs(2);
-    let cfg = ServiceConfig::Postgres(SqlServerConfig { url: pg.url(), max_connections: 3, acquire_timeout });
-    let dir = tempfile::tempdir().unwrap();
-    let pool = SqlPool::open("db", &cfg, dir.path(), Metrics::new().service("db")).unwrap();
+    let cfg = SqlServerConfig { url: pg.url(), max_connections: 3, acquire_timeout };
+    let pool = SqlPool::postgres("db", &cfg, Metrics::new().service("db")).unwrap();
     let db = pool.handle();
     for i in 0..5 {
         assert_eq!(query(&db, "SELECT $1::bigint AS i", vec![SqlValue::Int(i)]).await.unwrap(), json!([{"i": i}]));

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_host::app::{self, RunningHost};
 use berth_host::config::BerthConfig;
+use berth_host::server::{self, RunningHost};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -66,7 +66,7 @@ impl TestHost {
         init_logs();
         let text = base_config(data_dir, server, extra);
         let config = BerthConfig::parse(&text, &workspace(), &BTreeMap::new()).expect("test config parses");
-        let host = app::start(config).await.expect("host starts");
+        let host = server::start(config).await.expect("host starts");
         TestHost { addr: host.addr, host: Some(host), data_dir: data_dir.to_path_buf(), _dir: None }
     }
 
@@ -83,8 +83,8 @@ impl TestHost {
         &self.data_dir
     }
 
-    pub fn readiness(&self) -> berth_host::app::Readiness {
-        self.host.as_ref().expect("running").state.readiness()
+    pub fn readiness(&self) -> berth_host::core::serving::Readiness {
+        self.host.as_ref().expect("running").runtime.readiness()
     }
 
     pub async fn stop(mut self) {

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_host::app::{self, RunningHost};
 use berth_host::config::BerthConfig;
+use berth_host::server::{self, RunningHost};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -53,8 +53,8 @@ impl SwapHost {
             env.insert("BERTH_ADMIN__TOKEN".to_owned(), t.to_owned());
         }
         let config = BerthConfig::parse(&text, &workspace(), &env).expect("test config parses");
-        let host = app::start(config).await.expect("host starts");
-        assert!(host.state.readiness().ready, "{:?}", host.state.readiness());
+        let host = server::start(config).await.expect("host starts");
+        assert!(host.runtime.readiness().ready, "{:?}", host.runtime.readiness());
         let admin = host.admin_addr.expect("admin API enabled");
         SwapHost { addr: host.addr, admin, host: Some(host), dir }
     }
@@ -519,7 +519,7 @@ async fn watch_swaps_a_file_group_when_its_file_changes_and_keeps_it_when_the_fi
     };
     replace(&std::fs::read(&v1).unwrap());
     let h = SwapHost::start(&file, Some(TOKEN), "").await;
-    let state = h.host.as_ref().unwrap().state.clone();
+    let state = h.host.as_ref().unwrap().deployments.clone();
     let _watcher = berth_host::watch::Watcher::start(state).expect("watch starts");
 
     let until = |want: &'static str| {
@@ -633,7 +633,7 @@ async fn reloading_a_path_group_rebuilds_it_and_serves_the_build() {
     let text =
         base_config(dir.path(), "", &format!("[services.state]\nkind = \"blob\"\n{}", group("host/fixtures/swap-v1")));
     let env: BTreeMap<String, String> = [("BERTH_ADMIN__TOKEN".to_owned(), TOKEN.to_owned())].into();
-    let host = app::start(BerthConfig::parse(&text, &workspace(), &env).unwrap()).await.unwrap();
+    let host = server::start(BerthConfig::parse(&text, &workspace(), &env).unwrap()).await.unwrap();
     let admin = host.admin_addr.unwrap();
     let auth = format!("Bearer {TOKEN}");
     let res = request(admin, "POST", "/groups/swap/reload", &[("authorization", &auth)], b"").await;

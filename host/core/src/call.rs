@@ -1,0 +1,129 @@
+//! Calling a function: the one path every trigger goes through (deadline, cancellation, panics,
+//! metrics).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use berth_plugin_api::{describe_error, CallContext, Input, Input_NE, PluginError, RResult, RStr, Response};
+use http::StatusCode;
+use tokio::time::Instant as TokioInstant;
+
+use crate::clock::now_unix_ms;
+use crate::error::HttpError;
+use crate::group::FunctionEntry;
+
+/// When a call of `entry` that arrived at `started` is cancelled.
+pub fn deadline(entry: &FunctionEntry, started: TokioInstant) -> TokioInstant {
+    started + entry.timeout
+}
+
+/// Why a call did not produce a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The handler returned an error (a status the plugin sent that is not a valid HTTP status
+    /// becomes 500).
+    Handler { status: StatusCode, code: String, message: String },
+    /// The deadline passed; the handler's future was dropped.
+    Timeout { after_ms: u64 },
+    /// The handler panicked (caught inside the plugin).
+    Panicked { message: String },
+    /// The plugin reported something else (unknown function, unsupported input, newer error kind).
+    Plugin { message: String },
+}
+
+impl HttpError for CallError {
+    fn status(&self) -> StatusCode {
+        match self {
+            CallError::Handler { status, .. } => *status,
+            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Panicked { .. } | CallError::Plugin { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &str {
+        match self {
+            CallError::Handler { code, .. } => code,
+            CallError::Timeout { .. } => "timeout",
+            CallError::Panicked { .. } => "panic",
+            CallError::Plugin { .. } => "internal",
+        }
+    }
+
+    /// Panic details stay in the log.
+    fn public_message(&self) -> String {
+        match self {
+            CallError::Handler { message, .. } => message.clone(),
+            CallError::Timeout { after_ms } => {
+                format!("the function did not finish within {after_ms} ms")
+            }
+            CallError::Panicked { .. } => {
+                "the function panicked; the host log has the details under this request id".into()
+            }
+            CallError::Plugin { .. } => {
+                "the function failed inside the host; see the host log for this request id".into()
+            }
+        }
+    }
+}
+
+/// Calls `entry` with `input`, cancelling it once the function's timeout has passed since
+/// `started` (when the request or event arrived: see [`deadline`]).
+pub async fn call(
+    entry: &FunctionEntry,
+    trigger: &'static str,
+    request_id: &str,
+    input: Input,
+    started: TokioInstant,
+) -> Result<Response, CallError> {
+    let deadline = self::deadline(entry, started);
+    let remaining = deadline.saturating_duration_since(TokioInstant::now());
+    let ctx = CallContext {
+        request_id: request_id.into(),
+        deadline_unix_ms: now_unix_ms() + remaining.as_millis() as u64,
+        host: entry.group.host.clone(),
+        trigger: RStr::from_str(trigger),
+        caller: berth_plugin_api::ROption::RNone,
+    };
+    // Counted until the call's future is dropped (a swap waits for the old version's calls).
+    let _inflight = entry.group.calls.enter();
+    let mut fut = entry.group.group_box().call(entry.index, ctx, Input_NE::new(input));
+    // Most calls finish in their first poll: only a call that has to wait arms a timer (making
+    // and dropping one takes the timer driver's lock). `timeout_at` polls the call before it
+    // looks at the clock too, so a call past its deadline still gets that one poll either way.
+    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
+    let finished = match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await,
+    };
+    let outcome = match finished {
+        Err(_) => {
+            entry.metrics.timeouts.inc();
+            Err(CallError::Timeout { after_ms: entry.timeout.as_millis() as u64 })
+        }
+        Ok(RResult::ROk(response)) => Ok(response),
+        Ok(RResult::RErr(e)) => Err(match e.as_enum() {
+            Ok(PluginError::Handler { status, code, message }) => CallError::Handler {
+                status: StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code: code.to_string(),
+                message: message.to_string(),
+            },
+            Ok(PluginError::Panicked { message }) => {
+                entry.metrics.panics.inc();
+                tracing::error!(panic = %message, "function panicked; answering 500");
+                CallError::Panicked { message: message.to_string() }
+            }
+            _ => CallError::Plugin { message: describe_error(&e) },
+        }),
+    };
+    let status = match &outcome {
+        Ok(r) => r.status,
+        Err(e) => e.status().as_u16(),
+    };
+    if status >= 500 && matches!(outcome, Ok(_) | Err(CallError::Handler { .. })) {
+        entry.metrics.handler_errors.inc();
+    }
+    entry.metrics.count(status);
+    entry.metrics.duration.observe(started.elapsed().as_secs_f64());
+    outcome
+}

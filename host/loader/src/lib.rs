@@ -1,0 +1,273 @@
+//! `berth-loader`: opening plugin libraries, the only crate of the host allowed `unsafe`
+//! (every block carries a `// SAFETY:` comment; `clippy::undocumented_unsafe_blocks` is denied).
+//!
+//! - [`load`] checks and opens one plugin file and reads its [`manifest`].
+//! - [`elf`] answers two questions about a file without `dlopen`: is it complete, and which
+//!   dynamic symbols would keep it mapped.
+//! - [`mapped`] is the census of plugin libraries really mapped in the process.
+//!
+//! ```no_run
+//! let plugin = berth_loader::load("target/release/libhello.so".as_ref(), ".berth/plugins".as_ref())?;
+//! println!("group {} {} ({} functions)", plugin.manifest.name, plugin.manifest.version, plugin.manifest.functions.len());
+//! # Ok::<(), berth_loader::LoadError>(())
+//! ```
+//!
+//! Each version of a plugin is copied to its own path (named by its sha256) before `dlopen`, so
+//! that a later version of the same file is a different library and a file rewritten in place
+//! never changes code that is running. abi_stable's `RootModule::load_from_*` would cache one
+//! module per type and never unload; we open the library ourselves (`RawLibrary`), read the header
+//! with `lib_header_from_raw_library`, and keep the handle, so that dropping a [`LoadedPlugin`]
+//! really closes it.
+//!
+//! Checks, in order, each with its own message naming the file:
+//! empty file → not a shared library (text, other formats) → `dlopen` failure → no Berth ABI
+//! symbol → ABI version mismatch → abi_stable version/layout mismatch → manifest errors.
+#![allow(unsafe_code, reason = "dlopen/dlsym and calling into plugin code: the loader is the one place for it")]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod elf;
+pub mod manifest;
+pub mod mapped;
+
+use manifest::convert_manifest;
+pub use manifest::{ExportInfo, FunctionManifest, GroupManifest, ServiceNeed, TriggerSpec};
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_plugin_api::abi_stable::abi_stability::abi_checking::{
+    check_layout_compatibility_with_globals, CheckingGlobals,
+};
+use berth_plugin_api::abi_stable::library::{lib_header_from_raw_library, IsLayoutChecked, LibHeader, RawLibrary};
+use berth_plugin_api::abi_stable::StableAbi;
+use berth_plugin_api::{
+    describe_error, GroupBox, HostHandle, InstantiateArgs, PluginModuleRef, RResult, ABI_VERSION, ABI_VERSION_SYMBOL,
+};
+use sha2::{Digest, Sha256};
+
+/// How long a group's init hook may take.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin `{path}`: cannot read it: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("plugin `{path}`: the file is empty; build the group again (`cargo build` in its crate)")]
+    Empty { path: PathBuf },
+    #[error("plugin `{path}`: {what}, not a shared library; point `file` at the group's built `.so`")]
+    NotSharedLibrary { path: PathBuf, what: &'static str },
+    #[error("plugin `{path}`: {detail}; the file is incomplete (an interrupted copy, upload or build?): copy or build it again")]
+    Incomplete { path: PathBuf, detail: String },
+    #[error("plugin `{path}`: the dynamic loader refused it: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("plugin `{path}`: a shared library, but not a Berth plugin (no `berth_plugin_abi_version` symbol); a group crate must call `berth::group!(...)`")]
+    NotBerthPlugin { path: PathBuf },
+    #[error(
+        "plugin `{path}`: built for plugin ABI {found}, this host speaks {expected}; rebuild it against berth {sdk}"
+    )]
+    AbiMismatch { path: PathBuf, found: u32, expected: u32, sdk: &'static str },
+    #[error("plugin `{path}`: incompatible with this host's plugin API (built against a different berth-plugin-api): {detail}")]
+    Incompatible { path: PathBuf, detail: String },
+    #[error("plugin `{path}`: invalid manifest: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("plugin `{path}` (group `{group}`): instantiation failed: {message}")]
+    Instantiate { path: PathBuf, group: String, message: String },
+}
+
+/// An opened plugin library. Dropping it closes the library: drop every object the plugin made
+/// first (a [`PluginInstance`] holds an `Arc` of this to guarantee it).
+pub struct LoadedPlugin {
+    pub manifest: GroupManifest,
+    /// The file as configured.
+    pub source: PathBuf,
+    /// The private copy that was actually opened.
+    pub copy: PathBuf,
+    pub sha256: String,
+    module: PluginModuleRef,
+    // Declared last: dropped after everything above.
+    _library: RawLibrary,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("source", &self.source).field("sha256", &self.sha256).finish()
+    }
+}
+
+/// The group object a [`LoadedPlugin`] made (its init hook ran), with the library it needs.
+pub struct PluginInstance {
+    // Field order matters: the group (plugin-made) is dropped before the library.
+    pub group: GroupBox,
+    pub plugin: std::sync::Arc<LoadedPlugin>,
+}
+
+fn describe_content(head: &[u8]) -> &'static str {
+    if head.is_empty() {
+        "an empty file"
+    } else if std::str::from_utf8(head).is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace())) {
+        "a text file"
+    } else {
+        "not an ELF file"
+    }
+}
+
+/// Reads a file and its sha256 in chunks, yielding the CPU between chunks: a plugin is several
+/// megabytes (~10 ms of hashing), and a hot swap on a busy core must not hold the CPU that long
+/// in one piece (request latency measured by `ops/bench/swap.sh`).
+fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
+    const CHUNK: usize = 128 * 1024;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(file.metadata().map(|m| m.len() as usize).unwrap_or(0));
+    let mut hasher = Sha256::new();
+    loop {
+        let start = bytes.len();
+        let n = (&mut file).take(CHUNK as u64).read_to_end(&mut bytes)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&bytes[start..]);
+        std::thread::yield_now();
+    }
+    Ok((bytes, format!("{:x}", hasher.finalize())))
+}
+
+/// Copies `path` into `copy_dir` under a name derived from its content hash (if not there yet).
+fn private_copy(path: &Path, copy_dir: &Path) -> Result<(PathBuf, String), LoadError> {
+    let read_err = |source| LoadError::Read { path: path.to_owned(), source };
+    let (bytes, sha256) = read_and_hash(path).map_err(read_err)?;
+    // `dlopen` maps segments past the end of a truncated file, and touching them kills the
+    // process with SIGBUS: refuse a file shorter than its own headers say.
+    crate::elf::check_complete(&bytes).map_err(|detail| LoadError::Incomplete { path: path.to_owned(), detail })?;
+    std::fs::create_dir_all(copy_dir).map_err(read_err)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    // A private copy loaded again (a rollback) is its own copy.
+    let suffix = format!("-{}", &sha256[..16]);
+    let in_copy_dir = path.parent().and_then(|p| p.canonicalize().ok()) == copy_dir.canonicalize().ok();
+    if in_copy_dir && stem.ends_with(&suffix) {
+        return Ok((path.to_owned(), sha256));
+    }
+    let copy = copy_dir.join(format!("{stem}{suffix}.{}", std::env::consts::DLL_EXTENSION));
+    if !copy.exists() {
+        // Write under a temporary name and rename, so a half-written copy is never opened.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = copy.with_extension(format!("tmp{}-{n}", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(read_err)?;
+        std::fs::rename(&tmp, &copy).map_err(read_err)?;
+    }
+    Ok((copy, sha256))
+}
+
+/// Opens and checks a plugin file. `copy_dir` receives the private copy.
+pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    if head.is_empty() {
+        return Err(LoadError::Empty { path: path.to_owned() });
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return Err(LoadError::NotSharedLibrary { path: path.to_owned(), what: describe_content(&head) });
+    }
+    let (copy, sha256) = private_copy(path, copy_dir)?;
+    let library =
+        RawLibrary::load_at(&copy).map_err(|e| LoadError::Open { path: path.to_owned(), message: e.to_string() })?;
+
+    // SAFETY: the symbol is declared by `berth::group!` as `extern "C" fn() -> u32`; a library
+    // that exports the name with another type is not a Berth plugin and is beyond protection.
+    let found = unsafe {
+        match library.get::<extern "C" fn() -> u32>(ABI_VERSION_SYMBOL) {
+            Ok(f) => (*f)(),
+            Err(_) => return Err(LoadError::NotBerthPlugin { path: path.to_owned() }),
+        }
+    };
+    if found != ABI_VERSION {
+        return Err(LoadError::AbiMismatch {
+            path: path.to_owned(),
+            found,
+            expected: ABI_VERSION,
+            sdk: env!("CARGO_PKG_VERSION"),
+        });
+    }
+    // SAFETY: the header lives in the library, which `LoadedPlugin` keeps open for as long as the
+    // module reference is used; abi_stable validates the header before handing it out.
+    let header = unsafe { lib_header_from_raw_library(&library) }
+        .map_err(|e| LoadError::Incompatible { path: path.to_owned(), detail: e.to_string() })?;
+    let module = check_root_module(path, header)?;
+    let manifest = match (module.manifest())() {
+        RResult::ROk(m) => convert_manifest(path, m)?,
+        RResult::RErr(e) => return Err(LoadError::Manifest { path: path.to_owned(), message: describe_error(&e) }),
+    };
+    Ok(LoadedPlugin { manifest, source: path.to_owned(), copy, sha256, module, _library: library })
+}
+
+/// Checks the plugin's root-module layout against ours and returns the root module.
+///
+/// abi_stable's own `init_root_module` records every checked prefix type and non-exhaustive enum
+/// in a process-global map that keeps `&'static` pointers into the *plugin's* type layouts
+/// (`CHECKING_GLOBALS.prefix_type_map`): after that library is closed, the next load's check
+/// reads unmapped memory and the host dies with SIGSEGV (seen when two hosts in one process load
+/// and unload the same group). So we run the same check against a fresh `CheckingGlobals` that
+/// lives only for this call, then initialise the module through the unchecked path.
+fn check_root_module(path: &Path, header: &'static LibHeader) -> Result<PluginModuleRef, LoadError> {
+    let incompatible = |detail: String| LoadError::Incompatible { path: path.to_owned(), detail };
+    let layout = match header.root_mod_consts().layout() {
+        IsLayoutChecked::Yes(layout) => layout,
+        IsLayoutChecked::No => return Err(incompatible("the library was exported without a layout to check".into())),
+    };
+    let globals = CheckingGlobals::new();
+    let checked = check_layout_compatibility_with_globals(<PluginModuleRef as StableAbi>::LAYOUT, layout, &globals)
+        // Format now: the error holds references into the library.
+        .map_err(|e| e.to_string());
+    drop(globals);
+    if let Err(full) = checked {
+        tracing::debug!(path = %path.display(), report = %full, "abi_stable layout report");
+        return Err(incompatible(summarize_abi_report(&full)));
+    }
+    // SAFETY: the layout was checked just above, against the type we transmute to.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
+        .map_err(|e| incompatible(e.to_string()))
+}
+
+/// abi_stable's incompatibility report is a full dump of both layouts; its verdict is in the
+/// `Error:` paragraphs at the end. Keep those, on one line.
+fn summarize_abi_report(report: &str) -> String {
+    let Some(start) = report.find("\nError:") else {
+        return report.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect::<Vec<_>>().join(" ");
+    };
+    let verdict: Vec<&str> = report[start..].lines().map(str::trim).filter(|l| !l.is_empty()).take(12).collect();
+    format!("{} (run with log = \"debug\" for abi_stable's full layout report)", verdict.join(" "))
+}
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux: the nice value is per
+/// thread). The hot-swap worker runs at a lower priority so that loading a plugin (reading and
+/// hashing megabytes, `dlopen`) never takes the CPU from requests.
+pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
+    // SAFETY: `setpriority` only reads its integer arguments; with `PRIO_PROCESS` and `who = 0`
+    // glibc/NPTL applies it to the calling thread alone.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl LoadedPlugin {
+    /// Creates the group (running its init hook) with `host` as its host handle.
+    pub async fn instantiate(self: &std::sync::Arc<Self>, host: HostHandle) -> Result<PluginInstance, LoadError> {
+        let err = |message: String| LoadError::Instantiate {
+            path: self.source.clone(),
+            group: self.manifest.name.clone(),
+            message,
+        };
+        let fut = (self.module.instantiate())(InstantiateArgs { host });
+        match tokio::time::timeout(INIT_TIMEOUT, fut).await {
+            Err(_) => Err(err(format!("init hook did not finish within {}s", INIT_TIMEOUT.as_secs()))),
+            Ok(RResult::RErr(e)) => Err(err(describe_error(&e))),
+            Ok(RResult::ROk(group)) => Ok(PluginInstance { group, plugin: self.clone() }),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Installing a group: the one path every way a group comes to serve goes through (`berth up`,
+//! a hot swap, `berth invoke`, tests): open its plugin ([`open_plugin`]), instantiate it with its
+//! services and limits ([`Runtime::instantiate`](crate::runtime::Runtime::instantiate)), and
+//! switch it in ([`Runtime::activate`](crate::runtime::Runtime::activate)); removing one is
+//! [`Runtime::remove`](crate::runtime::Runtime::remove).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_core::loader::{self, LoadError, LoadedPlugin, TriggerSpec};
+use berth_core::{FunctionEntry, GroupInstance};
+use berth_services::ResolveError;
+use berth_triggers::http::routes::{Route, RouteConflict};
+
+use crate::config::{BerthConfig, GroupConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Build(#[from] crate::builder::BuildError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("group `{group}` ({source_label}): `[groups.functions.{function}]` in berth.toml names a function the group does not have; it has: {available}")]
+    UnknownFunctionOverride { group: String, source_label: String, function: String, available: String },
+    #[error(
+        "group `{group}` is configured twice (second time from `{source_label}`); remove one of the [[groups]] entries"
+    )]
+    Duplicate { group: String, source_label: String },
+    #[error("group `{group}` ({source_label}) refused: {source}")]
+    Routes { group: String, source_label: String, source: Box<RouteConflict> },
+    #[error(transparent)]
+    Services(ResolveError),
+    #[error("group `{group}` refused: {message}")]
+    Exports { group: String, message: String },
+    #[error("groups {groups} depend on each other's services in a cycle; break the cycle (one of them must not need the other)")]
+    Cycle { groups: String },
+    #[error("no group named `{group}` is configured; berth.toml has: {available}")]
+    NotConfigured { group: String, available: String },
+    #[error("building or loading `{source_label}` stopped unexpectedly: {message}")]
+    Internal { source_label: String, message: String },
+    #[error("group `{group}` ({source_label}) refused: {message}")]
+    Migrations { group: String, source_label: String, message: String },
+}
+
+/// A group instantiated but not yet serving: its instance, its HTTP routes and its functions.
+pub struct Instantiated {
+    pub group: Arc<GroupInstance>,
+    pub routes: Vec<Route>,
+    pub functions: Vec<Arc<FunctionEntry>>,
+    /// The `[[groups]]` label, for messages.
+    pub source_label: String,
+}
+
+/// Builds the group crate (if the group is configured by `path`) and opens its plugin.
+pub async fn open_plugin(config: &BerthConfig, group_config: &GroupConfig) -> Result<Arc<LoadedPlugin>, GroupError> {
+    let label = group_config.label();
+    let internal =
+        |e: tokio::task::JoinError| GroupError::Internal { source_label: label.clone(), message: e.to_string() };
+    let file = match (&group_config.path, &group_config.file) {
+        (Some(dir), _) => {
+            let (dir, profile, quiet) = (dir.clone(), config.build.profile, config.build.quiet);
+            tokio::task::spawn_blocking(move || crate::builder::build_group_crate_with(&dir, profile.as_str(), quiet))
+                .await
+                .map_err(internal)??
+        }
+        (None, Some(file)) => file.clone(),
+        (None, None) => unreachable!("validated when the config was parsed"),
+    };
+    let copy_dir = plugin_copies(config);
+    let plugin = tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??;
+    Ok(Arc::new(plugin))
+}
+
+/// Where private copies of plugin files go.
+pub fn plugin_copies(config: &BerthConfig) -> PathBuf {
+    config.data_dir.join("plugins")
+}
+
+/// The folder of SQL migrations of a group: `[[groups]] migrations`, else the crate's
+/// `migrations/` folder when it has one.
+pub fn migrations_dir(group_config: &GroupConfig) -> Option<PathBuf> {
+    match (&group_config.migrations, &group_config.path) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(crate_dir)) if crate_dir.join("migrations").is_dir() => Some(crate_dir.join("migrations")),
+        _ => None,
+    }
+}
+
+/// The functions of `plugin` with their limits, and its HTTP routes.
+pub(crate) fn function_entries(
+    config: &BerthConfig,
+    group_config: &GroupConfig,
+    group: &Arc<GroupInstance>,
+    metrics: &berth_core::Metrics,
+) -> (Vec<Arc<FunctionEntry>>, Vec<Route>) {
+    let manifest = &group.library().manifest;
+    let mut routes = Vec::new();
+    let mut functions = Vec::new();
+    for (index, f) in manifest.functions.iter().enumerate() {
+        let over = group_config.functions.get(&f.name).cloned().unwrap_or_default();
+        let entry = Arc::new(FunctionEntry {
+            group: group.clone(),
+            index: index as u32,
+            name: f.name.as_str().into(),
+            timeout: over.timeout.or(f.timeout).unwrap_or(config.defaults.timeout),
+            body_limit: over
+                .body_limit
+                .map(|b| b.as_u64())
+                .or(f.body_limit)
+                .unwrap_or(config.defaults.body_limit.as_u64()),
+            metrics: metrics.function(&manifest.name, &f.name),
+            triggers: f.triggers.clone(),
+        });
+        for t in &f.triggers {
+            if let TriggerSpec::Http { method, route } = t {
+                routes.push(Route { method: method.clone(), pattern: route.clone(), entry: entry.clone() });
+            }
+        }
+        functions.push(entry);
+    }
+    (functions, routes)
+}
+
+/// Refuses `[groups.functions.<name>]` overrides for functions the group does not have.
+pub(crate) fn check_overrides(group_config: &GroupConfig, plugin: &LoadedPlugin) -> Result<(), GroupError> {
+    let manifest = &plugin.manifest;
+    for name in group_config.functions.keys() {
+        if !manifest.functions.iter().any(|f| &f.name == name) {
+            return Err(GroupError::UnknownFunctionOverride {
+                group: manifest.name.clone(),
+                source_label: group_config.label(),
+                function: name.clone(),
+                available: manifest.functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An opened plugin with the `[[groups]]` entry it was configured by.
+pub type Opened<'a> = (&'a GroupConfig, Arc<LoadedPlugin>);
+
+/// Orders opened plugins so that every group comes after the groups whose exports it needs.
+/// Groups in a dependency cycle (and groups that need them) are refused. A dependency on an
+/// export nobody provides is left for service resolution to report.
+pub fn dependency_order(opened: Vec<Opened<'_>>) -> (Vec<Opened<'_>>, Vec<GroupError>) {
+    let deps = dependencies(&opened);
+    let mut placed = vec![false; opened.len()];
+    let mut order = Vec::with_capacity(opened.len());
+    while let Some(i) = (0..opened.len()).find(|&i| !placed[i] && deps[i].iter().all(|&d| placed[d])) {
+        placed[i] = true;
+        order.push(i);
+    }
+    let mut errors = Vec::new();
+    let stuck: Vec<String> =
+        (0..opened.len()).filter(|&i| !placed[i]).map(|i| format!("`{}`", opened[i].1.manifest.name)).collect();
+    if !stuck.is_empty() {
+        errors.push(GroupError::Cycle { groups: stuck.join(", ") });
+    }
+    let mut slots: Vec<Option<_>> = opened.into_iter().map(Some).collect();
+    let ordered = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    (ordered, errors)
+}
+
+/// For each opened plugin, the indices of the plugins that export a service it needs.
+fn dependencies(opened: &[Opened<'_>]) -> Vec<Vec<usize>> {
+    let provider_of =
+        |export: &str| opened.iter().position(|(_, p)| p.manifest.exports.iter().any(|e| e.name == export));
+    opened
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| {
+            p.manifest
+                .services
+                .iter()
+                .filter(|s| s.kind == "service")
+                .filter_map(|s| provider_of(&s.name))
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect()
+}
+
+/// Keeps group `name` and the groups whose exports it needs (transitively): what `berth invoke`
+/// installs to call one function.
+pub fn with_dependencies<'a>(opened: Vec<Opened<'a>>, name: &str) -> Vec<Opened<'a>> {
+    let deps = dependencies(&opened);
+    let mut keep = vec![false; opened.len()];
+    let mut todo: Vec<usize> = opened.iter().position(|(_, p)| p.manifest.name == name).into_iter().collect();
+    while let Some(i) = todo.pop() {
+        if !std::mem::replace(&mut keep[i], true) {
+            todo.extend(&deps[i]);
+        }
+    }
+    opened.into_iter().zip(keep).filter_map(|(o, k)| k.then_some(o)).collect()
+}
+
+/// A short display of a plugin's source file.
+pub(crate) fn source_display(plugin: &LoadedPlugin) -> std::path::Display<'_> {
+    Path::new(&plugin.source).display()
+}

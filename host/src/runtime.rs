@@ -1,0 +1,253 @@
+//! The composition root: a [`Runtime`] puts the host's parts together — serving groups,
+//! dispatcher, trigger supervisor, service registry, HTTP trigger — and owns the one install path
+//! ([`Runtime::install`], [`Runtime::remove`]) that `berth up`, hot swap (`crate::swap`),
+//! `berth invoke` and tests all take. `crate::server::start` binds the listeners around it.
+
+use std::sync::Arc;
+
+use berth_core::loader::LoadedPlugin;
+use berth_core::serving::{Readiness, ServingGroups};
+use berth_core::trigger::TriggerSupervisor;
+use berth_core::{Dispatcher, GroupInstance, Metrics, Trigger};
+use berth_services::host::GroupHost;
+use berth_services::registry::{GroupSettings, RegistrySettings, ServiceRegistry};
+use berth_triggers::blob::BlobTrigger;
+use berth_triggers::http::invoke::{InvokeApi, InvokeToken};
+use berth_triggers::http::HttpTrigger;
+use berth_triggers::queue::{Publishers, QueueTrigger};
+use berth_triggers::timer::TimerTrigger;
+
+use crate::config::{BerthConfig, GroupConfig};
+use crate::install::{self, GroupError, Instantiated};
+use crate::worker::LibraryWorker;
+
+/// What [`Runtime::load_groups`] did.
+pub struct Loaded {
+    /// The groups installed, with the `[[groups]]` entry each came from.
+    pub groups: Vec<(GroupConfig, Arc<GroupInstance>)>,
+    /// The groups refused, and why.
+    pub errors: Vec<GroupError>,
+}
+
+/// The running host's parts.
+pub struct Runtime {
+    pub config: Arc<BerthConfig>,
+    pub metrics: Metrics,
+    /// The serving groups and readiness.
+    pub serving: Arc<ServingGroups>,
+    /// Every function by (group, name), for triggers other than HTTP.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Runners of timer, queue and blob triggers.
+    pub triggers: Arc<TriggerSupervisor>,
+    pub services: Arc<ServiceRegistry>,
+    /// The HTTP listener's state: routing table, limits, direct invoke.
+    pub http: Arc<HttpTrigger>,
+    /// The low-priority thread libraries are opened and closed on.
+    pub worker: LibraryWorker,
+}
+
+impl Runtime {
+    /// The host's parts for `config`; nothing is bound or loaded yet.
+    pub fn new(config: BerthConfig) -> Self {
+        let config = Arc::new(config);
+        let metrics = Metrics::new();
+        let dispatcher = Arc::new(Dispatcher::default());
+        dispatcher.set_extra_bindings(berth_triggers::queue::config_bindings(&config.triggers));
+        let publishers = Arc::new(Publishers::new(&config.queues, metrics.clone()));
+        let settings = RegistrySettings {
+            data_dir: config.data_dir.clone(),
+            services: config.services.clone(),
+            http_client: config.http_client.clone(),
+        };
+        let services = Arc::new(ServiceRegistry::new(settings, metrics.clone(), Some(publishers)));
+        let kinds: Vec<Arc<dyn Trigger>> = vec![
+            Arc::new(TimerTrigger::new(Arc::new(berth_core::clock::SystemClock), &metrics)),
+            Arc::new(BlobTrigger::new(services.clone(), &metrics)),
+            Arc::new(QueueTrigger::new(&config.queues, &metrics)),
+        ];
+        let serving = Arc::new(ServingGroups::default());
+        let token = config.server.invoke_token.as_ref().map(|t| InvokeToken(t.0.clone()));
+        let invoke = InvokeApi::new(dispatcher.clone(), token);
+        Runtime {
+            http: Arc::new(HttpTrigger::new(serving.clone(), metrics.clone(), config.server.max_concurrency, invoke)),
+            triggers: Arc::new(TriggerSupervisor::new(dispatcher.clone(), kinds)),
+            worker: LibraryWorker::start(config.admin.swap_nice),
+            dispatcher,
+            services,
+            serving,
+            metrics,
+            config,
+        }
+    }
+
+    /// What `/readyz` answers.
+    pub fn readiness(&self) -> Readiness {
+        self.serving.readiness()
+    }
+
+    /// Builds and opens every configured group (or, with `only`, one group and the groups whose
+    /// exports it needs), then installs them in dependency order: a group exporting a service
+    /// before the groups that use it. A group that fails is refused (and reported by `/readyz`
+    /// and the log); the others serve.
+    pub async fn load_groups(&self, only: Option<&str>) -> Loaded {
+        let config = self.config.clone();
+        let mut errors = Vec::new();
+        let mut opened = Vec::new();
+        for gc in &config.groups {
+            match install::open_plugin(&config, gc).await {
+                Ok(plugin) => opened.push((gc, plugin)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(name) = only {
+            if !opened.iter().any(|(_, p)| p.manifest.name == name) {
+                let available: Vec<String> = opened.iter().map(|(_, p)| p.manifest.name.clone()).collect();
+                let available = if available.is_empty() { "none".to_owned() } else { available.join(", ") };
+                errors.push(GroupError::NotConfigured { group: name.to_owned(), available });
+            }
+            opened = install::with_dependencies(opened, name);
+        }
+        let (ordered, refused) = install::dependency_order(opened);
+        errors.extend(refused);
+        let mut groups = Vec::new();
+        for (gc, plugin) in ordered {
+            let name = plugin.manifest.name.clone();
+            if self.serving.contains(&name) {
+                errors.push(GroupError::Duplicate { group: name, source_label: gc.label() });
+                continue;
+            }
+            match self.install(gc, plugin).await {
+                Ok((group, _)) => groups.push((gc.clone(), group)),
+                Err(e) => errors.push(e),
+            }
+        }
+        for e in &errors {
+            tracing::error!(error = %e, "group refused");
+            self.serving.add_problem(e.to_string());
+        }
+        Loaded { groups, errors }
+    }
+
+    /// Installs an opened plugin as the serving version of its group: instantiates it and
+    /// switches it in. Returns the new instance and the one it replaced (which the caller
+    /// retires or stops).
+    pub async fn install(
+        &self,
+        group_config: &GroupConfig,
+        plugin: Arc<LoadedPlugin>,
+    ) -> Result<(Arc<GroupInstance>, Option<Arc<GroupInstance>>), GroupError> {
+        let instantiated = self.instantiate(group_config, plugin).await?;
+        let group = instantiated.group.clone();
+        let old = self.activate(instantiated).await?;
+        Ok((group, old))
+    }
+
+    /// Checks an opened plugin against its `[[groups]]` entry, resolves its services (running
+    /// its migrations), runs its init hook and builds its function entries and routes. Nothing
+    /// serves it yet.
+    pub async fn instantiate(
+        &self,
+        group_config: &GroupConfig,
+        plugin: Arc<LoadedPlugin>,
+    ) -> Result<Instantiated, GroupError> {
+        let label = group_config.label();
+        let manifest = plugin.manifest.clone();
+        install::check_overrides(group_config, &plugin)?;
+        self.services
+            .exports
+            .check_exports(&manifest.name, &manifest.exports)
+            .map_err(|message| GroupError::Exports { group: manifest.name.clone(), message })?;
+        let migrations = install::migrations_dir(group_config);
+        let settings = GroupSettings {
+            config: &group_config.config,
+            secrets: &group_config.secrets,
+            bind: &group_config.bind,
+            migrations: migrations.as_deref(),
+        };
+        let services =
+            self.services.resolve(&manifest.name, &manifest.services, settings).await.map_err(|e| match e {
+                berth_services::ResolveError::Refused { group, message } => {
+                    GroupError::Migrations { group, source_label: label.clone(), message }
+                }
+                other => GroupError::Services(other),
+            })?;
+        let host = GroupHost::with_services(&manifest.name, services);
+        let instance = plugin.instantiate(host.clone()).await?;
+        let group = Arc::new(GroupInstance {
+            name: manifest.name.as_str().into(),
+            version: manifest.version.clone(),
+            host,
+            plugin: instance,
+            calls: Default::default(),
+        });
+        let (functions, routes) = install::function_entries(&self.config, group_config, &group, &self.metrics);
+        tracing::info!(
+            group = %group.name,
+            version = %group.version,
+            functions = manifest.functions.len(),
+            file = %install::source_display(group.library()),
+            sha256 = %&group.library().sha256[..16],
+            "group loaded"
+        );
+        Ok(Instantiated { group, routes, functions, source_label: label })
+    }
+
+    /// Switches an instantiated group in: routing table (refused on a route conflict, which
+    /// stops the new instance), dispatcher, exports and serving list, each one atomic store.
+    /// Returns the instance it replaced.
+    pub async fn activate(&self, new: Instantiated) -> Result<Option<Arc<GroupInstance>>, GroupError> {
+        let Instantiated { group, routes, functions, source_label } = new;
+        let name = group.name.clone();
+        let table = match self.http.routes.load().with_group(&name, routes) {
+            Ok(table) => table,
+            Err(source) => {
+                group.shutdown().await;
+                drop(functions);
+                let group_name = name.to_string();
+                self.close_quietly(group).await;
+                return Err(GroupError::Routes { group: group_name, source_label, source: Box::new(source) });
+            }
+        };
+        let exports = group.library().manifest.exports.clone();
+        self.http.routes.store(Arc::new(table));
+        self.dispatcher.replace_group(&name, functions);
+        self.services.exports.publish(&group, &exports);
+        let old = self.serving.replace(&name, Some(group));
+        if old.is_none() {
+            self.metrics.groups_loaded.inc();
+        }
+        Ok(old)
+    }
+
+    /// Drops `value` (a plugin, an instance that never served) on the library worker: closing a
+    /// library takes the dynamic loader's lock and runs its finalizers, off the async workers.
+    pub async fn close_quietly<T: Send + 'static>(&self, value: T) {
+        let _ = self.worker.run(move || drop(value)).await;
+    }
+
+    /// Takes group `name` out of service: its routes, functions and exports go. Returns the
+    /// instance, for the caller to retire or stop.
+    pub fn remove(&self, name: &str) -> Option<Arc<GroupInstance>> {
+        if let Ok(table) = self.http.routes.load().with_group(name, Vec::new()) {
+            self.http.routes.store(Arc::new(table));
+        }
+        self.dispatcher.remove_group(name);
+        self.services.exports.withdraw(name);
+        let old = self.serving.replace(name, None);
+        if old.is_some() {
+            self.metrics.groups_loaded.dec();
+        }
+        old
+    }
+
+    /// Stops every trigger runner, then every group (consumers before the groups whose exports
+    /// they use), running their stop hooks.
+    pub async fn stop_groups(&self) {
+        self.triggers.stop_all().await;
+        for g in self.serving.all().into_iter().rev() {
+            if let Some(g) = self.remove(&g.name) {
+                g.shutdown().await;
+            }
+        }
+    }
+}

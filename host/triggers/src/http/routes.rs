@@ -1,0 +1,134 @@
+//! The routing table: which function serves which method and path. Immutable; a new table is
+//! built (and checked for conflicts) whenever the set of groups changes, then swapped in whole.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use berth_core::FunctionEntry;
+
+/// Paths the host itself answers on the HTTP listener (and everything under `/invoke/`).
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteConflict {
+    #[error("route `{method} {route}` of group `{group}` is already served by group `{other}`")]
+    Taken { method: Method, route: String, group: String, other: String },
+    #[error("route `{route}` of group `{group}` conflicts with route `{other_route}` of group `{other}` ({detail}); rename one of the parameters or segments")]
+    Shape { route: String, group: String, other_route: String, other: String, detail: String },
+    #[error("route `{route}` of group `{group}` is reserved by the host (health and metrics endpoints)")]
+    Reserved { route: String, group: String },
+    #[error("route `{route}` of group `{group}` is not a valid route: {detail}")]
+    Invalid { route: String, group: String, detail: String },
+}
+
+/// One route and the function behind it.
+#[derive(Clone)]
+pub struct Route {
+    pub method: Method,
+    pub pattern: String,
+    pub entry: Arc<FunctionEntry>,
+}
+
+#[derive(Clone, Default)]
+struct MethodMap(Vec<(Method, Arc<FunctionEntry>)>);
+
+/// The outcome of looking a request up.
+pub enum Lookup<'a, 'p> {
+    /// Route parameters as they appear in the path (still percent-encoded).
+    Found {
+        entry: &'a Arc<FunctionEntry>,
+        params: matchit::Params<'a, 'p>,
+    },
+    MethodNotAllowed {
+        allow: String,
+    },
+    NotFound,
+}
+
+/// An immutable routing table.
+#[derive(Clone, Default)]
+pub struct RouteTable {
+    router: matchit::Router<MethodMap>,
+    /// (pattern, index of its MethodMap) in insertion order, for rebuilding.
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every route, in the order groups were added.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// A new table with `group`'s routes replaced by `routes` (pass none to remove the group).
+    pub fn with_group(&self, group: &str, routes: Vec<Route>) -> Result<RouteTable, RouteConflict> {
+        let kept = self.routes.iter().filter(|r| &*r.entry.group.name != group).cloned();
+        Self::build(kept.chain(routes).collect())
+    }
+
+    fn build(routes: Vec<Route>) -> Result<RouteTable, RouteConflict> {
+        let mut router = matchit::Router::new();
+        // Patterns in first-seen order, with their methods.
+        let mut patterns: Vec<(String, MethodMap)> = Vec::new();
+        for r in &routes {
+            let group = r.entry.group.name.to_string();
+            if RESERVED_PATHS.contains(&r.pattern.as_str())
+                || r.pattern == "/invoke"
+                || r.pattern.starts_with("/invoke/")
+            {
+                return Err(RouteConflict::Reserved { route: r.pattern.clone(), group });
+            }
+            match patterns.iter_mut().find(|(p, _)| *p == r.pattern) {
+                Some((_, methods)) => {
+                    if let Some((_, other)) = methods.0.iter().find(|(m, _)| *m == r.method) {
+                        return Err(RouteConflict::Taken {
+                            method: r.method.clone(),
+                            route: r.pattern.clone(),
+                            group,
+                            other: other.group.name.to_string(),
+                        });
+                    }
+                    methods.0.push((r.method.clone(), r.entry.clone()));
+                }
+                None => patterns.push((r.pattern.clone(), MethodMap(vec![(r.method.clone(), r.entry.clone())]))),
+            }
+        }
+        for (pattern, methods) in patterns {
+            let group = methods.0[0].1.group.name.to_string();
+            if let Err(e) = router.insert(pattern.clone(), methods) {
+                let detail = e.to_string();
+                return Err(match &e {
+                    matchit::InsertError::Conflict { with } => {
+                        let other = routes
+                            .iter()
+                            .find(|r| r.pattern == *with)
+                            .map(|r| r.entry.group.name.to_string())
+                            .unwrap_or_default();
+                        RouteConflict::Shape { route: pattern, group, other_route: with.clone(), other, detail }
+                    }
+                    _ => RouteConflict::Invalid { route: pattern, group, detail },
+                });
+            }
+        }
+        Ok(RouteTable { router, routes })
+    }
+
+    /// Finds the function for `method` and `path`, with its route parameters.
+    pub fn lookup<'p>(&self, method: &Method, path: &'p str) -> Lookup<'_, 'p> {
+        let Ok(matched) = self.router.at(path) else {
+            return Lookup::NotFound;
+        };
+        match matched.value.0.iter().find(|(m, _)| m == method) {
+            Some((_, entry)) => Lookup::Found { entry, params: matched.params },
+            None => {
+                let allow = matched.value.0.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
+                Lookup::MethodNotAllowed { allow }
+            }
+        }
+    }
+}
