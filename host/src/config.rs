@@ -626,7 +626,7 @@ mod tests {
         assert_eq!((q.backoff_base, q.backoff_max), (Duration::from_millis(50), Duration::from_secs(60)));
         assert_eq!(
             (c.triggers[0].queue.as_str(), c.triggers[0].concurrency, c.triggers[0].max_attempts),
-            ("orders", 2, 0)
+            ("orders", Some(2), None)
         );
         let err = parse("[queues.q]\nkind = \"kafka\"\nurl = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("kafka"), "{err}");

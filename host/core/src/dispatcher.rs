@@ -131,8 +131,8 @@ impl Dispatcher {
                 (out.iter().find(|o| same_queue(o)), &mut merged.trigger)
             {
                 if let TriggerSpec::Queue { concurrency: c, max_attempts: m, .. } = &own.trigger {
-                    *concurrency = if *concurrency == 0 { *c } else { *concurrency };
-                    *max_attempts = if *max_attempts == 0 { *m } else { *max_attempts };
+                    *concurrency = concurrency.or(*c);
+                    *max_attempts = max_attempts.or(*m);
                 }
             }
             out.retain(|o| !same_queue(o));

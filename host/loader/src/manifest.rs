@@ -21,11 +21,11 @@ pub enum TriggerSpec {
         timezone: String,
         allow_overlap: bool,
     },
-    /// A queue binding of `berth.toml`; 0 = the binding's default.
+    /// A queue binding of `berth.toml`; `None` takes the binding's setting.
     Queue {
         queue: String,
-        concurrency: u32,
-        max_attempts: u32,
+        concurrency: Option<u32>,
+        max_attempts: Option<u32>,
     },
     Blob {
         bucket: String,
@@ -53,7 +53,12 @@ impl TriggerSpec {
                 format!("timer \"{schedule}\" ({tz}{})", if *allow_overlap { ", overlapping" } else { "" })
             }
             TriggerSpec::Queue { queue, concurrency, max_attempts } => {
-                format!("queue {queue} (concurrency {concurrency}, max attempts {max_attempts}; 0 = binding default)")
+                let or_default = |v: &Option<u32>| v.map_or_else(|| "the queue's".to_owned(), |n| n.to_string());
+                format!(
+                    "queue {queue} (concurrency {}, max attempts {})",
+                    or_default(concurrency),
+                    or_default(max_attempts)
+                )
             }
             TriggerSpec::Blob { bucket, events } => format!("blob {bucket} [{}]", events.join(", ")),
         }
@@ -125,8 +130,9 @@ pub(crate) fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest
                 }),
                 Ok(Trigger::Queue { queue, concurrency, max_attempts }) => triggers.push(TriggerSpec::Queue {
                     queue: queue.to_string(),
-                    concurrency: *concurrency,
-                    max_attempts: *max_attempts,
+                    // The ABI says 0 for "not set".
+                    concurrency: (*concurrency > 0).then_some(*concurrency),
+                    max_attempts: (*max_attempts > 0).then_some(*max_attempts),
                 }),
                 Ok(Trigger::Blob { bucket, events }) => triggers.push(TriggerSpec::Blob {
                     bucket: bucket.to_string(),

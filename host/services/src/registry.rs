@@ -72,6 +72,7 @@ pub fn providers() -> Vec<Arc<dyn ServiceProvider>> {
         Arc::new(crate::sql::sqlite::PROVIDER),
         #[cfg(feature = "sqlite")]
         Arc::new(crate::kv::embedded::PROVIDER),
+        Arc::new(crate::kv::memory::PROVIDER),
         #[cfg(feature = "postgres")]
         Arc::new(crate::sql::postgres::PROVIDER),
         #[cfg(feature = "mysql")]
@@ -322,4 +323,31 @@ fn read_secret(src: &SecretSource) -> Result<Secret, String> {
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?,
     };
     Ok(Secret(value.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> ServiceSection {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_kind_left_out_of_the_build_names_the_feature_to_enable() {
+        let e = unknown_kind("db", "postgres", &[]);
+        assert!(e.contains("[services.db]") && e.contains("--features postgres"), "{e}");
+        let e = unknown_kind("db", "oracle", &providers());
+        assert!(e.contains("unknown kind = \"oracle\"") && e.contains("\"blob\""), "{e}");
+    }
+
+    #[test]
+    fn sections_are_checked_by_their_provider() {
+        let ok: BTreeMap<String, ServiceSection> = [("files".into(), section(r#"{"kind": "blob"}"#))].into();
+        assert!(check_sections(&ok).is_ok());
+        let typo: BTreeMap<String, ServiceSection> =
+            [("files".into(), section(r#"{"kind": "blob", "max_objetc_size": "1MiB"}"#))].into();
+        let e = check_sections(&typo).unwrap_err();
+        assert!(e.contains("[services.files]") && e.contains("max_objetc_size"), "{e}");
+    }
 }

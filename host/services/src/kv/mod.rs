@@ -12,6 +12,7 @@
 
 #[cfg(feature = "sqlite")]
 pub mod embedded;
+pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -52,7 +53,6 @@ pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Sen
 /// Implements [`KvBackend`] for a store with `metrics` and `max_value_size` fields and inherent
 /// async methods named like the trait's (`get`, `set`, `delete`, `increment`,
 /// `compare_and_swap`, `list_keys`).
-#[allow(unused_macros, reason = "used by the backends of the enabled features")]
 macro_rules! kv_backend_from_inherent {
     ($store:ident) => {
         impl $crate::kv::KvBackend for $store {
@@ -89,7 +89,6 @@ macro_rules! kv_backend_from_inherent {
         }
     };
 }
-#[allow(unused_imports, reason = "used by the backends of the enabled features")]
 pub(crate) use kv_backend_from_inherent;
 
 /// A key-value backend shared by every group that uses it. Keys arrive complete (namespaced by
@@ -268,33 +267,41 @@ impl KvStore for GroupStore {
     }
 }
 
-#[cfg(all(test, feature = "sqlite", feature = "redis"))]
-mod tests {
-    //! One behavioural suite, run against the embedded store and against redis-kv (a real Redis
-    //! at `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under a [`TestPrefix`] of its
-    //! own, deleted afterwards).
+#[cfg(test)]
+pub(crate) mod suite {
+    //! One behavioural suite every store runs (`behaves`, `lists_literally`, `namespaces`,
+    //! `races`): here against the embedded store and against redis-kv (a real Redis at
+    //! `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under a `TestPrefix` of its own,
+    //! deleted afterwards); a store in its own file runs it from there.
 
-    use std::path::PathBuf;
-
-    use std::path::Path;
+    #[cfg(feature = "sqlite")]
+    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{EmbeddedKvConfig, RedisKvConfig};
+    #[cfg(feature = "sqlite")]
+    use crate::config::EmbeddedKvConfig;
+    #[cfg(feature = "redis")]
+    use crate::config::RedisKvConfig;
+    #[cfg(feature = "redis")]
     use crate::redis::tests::{redis_url, TestPrefix};
+    #[cfg(any(feature = "sqlite", feature = "redis"))]
     use bytesize::ByteSize;
 
-    const MAX: u64 = 32;
+    /// The `max_value_size` every store of the suite is opened with.
+    pub(crate) const MAX: u64 = 32;
 
-    fn metrics() -> ServiceMetrics {
+    pub(crate) fn metrics() -> ServiceMetrics {
         berth_core::metrics::Metrics::new().service("cache")
     }
 
+    #[cfg(feature = "sqlite")]
     fn embedded(dir: &Path) -> Arc<dyn KvBackend> {
         let cfg = EmbeddedKvConfig { path: None, shared: false, max_value_size: ByteSize::b(MAX) };
         embedded::open_embedded("cache", &cfg, dir, metrics()).unwrap()
     }
 
+    #[cfg(feature = "redis")]
     fn redis_kv(prefix: &str) -> Arc<dyn KvBackend> {
         let cfg = RedisKvConfig {
             url: redis_url(),
@@ -306,25 +313,25 @@ mod tests {
         redis::open_redis(&cfg, metrics()).unwrap()
     }
 
-    async fn get(h: &KvHandle, key: &str) -> Option<Vec<u8>> {
+    pub(crate) async fn get(h: &KvHandle, key: &str) -> Option<Vec<u8>> {
         h.get(key.into()).await.unwrap().into_option().map(RVec::into_vec)
     }
 
-    async fn set(h: &KvHandle, key: &str, value: &[u8], ttl_ms: u64) {
+    pub(crate) async fn set(h: &KvHandle, key: &str, value: &[u8], ttl_ms: u64) {
         h.set(key.into(), value.into(), ttl_ms).await.unwrap();
     }
 
-    async fn cas(h: &KvHandle, key: &str, expected: Option<&[u8]>, new: &[u8], ttl_ms: u64) -> bool {
+    pub(crate) async fn cas(h: &KvHandle, key: &str, expected: Option<&[u8]>, new: &[u8], ttl_ms: u64) -> bool {
         let expected = expected.map(RVec::from).into();
         h.compare_and_swap(key.into(), expected, new.into(), ttl_ms).await.unwrap()
     }
 
-    async fn list(h: &KvHandle, prefix: &str, limit: u32) -> Vec<String> {
+    pub(crate) async fn list(h: &KvHandle, prefix: &str, limit: u32) -> Vec<String> {
         h.list_keys(prefix.into(), limit).await.unwrap().into_iter().map(RString::into_string).collect()
     }
 
     /// Everything one group does with a store.
-    async fn behaves(backend: Arc<dyn KvBackend>) {
+    pub(crate) async fn behaves(backend: Arc<dyn KvBackend>) {
         let h = handle(backend.clone(), Some("g1".into()), "cache");
 
         // get / set / overwrite / TTL.
@@ -384,7 +391,7 @@ mod tests {
     }
 
     /// Prefix listing takes `%`, `_`, `*`, `?`, `[`, `\` literally, and sorts and limits.
-    async fn lists_literally(backend: Arc<dyn KvBackend>) {
+    pub(crate) async fn lists_literally(backend: Arc<dyn KvBackend>) {
         let h = handle(backend, Some("g1".into()), "cache");
         let keys = ["a%b", "a_b", "aXb", "a*x", "a?y", "a[1]", "a\\z", "ab", "b", "A%b"];
         for k in keys {
@@ -406,7 +413,7 @@ mod tests {
     }
 
     /// Two groups on one store do not see each other; two handles on a shared store do.
-    async fn namespaces(backend: Arc<dyn KvBackend>) {
+    pub(crate) async fn namespaces(backend: Arc<dyn KvBackend>) {
         let g1 = handle(backend.clone(), Some("g1".into()), "cache");
         let g2 = handle(backend.clone(), Some("g2".into()), "cache");
         set(&g1, "same", b"one", 0).await;
@@ -431,7 +438,7 @@ mod tests {
     }
 
     /// Increments and compare-and-swaps racing from several tasks lose nothing and admit one winner.
-    async fn races(backend: Arc<dyn KvBackend>) {
+    pub(crate) async fn races(backend: Arc<dyn KvBackend>) {
         let h = handle(backend, Some("g1".into()), "cache");
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -452,54 +459,63 @@ mod tests {
         assert_eq!(get(&h, "hits").await.as_deref(), Some(&b"200"[..]));
     }
 
+    #[cfg(feature = "sqlite")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn embedded_store_races() {
         let dir = tempfile::tempdir().unwrap();
         races(embedded(dir.path())).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn redis_kv_races() {
         let prefix = TestPrefix::new();
         races(redis_kv(&prefix)).await;
     }
 
+    #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn embedded_store_behaves() {
         let dir = tempfile::tempdir().unwrap();
         behaves(embedded(dir.path())).await;
     }
 
+    #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn embedded_store_lists_literally() {
         let dir = tempfile::tempdir().unwrap();
         lists_literally(embedded(dir.path())).await;
     }
 
+    #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn embedded_store_namespaces() {
         let dir = tempfile::tempdir().unwrap();
         namespaces(embedded(dir.path())).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn redis_kv_behaves() {
         let prefix = TestPrefix::new();
         behaves(redis_kv(&prefix)).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn redis_kv_lists_literally() {
         let prefix = TestPrefix::new();
         lists_literally(redis_kv(&prefix)).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn redis_kv_namespaces() {
         let prefix = TestPrefix::new();
         namespaces(redis_kv(&prefix)).await;
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn redis_kv_keys_carry_prefix_and_namespace() {
         let prefix = TestPrefix::new();
@@ -509,6 +525,7 @@ mod tests {
         assert_eq!(raw.as_deref(), Some(&b"v"[..]));
     }
 
+    #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn embedded_store_persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -525,6 +542,7 @@ mod tests {
         assert_eq!(h.increment("n".into(), 1).await.unwrap(), 42);
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn embedded_store_opens_outside_a_runtime_and_refuses_a_bad_path() {
         let dir = tempfile::tempdir().unwrap();

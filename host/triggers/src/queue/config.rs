@@ -85,12 +85,12 @@ pub struct TriggerBindingConfig {
     pub function: String,
     /// The `[queues.<name>]` to consume.
     pub queue: String,
-    /// 0: the function's own setting for this queue, else the queue's default.
+    /// Default: the function's own setting for this queue, else the queue's.
     #[serde(default)]
-    pub concurrency: u32,
-    /// 0: the function's own setting for this queue, else the queue's default.
+    pub concurrency: Option<u32>,
+    /// Default: the function's own setting for this queue, else the queue's.
     #[serde(default)]
-    pub max_attempts: u32,
+    pub max_attempts: Option<u32>,
 }
 
 fn default_acquire_timeout() -> Duration {

@@ -171,7 +171,13 @@ pub(crate) struct Binding {
 }
 
 impl Binding {
-    fn resolve(b: &EventBinding, queue: &str, cfg: &QueueConfig, concurrency: u32, max_attempts: u32) -> Binding {
+    fn resolve(
+        b: &EventBinding,
+        queue: &str,
+        cfg: &QueueConfig,
+        concurrency: Option<u32>,
+        max_attempts: Option<u32>,
+    ) -> Binding {
         let stream = cfg.stream.clone().unwrap_or_else(|| queue.to_owned());
         Binding {
             group: b.group.clone(),
@@ -180,8 +186,8 @@ impl Binding {
             consumer_group: cfg.consumer_group.clone().unwrap_or_else(|| format!("berth-{}-{}", b.group, b.function)),
             dead_letter: cfg.dead_letter.clone().unwrap_or_else(|| format!("{stream}.dead")),
             stream,
-            concurrency: if concurrency > 0 { concurrency } else { cfg.concurrency },
-            max_attempts: if max_attempts > 0 { max_attempts } else { cfg.max_attempts },
+            concurrency: concurrency.unwrap_or(cfg.concurrency),
+            max_attempts: max_attempts.unwrap_or(cfg.max_attempts),
             config: cfg.clone(),
         }
     }

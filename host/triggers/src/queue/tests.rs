@@ -18,7 +18,7 @@ fn config(extra: &str) -> Sections {
     toml::from_str(&text).unwrap()
 }
 
-fn binding(concurrency: u32, max_attempts: u32) -> Binding {
+fn binding(concurrency: Option<u32>, max_attempts: Option<u32>) -> Binding {
     let cfg = config("");
     let b = EventBinding {
         group: "shop".into(),
@@ -35,17 +35,17 @@ fn failed(status: u16) -> Result<(), DeliveryError> {
 
 #[test]
 fn defaults_come_from_the_queue_and_the_trigger_wins() {
-    let b = binding(0, 0);
+    let b = binding(None, None);
     assert_eq!((b.stream.as_str(), b.dead_letter.as_str()), ("orders", "orders.dead"));
     assert_eq!(b.consumer_group, "berth-shop-ship");
     assert_eq!((b.concurrency, b.max_attempts), (8, 5));
-    let b = binding(3, 2);
+    let b = binding(Some(3), Some(2));
     assert_eq!((b.concurrency, b.max_attempts), (3, 2));
 }
 
 #[test]
 fn backoff_doubles_with_jitter_up_to_the_cap() {
-    let b = binding(0, 0);
+    let b = binding(None, None);
     for attempt in 1..=10 {
         let step = b.backoff_step(attempt);
         let d = b.backoff(attempt);
@@ -59,7 +59,7 @@ fn backoff_doubles_with_jitter_up_to_the_cap() {
 
 #[test]
 fn verdicts_retry_transient_failures_and_dead_letter_permanent_or_last_ones() {
-    let b = binding(0, 3);
+    let b = binding(None, Some(3));
     assert_eq!(judge(&b, 1, Ok(())), Some(Verdict::Ack));
     assert!(matches!(judge(&b, 1, failed(500)), Some(Verdict::Retry { .. })));
     assert!(matches!(judge(&b, 2, failed(504)), Some(Verdict::Retry { .. })));
@@ -71,7 +71,7 @@ fn verdicts_retry_transient_failures_and_dead_letter_permanent_or_last_ones() {
 
 fn runner(stop: tokio::sync::watch::Receiver<bool>) -> Runner {
     Runner {
-        binding: Arc::new(binding(0, 0)),
+        binding: Arc::new(binding(None, None)),
         ctx: RunnerContext { dispatcher: Arc::new(Dispatcher::default()), stop },
         counts: Outcomes::of(&queue_counter(&Metrics::new()), "orders"),
     }
@@ -118,7 +118,7 @@ fn config_bindings_override_the_same_queue_and_add_others() {
     let extra = config_bindings(&cfg.triggers);
     assert_eq!(extra.len(), 2);
     assert!(
-        matches!(&extra[0].trigger, TriggerSpec::Queue { queue, concurrency: 0, max_attempts: 0 } if queue == "audit")
+        matches!(&extra[0].trigger, TriggerSpec::Queue { queue, concurrency: None, max_attempts: None } if queue == "audit")
     );
 }
 
