@@ -78,12 +78,4 @@ impl ServingGroups {
             (None, None) => None,
         }
     }
-
-    /// Takes every serving group out, newest first (the order to stop them in: consumers of an
-    /// exported service stop before its provider).
-    pub fn take_all(&self) -> Vec<Arc<GroupInstance>> {
-        let mut all: Vec<_> = self.groups.lock().expect("groups lock").drain(..).collect();
-        all.reverse();
-        all
-    }
 }

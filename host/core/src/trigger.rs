@@ -1,7 +1,12 @@
-//! Starts and stops the runners of event triggers (timers, queue consumers, blob watchers) as
-//! the set of serving functions changes. A runner is keyed by its binding; a swap that keeps a
-//! binding keeps its runner (deliveries reach the new version through the dispatcher), a new
-//! binding starts one, a removed binding stops its runner gracefully.
+//! The [`Trigger`] trait every event trigger implements (timers, queue consumers, blob watchers;
+//! one file each in `berth-triggers`), and the [`TriggerSupervisor`] that starts and stops their
+//! runners as the set of serving functions changes. The HTTP listener and direct invoke are not
+//! runners: one listener serves every route, and its install-time check is the routing table's
+//! conflict refusal.
+//!
+//! A runner is keyed by its binding: a swap that keeps a binding keeps its runner (deliveries reach
+//! the new version through the dispatcher), a new binding starts one, a removed binding stops its
+//! runner gracefully.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +25,8 @@ pub struct RunnerContext {
     pub stop: watch::Receiver<bool>,
 }
 
-/// One kind of event trigger.
+/// One kind of event trigger. Adding one is a file in `berth-triggers` implementing this and
+/// one entry in the host's list of triggers.
 pub trait Trigger: Send + Sync {
     /// `timer`, `queue`, `blob`.
     fn kind(&self) -> &'static str;
