@@ -408,6 +408,9 @@ impl BerthConfig {
         if self.server.max_concurrency == 0 {
             return Err(semantic("`server.max_concurrency` must be at least 1".into()));
         }
+        if self.server.workers == Some(0) {
+            return Err(semantic("`server.workers` must be at least 1; leave it out for one per core".into()));
+        }
         if !(0..=19).contains(&self.admin.swap_nice) {
             return Err(semantic(format!(
                 "`admin.swap_nice = {}`: expected 0 (normal) to 19 (lowest)",
@@ -460,6 +463,13 @@ impl BerthConfig {
                 return Err(format!(
                     "triggers[{i}] ({}/{}) names queue `{}`, which has no `[queues.{}]` section",
                     t.group, t.function, t.queue, t.queue
+                ));
+            }
+            if t.concurrency == Some(0) || t.max_attempts == Some(0) {
+                return Err(format!(
+                    "triggers[{i}] ({}/{}): `concurrency` and `max_attempts` must be at least 1; leave one out to \
+                     keep the function's own setting (or the queue's)",
+                    t.group, t.function
                 ));
             }
         }
@@ -536,6 +546,20 @@ mod tests {
             "{:?}",
             c.warnings
         );
+    }
+
+    #[test]
+    fn zero_is_not_a_count_of_workers_or_consumers() {
+        let err = parse("[server]\nworkers = 0\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`server.workers` must be at least 1"), "{err}");
+        assert_eq!(parse("[server]\nworkers = 2\n", &[]).unwrap().server.workers, Some(2));
+        let err = parse(
+            "[queues.q]\nkind = \"redis\"\nurl = \"redis://x\"\n[[triggers]]\ngroup = \"g\"\nfunction = \"f\"\nqueue = \"q\"\nconcurrency = 0\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("triggers[0] (g/f)") && err.contains("at least 1"), "{err}");
     }
 
     #[test]
