@@ -4,7 +4,7 @@
 //! switch it in ([`Runtime::activate`](crate::runtime::Runtime::activate)); removing one is
 //! [`Runtime::remove`](crate::runtime::Runtime::remove).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_core::loader::{self, LoadError, LoadedPlugin, TriggerSpec};
@@ -193,9 +193,4 @@ pub fn with_dependencies<'a>(opened: Vec<Opened<'a>>, name: &str) -> Vec<Opened<
         }
     }
     opened.into_iter().zip(keep).filter_map(|(o, k)| k.then_some(o)).collect()
-}
-
-/// A short display of a plugin's source file.
-pub(crate) fn source_display(plugin: &LoadedPlugin) -> std::path::Display<'_> {
-    Path::new(&plugin.source).display()
 }

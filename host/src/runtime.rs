@@ -185,7 +185,7 @@ impl Runtime {
             group = %group.name,
             version = %group.version,
             functions = manifest.functions.len(),
-            file = %install::source_display(group.library()),
+            file = %group.library().source.display(),
             sha256 = %&group.library().sha256[..16],
             "group loaded"
         );

@@ -119,6 +119,7 @@ pub struct ServiceRegistry {
     providers: Vec<Arc<dyn ServiceProvider>>,
     metrics: Metrics,
     opened: Mutex<BTreeMap<String, Arc<dyn OpenedService>>>,
+    #[cfg(feature = "http-client")]
     http: Mutex<Option<HttpClientHandle>>,
     queues: Option<Arc<dyn QueueSource>>,
     /// Services groups export to each other.
@@ -133,6 +134,7 @@ impl ServiceRegistry {
             providers: providers(),
             metrics,
             opened: Mutex::new(BTreeMap::new()),
+            #[cfg(feature = "http-client")]
             http: Mutex::new(None),
             queues,
             exports: Arc::new(ExportDirectory::default()),
@@ -192,7 +194,6 @@ impl ServiceRegistry {
 
     #[cfg(not(feature = "http-client"))]
     fn http_client(&self) -> Result<HttpClientHandle, String> {
-        let _ = &self.http;
         Err("it declares the outbound HTTP client, which this berth was built without; rebuild it with \
              `--features http-client` (or `--features full`)"
             .into())
