@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP benchmark: berth serving examples/hello against a bare hyper server answering the same
-# JSON (ops/bench/bare-hyper). Follows /work/shared/bench-method.md: servers pinned to core 0,
+# JSON (ops/bench/bare-hyper). Follows ../shared/bench-method.md: servers pinned to core 0,
 # wrk to core 1, one tokio worker each, 3 s warm-up, runs alternated A B A B, medians and spread,
 # server CPU per request from /proc/PID/stat, idle CPU checked before every run and disturbed
 # runs repeated.

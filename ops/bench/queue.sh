@@ -2,7 +2,7 @@
 # Queue benchmark: messages/s through berth's queue trigger into a no-op function
 # (ops/bench/queue-noop) against a raw client consumer of the same backend with the same client
 # library (ops/bench/queue-driver), in the same run, for Redis Streams, NATS JetStream and
-# RabbitMQ. Follows /work/shared/bench-method.md where it applies: the consumer (berth, or the raw
+# RabbitMQ. Follows ../shared/bench-method.md where it applies: the consumer (berth, or the raw
 # client) pinned to core 0 with one tokio worker, the publisher on core 1, runs alternated
 # raw berth raw berth, medians and spread, consumer CPU per message from /proc/PID/stat, idle
 # cores checked before every run.

@@ -7,7 +7,7 @@
 # median p99 of each kind, swap latency (deploy call -> new version serving) p50/p99, and berth's
 # resident memory after 10 and after SWAPS swaps (each once the replaced versions have retired).
 # berth runs on core 0 with one tokio worker, the driver (ops/bench/swap-driver) on core 1 (see
-# /work/shared/bench-method.md).
+# ../shared/bench-method.md).
 #
 # The machine is shared: the run starts once both cores are IDLE_MIN % idle, each window reports
 # the CPU other processes took during it, and windows where that exceeds DISTURB_MAX % of a core

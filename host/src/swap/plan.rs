@@ -10,7 +10,7 @@
 //!    its init hook and build its routes; build the new routing table (refused on a conflict with
 //!    another group's route); switch routing table, trigger dispatcher, exports and group list,
 //!    each one atomic store;
-//! 6. retire the old version in the background (`retire.rs`): drain, stop hook, unload, verify.
+//! 4. retire the old version in the background (`retire.rs`): drain, stop hook, unload, verify.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -295,7 +295,7 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
     drop(closed);
     reconcile_triggers(state);
 
-    // 6. Retire the old version.
+    // 4. Retire the old version.
     let retiring = old.map(|old| {
         let version = old.version.clone();
         super::retire::spawn(d.clone(), old);

@@ -5,7 +5,6 @@
 //! when a `get` meets them, and swept in the background every [`SWEEP_EVERY`] writes.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,10 +208,7 @@ impl EmbeddedStore {
             .await
             .map_err(sql_error)?;
         let (current, exp) = match row {
-            Some((value, exp)) if live(exp, now()) => {
-                let n = std::str::from_utf8(&value).ok().and_then(|s| i64::from_str(s).ok());
-                (n.ok_or(KvError::NotAnInteger)?, exp)
-            }
+            Some((value, exp)) if live(exp, now()) => (super::counter_value(&value)?, exp),
             _ => (0, None),
         };
         let next = current.checked_add(delta).ok_or(KvError::Overflow)?;

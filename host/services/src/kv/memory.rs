@@ -125,10 +125,7 @@ impl MemoryStore {
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         let mut map = self.entries();
         let (current, expires_at) = match map.get(key) {
-            Some(e) if e.live(now_unix_ms()) => {
-                let n = std::str::from_utf8(&e.value).ok().and_then(|s| s.parse::<i64>().ok());
-                (n.ok_or(KvError::NotAnInteger)?, e.expires_at)
-            }
+            Some(e) if e.live(now_unix_ms()) => (super::counter_value(&e.value)?, e.expires_at),
             _ => (0, None),
         };
         let next = current.checked_add(delta).ok_or(KvError::Overflow)?;

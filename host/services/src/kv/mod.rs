@@ -91,6 +91,11 @@ macro_rules! kv_backend_from_inherent {
 }
 pub(crate) use kv_backend_from_inherent;
 
+/// The counter a store keeps as a decimal integer value, read back (`NotAnInteger` otherwise).
+pub(crate) fn counter_value(value: &[u8]) -> Result<i64, KvError> {
+    std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()).ok_or(KvError::NotAnInteger)
+}
+
 /// A key-value backend shared by every group that uses it. Keys arrive complete (namespaced by
 /// [`handle`]); values arrive already checked against [`KvBackend::max_value_size`].
 pub trait KvBackend: Send + Sync {
