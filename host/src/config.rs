@@ -22,6 +22,7 @@ pub use berth_services::config::{
     BlobConfig, EmbeddedKvConfig, HttpClientConfig, RedisConfig, RedisKvConfig, SecretSource, ServiceSection,
     SqlServerConfig, SqliteConfig,
 };
+pub use berth_platforms::config::{FunctionRef, PlatformConfig};
 pub use berth_triggers::queue::config::{QueueConfig, QueueKind, TriggerBindingConfig};
 
 /// Prefix of environment overrides: `BERTH_SERVER__LISTEN=0.0.0.0:8080` sets `server.listen`.
@@ -33,9 +34,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
 /// Top-level keys an environment variable may set without a section (`BERTH_LOG=debug`).
 const ENV_TOP_LEVEL_KEYS: &[&str] = &["VERSION", "LOG", "DATA_DIR"];
 /// Sections an environment variable may set keys of (`BERTH_<SECTION>__<KEY>`).
-const ENV_SECTIONS: &[&str] = &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES"];
+const ENV_SECTIONS: &[&str] =
+    &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES", "PLATFORM"];
 /// `BERTH_*` variables the command line reads itself (never configuration, never warned about).
-pub const CLI_ENV_VARS: &[&str] = &["BERTH_INVOKE_TOKEN"];
+pub const CLI_ENV_VARS: &[&str] = &["BERTH_INVOKE_TOKEN", "BERTH_PLATFORM", "BERTH_CONFIG"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -83,6 +85,10 @@ pub struct BerthConfig {
     /// Trigger bindings added or overridden here, without rebuilding the group.
     #[serde(default)]
     pub triggers: Vec<TriggerBindingConfig>,
+    /// Where the events a platform delivers go (schedules, queues, buckets, CloudEvents types,
+    /// direct invokes), and which platform to run as.
+    #[serde(default)]
+    pub platform: PlatformConfig,
     /// What parsing left out and the user should hear of (environment variables that are not
     /// configuration); `berth up` logs each once the log is set up.
     #[serde(skip)]
@@ -315,6 +321,34 @@ fn default_swap_nice() -> i32 {
     10
 }
 
+/// Settings a platform puts around `berth.toml`: `defaults` apply where the file is silent,
+/// `overrides` win over the file (the platform's contract: the port it sends requests to).
+/// Each entry is a dotted key and a TOML value: `("server.listen", "\"0.0.0.0:9000\"")`.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    pub defaults: Vec<(String, String)>,
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Layers {
+    fn toml(entries: &[(String, String)]) -> String {
+        entries.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
+
+    fn defaults_toml(&self) -> String {
+        Self::toml(&self.defaults)
+    }
+
+    fn overrides_toml(&self) -> String {
+        Self::toml(&self.overrides)
+    }
+
+    /// A TOML string value.
+    pub fn string(s: &str) -> String {
+        serde_json::Value::from(s).to_string()
+    }
+}
+
 /// Where environment overrides come from: the process environment, or a map in tests.
 pub trait EnvSource {
     fn vars(&self) -> BTreeMap<String, String>;
@@ -365,13 +399,19 @@ impl BerthConfig {
     /// Reads `path` with environment overrides. Relative paths inside (groups, data_dir) are
     /// resolved against the file's directory.
     pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        Self::load_layered(path, env, &Layers::default())
+    }
+
+    /// [`BerthConfig::load`] with a platform's layers: its defaults under the file, its
+    /// overrides over the file (the environment still wins over both).
+    pub fn load_layered(path: &Path, env: &dyn EnvSource, layers: &Layers) -> Result<Self, ConfigError> {
         if !path.is_file() {
             return Err(ConfigError::Missing { path: path.to_owned() });
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Semantic { path: path.to_owned(), message: format!("cannot read it: {e}") })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse(&text, &base, env).map_err(|e| match e {
+        Self::parse_layered(&text, &base, env, layers).map_err(|e| match e {
             ConfigError::Invalid { source, .. } => ConfigError::Invalid { path: path.to_owned(), source },
             ConfigError::Semantic { message, .. } => ConfigError::Semantic { path: path.to_owned(), message },
             other => other,
@@ -380,10 +420,17 @@ impl BerthConfig {
 
     /// Parses TOML text with environment overrides; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        Self::parse_layered(text, base, env, &Layers::default())
+    }
+
+    /// [`BerthConfig::parse`] with a platform's layers.
+    pub fn parse_layered(text: &str, base: &Path, env: &dyn EnvSource, layers: &Layers) -> Result<Self, ConfigError> {
         let invalid = |source| ConfigError::Invalid { path: PathBuf::from("<text>"), source };
         let (vars, warnings) = config_vars(env.vars());
         let cfg = config::Config::builder()
+            .add_source(config::File::from_str(&layers.defaults_toml(), config::FileFormat::Toml))
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(config::File::from_str(&layers.overrides_toml(), config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("_")

@@ -27,6 +27,8 @@ pub mod admin;
 pub mod builder;
 pub mod config;
 pub mod install;
+pub mod package;
+pub mod platform;
 pub mod runtime;
 pub mod server;
 pub mod swap;
@@ -36,5 +38,6 @@ pub mod worker;
 
 pub use berth_core as core;
 pub use berth_loader as loader;
+pub use berth_platforms as platforms;
 pub use berth_services as services;
 pub use berth_triggers as triggers;

@@ -44,11 +44,20 @@ pub struct Runtime {
     pub http: Arc<HttpTrigger>,
     /// The low-priority thread libraries are opened and closed on.
     pub worker: LibraryWorker,
+    /// The platform this host serves on.
+    pub platform: berth_platforms::Platform,
 }
 
 impl Runtime {
-    /// The host's parts for `config`; nothing is bound or loaded yet.
+    /// The host's parts for `config`, standalone; nothing is bound or loaded yet.
     pub fn new(config: BerthConfig) -> Self {
+        Self::on(config, berth_platforms::Platform::Standalone)
+    }
+
+    /// The host's parts for `config` on `platform`. Where the platform delivers timer, queue
+    /// and blob events itself (unless `[platform] run_triggers` says otherwise), no runner of
+    /// those starts in the process.
+    pub fn on(config: BerthConfig, platform: berth_platforms::Platform) -> Self {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let dispatcher = Arc::new(Dispatcher::default());
@@ -68,9 +77,14 @@ impl Runtime {
         let serving = Arc::new(ServingGroups::default());
         let token = config.server.invoke_token.as_ref().map(|t| InvokeToken(t.0.clone()));
         let invoke = InvokeApi::new(dispatcher.clone(), token);
+        let triggers = Arc::new(TriggerSupervisor::new(dispatcher.clone(), kinds));
+        if !crate::platform::runs_triggers(platform, config.platform.run_triggers) {
+            triggers.leave_to_platform(platform.name());
+        }
         Runtime {
             http: Arc::new(HttpTrigger::new(serving.clone(), metrics.clone(), config.server.max_concurrency, invoke)),
-            triggers: Arc::new(TriggerSupervisor::new(dispatcher.clone(), kinds)),
+            triggers,
+            platform,
             worker: LibraryWorker::start(config.admin.swap_nice),
             dispatcher,
             services,
@@ -78,6 +92,19 @@ impl Runtime {
             metrics,
             config,
         }
+    }
+
+    /// The shim that translates this platform's protocol for the runtime.
+    pub fn shim(&self) -> berth_platforms::Shim {
+        berth_platforms::Shim::new(
+            self.platform,
+            self.config.platform.clone(),
+            self.http.clone(),
+            self.dispatcher.clone(),
+            self.serving.clone(),
+            self.metrics.clone(),
+            &crate::platform::process_env,
+        )
     }
 
     /// What `/readyz` answers.

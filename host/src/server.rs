@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use berth_platforms::Platform;
+
 use crate::config::BerthConfig;
 use crate::runtime::Runtime;
 use crate::swap::Deployments;
@@ -44,24 +46,37 @@ impl RunningHost {
 
 /// Binds the listeners, loads the groups and serves in the background until shut down.
 pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
+    start_on(config, Platform::Standalone).await
+}
+
+/// [`start`] on `platform`: FC, SCF web functions, kubeless and Knative get their shim in front
+/// of the router (the listen address is theirs, set through [`crate::platform::layers`]).
+pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<RunningHost, ServeError> {
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
     let admin = crate::admin::bind(&config).await?;
     let admin_addr = admin.as_ref().map(|a| a.addr);
     let grace = config.server.shutdown_grace;
-    let runtime = Arc::new(Runtime::new(config));
+    let runtime = Arc::new(Runtime::on(config, platform));
     let deployments = Deployments::new(runtime.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (admin_tx, admin_rx) = oneshot::channel::<crate::admin::AdminServer>();
     let (serving, swaps) = (runtime.clone(), deployments.clone());
-    let http = runtime.http.clone();
-    let done = tokio::spawn(async move {
+    let stopped = async {
+        let _ = stop_rx.await;
+    };
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if platform == Platform::Standalone {
+        let http = runtime.http.clone();
         let handler = move |req, peer| berth_triggers::http::handle(http.clone(), req, peer);
-        berth_triggers::http::server::serve("http", listener, handler, grace, async {
-            let _ = stop_rx.await;
-        })
-        .await;
+        Box::pin(berth_triggers::http::server::serve("http", listener, handler, grace, stopped))
+    } else {
+        let shim = Arc::new(runtime.shim());
+        let handler = move |req, peer| berth_platforms::serve_http(shim.clone(), req, peer);
+        Box::pin(berth_triggers::http::server::serve("http", listener, handler, grace, stopped))
+    };
+    let done = tokio::spawn(async move {
+        serve.await;
         if let Ok(admin) = admin_rx.await {
             admin.shutdown().await;
         }
@@ -69,7 +84,7 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
         swaps.wait_retired(grace).await;
         serving.stop_groups().await;
     });
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, %platform, "listening");
     for (gc, group) in runtime.load_groups(None).await.groups {
         deployments.record_loaded(&gc, &group);
     }
@@ -80,6 +95,58 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
         let _ = admin_tx.send(admin.serve(deployments.clone()));
     }
     Ok(RunningHost { addr, admin_addr, runtime, deployments, stop: Some(stop_tx), done })
+}
+
+/// Why a runtime API loop ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeApiError {
+    #[error("{platform}: cannot start: {message}")]
+    Setup { platform: Platform, message: String },
+    #[error("{platform}: groups failed to load (reported to the runtime API): {message}")]
+    Init { platform: Platform, message: String },
+    #[error("{platform}: {source}")]
+    Loop { platform: Platform, source: berth_platforms::lambda::LoopError },
+}
+
+/// Serves on a platform that hands out invocations through a runtime API (Lambda, SCF event
+/// functions): loads the groups — a group that fails is an init error, reported to the
+/// platform, and the process exits — then runs the loop until the API goes away or a signal.
+pub async fn run_runtime_api(config: BerthConfig, platform: Platform) -> Result<(), RuntimeApiError> {
+    use berth_platforms::{lambda, scf};
+    let env = crate::platform::process_env;
+    let setup = |message: String| RuntimeApiError::Setup { platform, message };
+    let api = match platform {
+        Platform::Lambda => berth_platforms::runtime_api::RuntimeApi::new(&env("AWS_LAMBDA_RUNTIME_API").unwrap_or_default()),
+        Platform::Scf => scf::runtime_api(&env),
+        other => return Err(setup(format!("{other} has no runtime API"))),
+    }
+    .map_err(|e| setup(e.to_string()))?;
+    let runtime = Arc::new(Runtime::on(config, platform));
+    let loaded = runtime.load_groups(None).await;
+    if !loaded.errors.is_empty() || loaded.groups.is_empty() {
+        let mut problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        if problems.is_empty() {
+            problems.push("berth.toml lists no [[groups]]; nothing to serve".into());
+        }
+        let message = problems.join("; ");
+        if platform == Platform::Lambda {
+            if let Err(e) = lambda::init_error(&api, &message).await {
+                tracing::error!(error = %e, "could not report the init error to the Runtime API");
+            }
+        }
+        runtime.stop_groups().await;
+        return Err(RuntimeApiError::Init { platform, message });
+    }
+    runtime.serving.set_ready();
+    let readiness = runtime.readiness();
+    tracing::info!(groups = ?readiness.groups, "ready");
+    let shim = Arc::new(runtime.shim());
+    let outcome = match platform {
+        Platform::Lambda => lambda::run(shim, api, shutdown_signal()).await,
+        _ => scf::run(shim, api, shutdown_signal()).await,
+    };
+    runtime.stop_groups().await;
+    outcome.map_err(|source| RuntimeApiError::Loop { platform, source })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -13,10 +13,23 @@ use crate::clock::now_unix_ms;
 use crate::error::HttpError;
 use crate::group::FunctionEntry;
 
-/// When a call of `entry` that arrived at `started` is cancelled.
-pub fn deadline(entry: &FunctionEntry, started: TokioInstant) -> TokioInstant {
-    started + entry.timeout
+/// When a call of `entry` that arrived at `started` is cancelled: after the function's timeout,
+/// or earlier when the platform gives the call less time (`cap`: Lambda's
+/// `Lambda-Runtime-Deadline-Ms`, a request's [`Deadline`]).
+pub fn deadline(entry: &FunctionEntry, started: TokioInstant, cap: Option<TokioInstant>) -> TokioInstant {
+    let own = started + entry.timeout;
+    cap.map_or(own, |cap| cap.min(own))
 }
+
+/// A response extension the HTTP trigger sets when the call timed out (kubeless answers 408 for
+/// it, SCF marks it `X-Scf-Error-Type: Timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+/// A deadline a platform sets on one call, carried as a request extension: the HTTP trigger
+/// cancels the call by then if the function's own timeout is later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub TokioInstant);
 
 /// Why a call did not produce a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,16 +80,16 @@ impl HttpError for CallError {
     }
 }
 
-/// Calls `entry` with `input`, cancelling it once the function's timeout has passed since
-/// `started` (when the request or event arrived: see [`deadline`]).
+/// Calls `entry` with `input`, cancelling it at `deadline` (see [`deadline`]); `started` is when
+/// the request or event arrived.
 pub async fn call(
     entry: &FunctionEntry,
     trigger: &'static str,
     request_id: &str,
     input: Input,
     started: TokioInstant,
+    deadline: TokioInstant,
 ) -> Result<Response, CallError> {
-    let deadline = self::deadline(entry, started);
     let remaining = deadline.saturating_duration_since(TokioInstant::now());
     let ctx = CallContext {
         request_id: request_id.into(),
@@ -99,7 +112,7 @@ pub async fn call(
     let outcome = match finished {
         Err(_) => {
             entry.metrics.timeouts.inc();
-            Err(CallError::Timeout { after_ms: entry.timeout.as_millis() as u64 })
+            Err(CallError::Timeout { after_ms: deadline.saturating_duration_since(started).as_millis() as u64 })
         }
         Ok(RResult::ROk(response)) => Ok(response),
         Ok(RResult::RErr(e)) => Err(match e.as_enum() {

@@ -150,6 +150,19 @@ impl Dispatcher {
         trigger: &'static str,
         event: EventData,
     ) -> Result<Response, DeliveryError> {
+        self.deliver_until(group, function, trigger, event, None).await
+    }
+
+    /// [`Dispatcher::deliver`], cancelled at `cap` if that comes before the function's timeout
+    /// (a platform's deadline for the invocation).
+    pub async fn deliver_until(
+        &self,
+        group: &str,
+        function: &str,
+        trigger: &'static str,
+        event: EventData,
+        cap: Option<tokio::time::Instant>,
+    ) -> Result<Response, DeliveryError> {
         let entry =
             self.get(group, function).ok_or_else(|| DeliveryError::NoSuchFunction(group.into(), function.into()))?;
         let request_id = event.id.clone();
@@ -163,7 +176,14 @@ impl Dispatcher {
         );
         let started = tokio::time::Instant::now();
         let outcome = tracing::Instrument::instrument(
-            crate::call::call(&entry, trigger, &request_id, event.into_input(), started),
+            crate::call::call(
+                &entry,
+                trigger,
+                &request_id,
+                event.into_input(),
+                started,
+                crate::call::deadline(&entry, started, cap),
+            ),
             span,
         )
         .await;

@@ -46,6 +46,9 @@ pub struct TriggerSupervisor {
     kinds: Vec<Arc<dyn Trigger>>,
     running: Mutex<BTreeMap<String, (EventBinding, Running)>>,
     problems: Mutex<BTreeMap<String, String>>,
+    /// Set when the platform delivers timer, queue and blob events itself (Lambda, FC, SCF):
+    /// then no runner starts in the process.
+    delivered_by: Mutex<Option<String>>,
 }
 
 fn key(b: &EventBinding) -> String {
@@ -62,6 +65,7 @@ impl TriggerSupervisor {
             kinds,
             running: Mutex::new(BTreeMap::new()),
             problems: Mutex::new(BTreeMap::new()),
+            delivered_by: Mutex::new(None),
         }
     }
 
@@ -72,6 +76,10 @@ impl TriggerSupervisor {
 
     /// Brings the runners in line with the dispatcher's current bindings.
     pub async fn reconcile(&self) {
+        if let Some(platform) = &*self.delivered_by.lock().expect("supervisor lock") {
+            tracing::debug!(%platform, "event triggers are delivered by the platform; no runner starts here");
+            return;
+        }
         let wanted: BTreeMap<String, EventBinding> =
             self.dispatcher.bindings().into_iter().map(|b| (key(&b), b)).collect();
         let mut stopping = Vec::new();
@@ -116,6 +124,12 @@ impl TriggerSupervisor {
                 abort.abort();
             }
         }
+    }
+
+    /// Leaves timers, queues and blob events to `platform`, which delivers them itself: no
+    /// runner starts in this process from now on.
+    pub fn leave_to_platform(&self, platform: &str) {
+        *self.delivered_by.lock().expect("supervisor lock") = Some(platform.to_owned());
     }
 
     /// Stops every runner (shutdown), waiting for in-flight deliveries up to the grace period.

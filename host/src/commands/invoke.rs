@@ -160,7 +160,9 @@ impl Invoke {
         }
         let input = Input::Http(request.finish(self.data.as_deref().unwrap_or("").as_bytes().into()));
         let request_id = format!("invoke-{}", std::process::id());
-        match berth_host::core::call::call(entry, "invoke", &request_id, input, tokio::time::Instant::now()).await {
+        let started = tokio::time::Instant::now();
+        let deadline = berth_host::core::call::deadline(entry, started, None);
+        match berth_host::core::call::call(entry, "invoke", &request_id, input, started, deadline).await {
             Ok(res) => {
                 std::io::stdout().write_all(&res.body)?;
                 if !res.body.ends_with(b"\n") {

@@ -5,6 +5,7 @@ mod deploy;
 mod groups;
 mod inspect;
 mod invoke;
+mod package;
 mod rollback;
 mod up;
 
@@ -17,8 +18,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about)]
 pub struct Cli {
+    /// Without a command, `berth` serves (`berth up`) when started as a platform's `bootstrap`
+    /// or with a platform's environment, and prints this help otherwise.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +38,8 @@ enum Command {
     Rollback(rollback::Rollback),
     /// List what a running host serves: versions, files, in-flight calls (admin API).
     Groups(groups::Groups),
+    /// Build the groups and the host for a platform and write the deployable artifact.
+    Package(package::Package),
 }
 
 /// The `--config` option shared by commands that read berth.toml.
@@ -53,13 +58,22 @@ impl ConfigArg {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        match self.command {
+        let Some(command) = self.command else {
+            if up::started_by_platform() {
+                return up::Up::from_env().run();
+            }
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            return Ok(ExitCode::from(2));
+        };
+        match command {
             Command::Up(c) => c.run(),
             Command::Invoke(c) => c.run(),
             Command::Inspect(c) => c.run(),
             Command::Deploy(c) => c.run(),
             Command::Rollback(c) => c.run(),
             Command::Groups(c) => c.run(),
+            Command::Package(c) => c.run(),
         }
     }
 }

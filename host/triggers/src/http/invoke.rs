@@ -16,7 +16,8 @@ use berth_core::dispatcher::{DeliveryError, Dispatcher, EventData};
 use berth_core::error::{bearer_token, json_error, json_response, same_secret, Body};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+
+use super::RequestBody;
 use serde::Serialize;
 
 /// How many asynchronous outcomes are kept for `GET /invoke/results/{id}`.
@@ -72,8 +73,8 @@ impl std::fmt::Debug for InvokeToken {
 }
 
 /// Whether the caller may invoke: loopback always; elsewhere only with the configured token.
-fn authorized(
-    req: &Request<Incoming>,
+fn authorized<B>(
+    req: &Request<B>,
     peer: SocketAddr,
     token: Option<&InvokeToken>,
 ) -> Result<(), (StatusCode, String)> {
@@ -105,16 +106,16 @@ impl InvokeApi {
     }
 
     /// Serves `/invoke/...`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, request_id: &str) -> Response<Body> {
+    pub async fn handle<B: RequestBody>(&self, req: Request<B>, peer: SocketAddr, request_id: &str) -> Response<Body> {
         handle(&self.dispatcher, &self.results, self.token.as_ref(), req, peer, request_id).await
     }
 }
 
-async fn handle(
+async fn handle<B: RequestBody>(
     dispatcher: &Arc<Dispatcher>,
     results: &Arc<AsyncResults>,
     token: Option<&InvokeToken>,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: SocketAddr,
     request_id: &str,
 ) -> Response<Body> {
@@ -198,7 +199,7 @@ async fn handle(
     }
 }
 
-async fn read_event(req: Request<Incoming>, request_id: &str) -> Result<EventData, Response<Body>> {
+async fn read_event<B: RequestBody>(req: Request<B>, request_id: &str) -> Result<EventData, Response<Body>> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut event = EventData {
         id: header("ce-id").unwrap_or_else(|| request_id.to_owned()),

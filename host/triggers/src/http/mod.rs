@@ -24,7 +24,7 @@ use berth_plugin_api::{HttpRequestBuilder, Input, RVec};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as HttpBody;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -89,7 +89,7 @@ impl RequestIds {
     }
 
     /// The caller's id when it is a sane token (≤ 128 visible characters), else a fresh one.
-    fn for_request(&self, req: &Request<Incoming>) -> String {
+    pub fn for_request<B>(&self, req: &Request<B>) -> String {
         match req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
             Some(id)
                 if !id.is_empty()
@@ -108,10 +108,19 @@ fn reject(status: StatusCode, code: &str, message: &str, request_id: &str) -> Re
     json_error(status, code, message, Some(request_id))
 }
 
-/// Serves one request.
-pub async fn handle(
+/// What a request body must be to be served: hyper's `Incoming` on the listener, a
+/// `Full<Bytes>` a platform shim built from an event.
+pub trait RequestBody: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+impl<B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static> RequestBody for B {}
+
+/// A body's error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one request: `/healthz`, `/readyz`, `/metrics`, `/invoke/...`, else the routes. A
+/// [`call::Deadline`] extension cancels the call earlier than the function's timeout.
+pub async fn handle<B: RequestBody>(
     state: Arc<HttpTrigger>,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let res = match (req.method(), req.uri().path()) {
@@ -148,8 +157,16 @@ fn readyz(state: &HttpTrigger) -> Response<Body> {
     json_response(status, &report)
 }
 
-async fn route(state: &Arc<HttpTrigger>, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+/// Serves `req` from the routing table only (no `/healthz`, `/metrics` or `/invoke/`): what a
+/// platform shim calls for an HTTP event, with the platform's request id.
+pub async fn route_only<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, request_id: &str) -> Response<Body> {
+    let res = route(state, req, request_id).await;
+    with_request_id(res, request_id.to_owned())
+}
+
+async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, request_id: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let cap = parts.extensions.get::<call::Deadline>().map(|d| d.0);
     let table = state.routes.load();
     let (entry, input) = match table.lookup(&parts.method, parts.uri.path()) {
         Lookup::Found { entry, params } => (entry.clone(), http_request(&parts, &params)),
@@ -216,13 +233,12 @@ async fn route(state: &Arc<HttpTrigger>, req: Request<Incoming>, request_id: &st
     let inflight = InflightGuard::new(state);
     async move {
         let started = Instant::now();
+        let deadline = call::deadline(&entry, started, cap);
         // A request without a body (most GETs) skips the collect and its timer.
         let body = if body.is_end_stream() {
             Bytes::new()
         } else {
-            match tokio::time::timeout_at(call::deadline(&entry, started), Limited::new(body, limit as usize).collect())
-                .await
-            {
+            match tokio::time::timeout_at(deadline, Limited::new(body, limit as usize).collect()).await {
                 Err(_) => {
                     return reject(
                         StatusCode::REQUEST_TIMEOUT,
@@ -244,16 +260,20 @@ async fn route(state: &Arc<HttpTrigger>, req: Request<Incoming>, request_id: &st
             }
         };
         let input = Input::Http(input.finish(RVec::from(&body[..])));
-        let res = match call::call(&entry, "http", request_id, input, started).await {
+        let res = match call::call(&entry, "http", request_id, input, started, deadline).await {
             Ok(r) => into_http(r, request_id),
             Err(e) => {
                 if matches!(e, CallError::Timeout { .. }) {
                     tracing::warn!(
-                        timeout_ms = entry.timeout.as_millis() as u64,
+                        timeout_ms = deadline.saturating_duration_since(started).as_millis() as u64,
                         "function timed out; its future was dropped"
                     );
                 }
-                error_response(&e, Some(request_id))
+                let mut res = error_response(&e, Some(request_id));
+                if matches!(e, CallError::Timeout { .. }) {
+                    res.extensions_mut().insert(call::TimedOut);
+                }
+                res
             }
         };
         drop(inflight);

@@ -1,0 +1,431 @@
+//! `berth package`: a deployable artifact per platform — the host binary under the name the
+//! platform starts (`bootstrap`, `scf_bootstrap`), the groups' plugins, their migrations and a
+//! `berth.toml` with the platform's defaults; a zip for the function platforms, a container
+//! build context (glibc base, non-root) for kubeless, Knative and plain containers.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::config::{BerthConfig, BuildProfile};
+
+/// What `berth package` can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// AWS Lambda, custom runtime provided.al2023: a zip with `bootstrap` at its root.
+    Lambda,
+    /// Alibaba Cloud FC 3.0 custom runtime: a zip with `bootstrap` at its root.
+    Fc,
+    /// Tencent SCF event function (custom runtime): a zip with `bootstrap` at its root.
+    Scf,
+    /// Tencent SCF web function: a zip with `scf_bootstrap` at its root.
+    ScfWeb,
+    /// kubeless-style Kubernetes function: a container build context.
+    Kubeless,
+    /// Knative Service: a container build context.
+    Knative,
+    /// Berth standalone in a container: a container build context.
+    Container,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Lambda => "lambda",
+            Target::Fc => "fc",
+            Target::Scf => "scf",
+            Target::ScfWeb => "scf-web",
+            Target::Kubeless => "kubeless",
+            Target::Knative => "knative",
+            Target::Container => "container",
+        }
+    }
+
+    /// The platform the package runs as.
+    pub fn platform(self) -> crate::platform::Platform {
+        use crate::platform::Platform;
+        match self {
+            Target::Lambda => Platform::Lambda,
+            Target::Fc => Platform::Fc,
+            Target::Scf => Platform::Scf,
+            Target::ScfWeb => Platform::ScfWeb,
+            Target::Kubeless => Platform::Kubeless,
+            Target::Knative => Platform::Knative,
+            Target::Container => Platform::Standalone,
+        }
+    }
+
+    /// The name the host binary gets: what the platform starts.
+    pub fn entry(self) -> &'static str {
+        match self {
+            Target::Lambda | Target::Fc | Target::Scf => "bootstrap",
+            Target::ScfWeb => "scf_bootstrap",
+            Target::Kubeless | Target::Knative | Target::Container => "berth",
+        }
+    }
+
+    /// Whether the artifact is a zip (else a container build context).
+    pub fn is_zip(self) -> bool {
+        matches!(self, Target::Lambda | Target::Fc | Target::Scf | Target::ScfWeb)
+    }
+
+    /// What to do with the artifact.
+    fn upload(self, artifact: &Path) -> String {
+        let a = artifact.display();
+        match self {
+            Target::Lambda => format!(
+                "upload: aws lambda create-function --function-name <name> --runtime provided.al2023 --handler bootstrap \
+                 --architectures {} --role <role-arn> --zip-file fileb://{a}",
+                if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
+            ),
+            Target::Fc => format!("upload: {a} as the code of an FC 3.0 custom-runtime function (startup command: /code/bootstrap, port 9000)"),
+            Target::Scf => format!("upload: {a} as the code of an SCF event function with runtime CustomRuntime"),
+            Target::ScfWeb => format!("upload: {a} as the code of an SCF web function (it starts scf_bootstrap, port 9000)"),
+            Target::Kubeless | Target::Knative | Target::Container => {
+                format!("build and push: docker build -t <registry>/<image>:<tag> {a} && docker push <registry>/<image>:<tag>")
+            }
+        }
+    }
+}
+
+/// What to package, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub target: Target,
+    /// Cargo profile of the host binary (`production` by default). Groups build with `release`
+    /// for `production` and `release`, with `dev` for `dev`.
+    pub profile: String,
+    /// Where the artifact goes.
+    pub out: PathBuf,
+    /// A host binary to package instead of building one.
+    pub host_binary: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// The artifact written.
+#[derive(Debug)]
+pub struct Packaged {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub files: Vec<String>,
+    /// The newest glibc symbol version the binaries need (`2.34`), when found.
+    pub glibc: Option<String>,
+    pub upload: String,
+}
+
+/// Why packaging failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot build group `{group}`: {source}")]
+    Build { group: String, source: crate::builder::BuildError },
+    #[error("cannot build the host binary (cargo build --profile {profile} -p berth-host): {message}; pass --host-binary to package one already built")]
+    Host { profile: String, message: String },
+    #[error("{what} `{path}`: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cannot write the zip `{path}`: {message}")]
+    Zip { path: PathBuf, message: String },
+    #[error("berth.toml cannot be rewritten for the package: {0}")]
+    Toml(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PackageError + 'a {
+    move |source| PackageError::Io { what, path: path.to_owned(), source }
+}
+
+/// Packages the groups of `opts.config` for `opts.target`.
+pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
+    let text = fs::read_to_string(&opts.config).map_err(io("cannot read the config", &opts.config))?;
+    let base = opts.config.parent().map(Path::to_path_buf).unwrap_or_default();
+    let no_env = std::collections::BTreeMap::<String, String>::new();
+    let config = BerthConfig::parse(&text, &base, &no_env)?;
+    let target = opts.target;
+    let staging = opts.out.join(format!(".berth-{}.staging", target.name()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io("cannot clear", &staging))?;
+    }
+    fs::create_dir_all(staging.join("plugins")).map_err(io("cannot create", &staging))?;
+
+    // The groups: built (or taken as they are) and copied under plugins/.
+    let group_profile = if opts.profile == "dev" { BuildProfile::Dev } else { BuildProfile::Release };
+    let mut placed = Vec::new();
+    for (i, g) in config.groups.iter().enumerate() {
+        let file = match (&g.path, &g.file) {
+            (Some(dir), _) => crate::builder::build_group_crate_with(dir, group_profile.as_str(), opts.quiet)
+                .map_err(|source| PackageError::Build { group: g.label(), source })?,
+            (None, Some(file)) => file.clone(),
+            (None, None) => unreachable!("validated when the config was parsed"),
+        };
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| format!("group{i}.so"));
+        let dest = staging.join("plugins").join(&name);
+        fs::copy(&file, &dest).map_err(io("cannot copy the plugin", &file))?;
+        strip(&dest, "--strip-unneeded");
+        let migrations = match crate::install::migrations_dir(g) {
+            Some(dir) if dir.is_dir() => {
+                let rel = format!("migrations/{}", name.trim_end_matches(".so"));
+                copy_dir(&dir, &staging.join(&rel))?;
+                Some(rel)
+            }
+            _ => None,
+        };
+        placed.push((format!("plugins/{name}"), migrations));
+    }
+
+    // The host binary, named as the platform starts it.
+    let host = match &opts.host_binary {
+        Some(p) => p.clone(),
+        None => build_host(&opts.profile, opts.quiet)?,
+    };
+    let entry = staging.join(target.entry());
+    fs::copy(&host, &entry).map_err(io("cannot copy the host binary", &host))?;
+    strip(&entry, "--strip-all");
+    set_executable(&entry)?;
+    let glibc = glibc_needed(&[&entry]);
+
+    // berth.toml with the platform's defaults.
+    let packaged_config = packaged_toml(&text, target, &placed)?;
+    fs::write(staging.join("berth.toml"), packaged_config).map_err(io("cannot write", &staging))?;
+
+    let mut files = list_files(&staging)?;
+    files.sort();
+    let path = if target.is_zip() {
+        let zip = opts.out.join(format!("berth-{}.zip", target.name()));
+        write_zip(&staging, &files, target.entry(), &zip)?;
+        fs::remove_dir_all(&staging).map_err(io("cannot clear", &staging))?;
+        zip
+    } else {
+        fs::write(staging.join("Dockerfile"), dockerfile(target)).map_err(io("cannot write", &staging))?;
+        fs::write(staging.join(".dockerignore"), "*\n!berth\n!berth.toml\n!plugins\n!migrations\n")
+            .map_err(io("cannot write", &staging))?;
+        files.push("Dockerfile".into());
+        let dir = opts.out.join(format!("berth-{}", target.name()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io("cannot clear", &dir))?;
+        }
+        fs::rename(&staging, &dir).map_err(io("cannot move the build context to", &dir))?;
+        dir
+    };
+    let bytes = if target.is_zip() {
+        fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+    } else {
+        files.iter().filter_map(|f| fs::metadata(path.join(f)).ok()).map(|m| m.len()).sum()
+    };
+    let upload = target.upload(&path);
+    Ok(Packaged { path, bytes, files, glibc, upload })
+}
+
+/// Builds the host binary with `profile` from the source tree this berth was built from.
+fn build_host(profile: &str, quiet: bool) -> Result<PathBuf, PackageError> {
+    let fail = |message: String| PackageError::Host { profile: profile.to_owned(), message };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+    if !workspace.join("Cargo.toml").is_file() {
+        return Err(fail(format!("the Berth source tree it was built from ({}) is not here", workspace.display())));
+    }
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "-p", "berth-host", "--bin", "berth", "--profile", profile])
+        .args(quiet.then_some("--quiet"))
+        .current_dir(&workspace)
+        .status()
+        .map_err(|e| fail(e.to_string()))?;
+    if !status.success() {
+        return Err(fail(format!("cargo exited with {status}")));
+    }
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    Ok(target_dir.join(dir).join("berth"))
+}
+
+/// `berth.toml` as the package carries it: groups as files under `plugins/`, the platform
+/// named, its defaults left to it.
+fn packaged_toml(text: &str, target: Target, placed: &[(String, Option<String>)]) -> Result<String, PackageError> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| PackageError::Toml(e.to_string()))?;
+    if let Some(toml::Value::Array(groups)) = doc.get_mut("groups") {
+        for (g, (file, migrations)) in groups.iter_mut().zip(placed) {
+            if let toml::Value::Table(t) = g {
+                t.remove("path");
+                t.insert("file".into(), toml::Value::String(file.clone()));
+                if let Some(m) = migrations {
+                    t.insert("migrations".into(), toml::Value::String(m.clone()));
+                }
+            }
+        }
+    }
+    let platform = target.platform();
+    if platform.data_dir().is_some() {
+        // The platform's writable directory (/tmp) applies.
+        doc.remove("data_dir");
+    }
+    doc.remove("build");
+    let table = |doc: &mut toml::Table, name: &str| -> Result<toml::Table, PackageError> {
+        match doc.remove(name) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t),
+            Some(_) => Err(PackageError::Toml(format!("`{name}` is not a table"))),
+        }
+    };
+    if platform.freezes() {
+        let mut admin = table(&mut doc, "admin")?;
+        admin.insert("enabled".into(), toml::Value::Boolean(false));
+        doc.insert("admin".into(), toml::Value::Table(admin));
+    }
+    if target == Target::Container {
+        let mut server = table(&mut doc, "server")?;
+        server.insert("listen".into(), toml::Value::String("0.0.0.0:8080".into()));
+        doc.insert("server".into(), toml::Value::Table(server));
+        if !doc.contains_key("data_dir") || doc.get("data_dir").and_then(|d| d.as_str()).is_some_and(|d| !d.starts_with('/')) {
+            doc.insert("data_dir".into(), toml::Value::String("/var/lib/berth".into()));
+        }
+    }
+    let mut section = table(&mut doc, "platform")?;
+    section.insert("name".into(), toml::Value::String(platform.name().into()));
+    doc.insert("platform".into(), toml::Value::Table(section));
+    let body = toml::to_string(&doc).map_err(|e| PackageError::Toml(e.to_string()))?;
+    Ok(format!("# Written by `berth package --target {}`: the groups are the plugins under plugins/.\n{body}", target.name()))
+}
+
+/// The container build context's Dockerfile: a glibc base (plugins are loaded with dlopen,
+/// which static musl cannot do), a non-root user, the platform's port.
+fn dockerfile(target: Target) -> String {
+    let (port, env) = match target {
+        Target::Kubeless => ("8080", "ENV FUNC_PORT=8080\n"),
+        Target::Knative => ("8080", ""),
+        _ => ("8080", ""),
+    };
+    format!(
+        "# Written by `berth package --target {name}`.\n\
+         # glibc, not musl: Berth loads the groups' plugins with the dynamic loader.\n\
+         FROM debian:bookworm-slim\n\
+         WORKDIR /app\n\
+         COPY --chown=65532:65532 berth berth.toml ./\n\
+         COPY --chown=65532:65532 plugins/ plugins/\n\
+         COPY --chown=65532:65532 migrations/ migrations/\n\
+         RUN mkdir -p /var/lib/berth && chown 65532:65532 /var/lib/berth\n\
+         {env}\
+         USER 65532:65532\n\
+         EXPOSE {port}\n\
+         ENTRYPOINT [\"/app/berth\", \"up\", \"--config\", \"/app/berth.toml\"]\n",
+        name = target.name()
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), PackageError> {
+    fs::create_dir_all(to).map_err(io("cannot create", to))?;
+    for entry in fs::read_dir(from).map_err(io("cannot read", from))? {
+        let entry = entry.map_err(io("cannot read", from))?;
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()))?;
+        } else {
+            fs::copy(&path, to.join(entry.file_name())).map_err(io("cannot copy", &path))?;
+        }
+    }
+    Ok(())
+}
+
+fn list_files(root: &Path) -> Result<Vec<String>, PackageError> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).map_err(io("cannot read", &dir))? {
+            let path = entry.map_err(io("cannot read", &dir))?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write_zip(root: &Path, files: &[String], entry: &str, out: &Path) -> Result<(), PackageError> {
+    let zip_err = |e: zip::result::ZipError| PackageError::Zip { path: out.to_owned(), message: e.to_string() };
+    let file = fs::File::create(out).map_err(io("cannot create", out))?;
+    let mut zip = zip::ZipWriter::new(file);
+    for name in files {
+        let mode = if name == entry { 0o755 } else { 0o644 };
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
+        zip.start_file(name.as_str(), options).map_err(zip_err)?;
+        let data = fs::read(root.join(name)).map_err(io("cannot read", &root.join(name)))?;
+        zip.write_all(&data).map_err(io("cannot write", out))?;
+    }
+    zip.finish().map_err(zip_err)?;
+    Ok(())
+}
+
+/// Strips what a deployment does not need (debug info, local symbols); a missing `strip` only
+/// leaves the file larger.
+fn strip(path: &Path, how: &str) {
+    match Command::new("strip").arg(how).arg(path).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!(file = %path.display(), status = %s, "strip failed; packaging the file unstripped"),
+        Err(e) => tracing::warn!(file = %path.display(), error = %e, "strip is not installed; packaging the file unstripped"),
+    }
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<(), PackageError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(io("cannot make executable", path))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<(), PackageError> {
+    Ok(())
+}
+
+/// The newest `GLIBC_2.x` symbol version named in `files` (what the target's glibc must have).
+fn glibc_needed(files: &[&Path]) -> Option<String> {
+    let mut best: Option<(u32, u32)> = None;
+    for f in files {
+        let Ok(bytes) = fs::read(f) else { continue };
+        for (i, _) in bytes.windows(8).enumerate().filter(|(_, w)| w == b"GLIBC_2.") {
+            let rest = &bytes[i + 8..bytes.len().min(i + 14)];
+            let digits: String = rest.iter().take_while(|b| b.is_ascii_digit() || **b == b'.').map(|b| *b as char).collect();
+            let mut parts = digits.split('.').filter_map(|p| p.parse::<u32>().ok());
+            if let Some(minor) = parts.next() {
+                let v = (minor, parts.next().unwrap_or(0));
+                best = best.max(Some(v));
+            }
+        }
+    }
+    best.map(|(minor, patch)| if patch > 0 { format!("2.{minor}.{patch}") } else { format!("2.{minor}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_config_names_the_platform_and_points_at_the_plugins() {
+        let text = "data_dir = \".berth\"\n[build]\nprofile = \"dev\"\n[[groups]]\npath = \"examples/todo\"\n[[groups]]\nfile = \"x/libhello.so\"\n[services.db]\nkind = \"sqlite\"\n";
+        let placed = vec![("plugins/libtodo.so".to_owned(), Some("migrations/libtodo".to_owned())), ("plugins/libhello.so".to_owned(), None)];
+        let out = packaged_toml(text, Target::Lambda, &placed).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        assert!(!doc.contains_key("data_dir") && !doc.contains_key("build"), "{out}");
+        assert_eq!(doc["groups"][0]["file"].as_str(), Some("plugins/libtodo.so"));
+        assert!(doc["groups"][0].get("path").is_none());
+        assert_eq!(doc["groups"][0]["migrations"].as_str(), Some("migrations/libtodo"));
+        assert_eq!(doc["admin"]["enabled"].as_bool(), Some(false));
+        assert_eq!(doc["platform"]["name"].as_str(), Some("lambda"));
+        assert_eq!(doc["services"]["db"]["kind"].as_str(), Some("sqlite"));
+        let out = packaged_toml(text, Target::Container, &placed).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        assert_eq!(doc["server"]["listen"].as_str(), Some("0.0.0.0:8080"));
+        assert_eq!(doc["data_dir"].as_str(), Some("/var/lib/berth"));
+        assert!(doc.get("admin").is_none(), "a long-lived container keeps its admin API settings");
+    }
+
+    #[test]
+    fn the_glibc_a_binary_needs_is_its_newest_symbol_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bin");
+        fs::write(&f, b"\0GLIBC_2.17\0GLIBC_2.34\0GLIBC_2.2.5\0").unwrap();
+        assert_eq!(glibc_needed(&[&f]).as_deref(), Some("2.34"));
+    }
+}
