@@ -75,7 +75,16 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
         let handler = move |req, peer| berth_platforms::serve_http(shim.clone(), req, peer);
         Box::pin(berth_triggers::http::server::serve("http", listener, handler, grace, stopped))
     };
+    // On a platform, a request is a call the platform has already counted: the listener is
+    // bound now (a taken port fails at once) but accepts once the groups are loaded, so early
+    // requests wait instead of meeting a 503 (FC and SCF send them as soon as the port is open,
+    // Knative's default probe is a TCP connect).
+    let (loaded_tx, loaded_rx) = oneshot::channel::<()>();
+    let wait_for_load = platform != Platform::Standalone;
     let done = tokio::spawn(async move {
+        if wait_for_load {
+            let _ = loaded_rx.await;
+        }
         serve.await;
         if let Ok(admin) = admin_rx.await {
             admin.shutdown().await;
@@ -90,6 +99,7 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
     }
     runtime.triggers.reconcile().await;
     runtime.serving.set_ready();
+    let _ = loaded_tx.send(());
     // Swaps start once the configured groups are loaded.
     if let Some(admin) = admin {
         let _ = admin_tx.send(admin.serve(deployments.clone()));

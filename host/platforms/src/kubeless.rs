@@ -63,8 +63,14 @@ pub fn handler(env: &dyn Fn(&str) -> Option<String>) -> Option<FunctionRef> {
     Some(FunctionRef { group, function: handler })
 }
 
+/// `FUNC_TIMEOUT` (seconds; kubeless's default is 180).
+pub fn func_timeout(env: &dyn Fn(&str) -> Option<String>) -> Option<std::time::Duration> {
+    let secs = env("FUNC_TIMEOUT").and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(180);
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+}
+
 /// Serves one request.
-pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     if path == "/healthz" || path == "/metrics" || path == "/readyz" {
@@ -72,12 +78,16 @@ pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) 
         return res;
     }
     let started = Instant::now();
+    let deadline = shim.func_timeout.map(|t| tokio::time::Instant::now() + t);
+    if let Some(d) = deadline {
+        req.extensions_mut().insert(berth_core::call::Deadline(d));
+    }
     let routed = !matches!(shim.http.routes.load().lookup(req.method(), &path), Lookup::NotFound) || shim.handler.is_none();
     let mut res = if routed {
         let Ok(res) = berth_triggers::http::handle(shim.http.clone(), req, peer).await;
         res
     } else {
-        call_handler(shim, req).await
+        call_handler(shim, req, deadline).await
     };
     if res.extensions().get::<berth_core::call::TimedOut>().is_some() {
         let request_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -95,7 +105,7 @@ pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) 
 }
 
 /// A call no route serves: the event goes to `FUNC_HANDLER`.
-async fn call_handler(shim: &Shim, req: Request<Incoming>) -> Response<Body> {
+async fn call_handler(shim: &Shim, req: Request<Incoming>, deadline: Option<tokio::time::Instant>) -> Response<Body> {
     let request_id = shim.http.request_ids.for_request(&req);
     let Some(target) = shim.handler.clone() else {
         return json_error(StatusCode::NOT_FOUND, "not_found", "no route serves this path and FUNC_HANDLER is not set", Some(&request_id));
@@ -120,7 +130,7 @@ async fn call_handler(shim: &Shim, req: Request<Incoming>) -> Response<Body> {
         }
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_body", &format!("could not read the body: {e}"), Some(&request_id)),
     };
-    match shim.deliver(&target, "invoke", event, None).await {
+    match shim.deliver(&target, "invoke", event, deadline).await {
         Ok(r) => berth_triggers::http::into_http(r, &request_id),
         Err(berth_core::DeliveryError::Failed { code, .. }) if code == "timeout" => {
             let mut res = Response::new(Full::new(Bytes::new()));

@@ -44,6 +44,8 @@ pub struct Shim {
     pub config: PlatformConfig,
     /// kubeless: `FUNC_HANDLER` (and `MOD_NAME`), the function non-routed calls go to.
     pub handler: Option<FunctionRef>,
+    /// kubeless: `FUNC_TIMEOUT`, every call's deadline.
+    pub func_timeout: Option<std::time::Duration>,
     /// kubeless's own metric names, registered next to Berth's.
     kubeless_metrics: Option<kubeless::KubelessMetrics>,
     /// Knative: CloudEvents already answered, by source and id.
@@ -65,6 +67,10 @@ impl Shim {
             Platform::Kubeless => kubeless::handler(env).or_else(|| config.invoke.clone()),
             _ => None,
         };
+        let func_timeout = match platform {
+            Platform::Kubeless => kubeless::func_timeout(env),
+            _ => None,
+        };
         let kubeless_metrics = (platform == Platform::Kubeless).then(|| kubeless::KubelessMetrics::register(&metrics));
         if platform == Platform::Knative {
             knative::register_info(&metrics, env);
@@ -77,6 +83,7 @@ impl Shim {
             metrics,
             config,
             handler,
+            func_timeout,
             kubeless_metrics,
             seen: knative::Seen::default(),
         }

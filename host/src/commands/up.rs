@@ -51,11 +51,15 @@ impl Up {
         let exe_name = exe.as_ref().and_then(|e| e.file_name()).and_then(|n| n.to_str());
         let path = self.config_path();
         // `[platform] name` in the file counts when neither the flag nor the variable is given.
-        let forced = match self.platform.as_str() {
-            "auto" => file_platform(&path),
-            other => Some(other.to_owned()),
+        let (forced, from_file) = match self.platform.as_str() {
+            "auto" => (file_platform(&path), true),
+            other => (Some(other.to_owned()), false),
         };
-        let detected = platform::detect(forced.as_deref(), &platform::process_env, exe_name).map_err(anyhow::Error::msg)?;
+        let mut detected =
+            platform::detect(forced.as_deref(), &platform::process_env, exe_name).map_err(anyhow::Error::msg)?;
+        if let (Some(name), true) = (&forced, from_file) {
+            detected.reason = format!("[platform] name in {} is `{name}`", path.display());
+        }
         let layers = platform::layers(detected.platform, &platform::process_env);
         let config = BerthConfig::load_layered(&path, &ProcessEnv, &layers)?;
         berth_host::telemetry::init(&config.log);
