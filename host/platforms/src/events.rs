@@ -217,3 +217,8 @@ pub fn now_rfc3339() -> String {
 pub fn unix_ms_rfc3339(ms: i64) -> Option<String> {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
+
+/// A function's answer in a JSON summary: its JSON, or its text.
+pub fn answer_value(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| serde_json::Value::from(String::from_utf8_lossy(body)))
+}

@@ -162,7 +162,7 @@ async fn event_call(shim: &Shim, payload: &Bytes, request_id: &str) -> EventAnsw
             shim.deliver(&target, "timer", ev, None).await.map(answer).map_err(|e| failed(&target, e))
         }
         Some(v) if v["events"][0]["eventSource"] == "acs:oss" => {
-            let mut delivered = 0;
+            let mut results = Vec::new();
             for (i, e) in v["events"].as_array().into_iter().flatten().enumerate() {
                 let (Some(bucket), Some(key)) = (e["oss"]["bucket"]["name"].as_str(), e["oss"]["object"]["key"].as_str()) else {
                     return Err((StatusCode::BAD_REQUEST, "BadEvent", format!("OSS event {i} has no `oss.bucket.name` or `oss.object.key`")));
@@ -184,11 +184,12 @@ async fn event_call(shim: &Shim, payload: &Bytes, request_id: &str) -> EventAnsw
                         time: e["eventTime"].as_str().map(str::to_owned),
                         record: record.clone(),
                     });
-                    shim.deliver(&target, "blob", ev, None).await.map_err(|e| failed(&target, e))?;
-                    delivered += 1;
+                    let r = shim.deliver(&target, "blob", ev, None).await.map_err(|e| failed(&target, e))?;
+                    results.push(events::answer_value(&r.body));
                 }
             }
-            Ok((StatusCode::OK, "application/json".into(), Bytes::from(json!({ "delivered": delivered }).to_string())))
+            let body = json!({ "delivered": results.len(), "results": results });
+            Ok((StatusCode::OK, "application/json".into(), Bytes::from(body.to_string())))
         }
         _ => {
             let target = shim.invoke_target("an FC event that is neither a timer nor an OSS event").map_err(unknown)?;

@@ -141,6 +141,7 @@ async fn handle(shim: &Shim, request_id: &str, payload: &[u8], deadline: Option<
         return delivered(shim.deliver(&target, "timer", ev, deadline).await, &target);
     }
     if event["Records"][0]["cos"].is_object() {
+        let mut results = Vec::new();
         for (i, r) in event["Records"].as_array().into_iter().flatten().enumerate() {
             let cos = &r["cos"];
             let (Some(bucket), Some(key)) = (cos["cosBucket"]["name"].as_str(), cos["cosObject"]["key"].as_str()) else {
@@ -167,12 +168,13 @@ async fn handle(shim: &Shim, request_id: &str, payload: &[u8], deadline: Option<
                     time: None,
                     record: record.clone(),
                 });
-                if let Err(e) = shim.deliver(&target, "blob", ev, deadline).await {
-                    return Outcome::Failed(events::failure_message(&target, &e));
+                match shim.deliver(&target, "blob", ev, deadline).await {
+                    Ok(r) => results.push(events::answer_value(&r.body)),
+                    Err(e) => return Outcome::Failed(events::failure_message(&target, &e)),
                 }
             }
         }
-        return json(json!({ "delivered": true }));
+        return json(json!({ "delivered": results.len(), "results": results }));
     }
     let target = match shim.invoke_target("an SCF event that is neither API Gateway, a timer nor COS") {
         Ok(t) => t,

@@ -7,6 +7,7 @@ mod http;
 mod limits;
 mod loading;
 mod panics;
+mod peers;
 mod platforms;
 mod queue;
 mod shutdown;

@@ -32,6 +32,8 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 /// Time kept back from Lambda's deadline so the answer (a timeout error) is posted before
 /// Lambda stops the instance.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+/// Deadlines below this (2001-09-09 as Unix ms) are durations, not times.
+const ABSOLUTE_AFTER_MS: u64 = 1_000_000_000_000;
 /// How often `next` is tried again when the Runtime API cannot be reached.
 const NEXT_ATTEMPTS: u32 = 5;
 
@@ -98,10 +100,13 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// The deadline as a timer instant, less a margin to answer in.
+    /// The deadline as a timer instant, less a margin to answer in. Lambda sends an absolute
+    /// Unix time in ms; a value that cannot be one (cargo-lambda's emulator always sends
+    /// `600000`) is taken as the milliseconds left.
     fn deadline(&self) -> Option<Instant> {
         let ms = self.deadline_ms?;
-        let left = ms.saturating_sub(berth_core::clock::now_unix_ms());
+        let now = berth_core::clock::now_unix_ms();
+        let left = if ms < ABSOLUTE_AFTER_MS { ms } else { ms.saturating_sub(now) };
         Some(Instant::now() + Duration::from_millis(left).saturating_sub(DEADLINE_MARGIN))
     }
 }
@@ -280,7 +285,7 @@ fn extension_name(name: &str) -> Option<String> {
 /// invocation (Lambda retries asynchronous invocations).
 async fn s3(shim: &Shim, inv: &Invocation, event: &Value, deadline: Option<Instant>) -> Outcome {
     let records = event["Records"].as_array().cloned().unwrap_or_default();
-    let mut delivered = 0;
+    let mut results = Vec::new();
     for (i, mut r) in records.into_iter().enumerate() {
         let (Some(bucket), Some(raw_key)) = (r["s3"]["bucket"]["name"].as_str(), r["s3"]["object"]["key"].as_str()) else {
             return Outcome::failed("Berth.BadEvent", format!("S3 record {i} has no `s3.bucket.name` or `s3.object.key`"));
@@ -307,13 +312,13 @@ async fn s3(shim: &Shim, inv: &Invocation, event: &Value, deadline: Option<Insta
                 time: r["eventTime"].as_str().map(str::to_owned),
                 record: r.clone(),
             });
-            if let Err(e) = shim.deliver(&target, "blob", ev, deadline).await {
-                return Outcome::failed("Berth.FunctionError", events::failure_message(&target, &e));
+            match shim.deliver(&target, "blob", ev, deadline).await {
+                Ok(r) => results.push(events::answer_value(&r.body)),
+                Err(e) => return Outcome::failed("Berth.FunctionError", events::failure_message(&target, &e)),
             }
-            delivered += 1;
         }
     }
-    Outcome::json(&json!({ "delivered": delivered }))
+    Outcome::json(&json!({ "delivered": results.len(), "results": results }))
 }
 
 /// Why the loop stopped.
@@ -474,6 +479,16 @@ mod tests {
         for (event, kind) in cases {
             assert_eq!(classify(&event), kind, "{event}");
         }
+    }
+
+    #[test]
+    fn deadlines_are_absolute_times_or_what_an_emulator_sends() {
+        let inv = |deadline_ms| Invocation { request_id: "r".into(), deadline_ms: Some(deadline_ms), trace_id: None, event: Bytes::new() };
+        let now = tokio::time::Instant::now();
+        let absolute = inv(berth_core::clock::now_unix_ms() + 2_000).deadline().unwrap();
+        assert!(absolute > now + Duration::from_millis(1_800) && absolute < now + Duration::from_millis(2_100));
+        let relative = inv(600_000).deadline().unwrap();
+        assert!(relative > now + Duration::from_secs(599), "cargo-lambda's 600000 is ten minutes, not 1970");
     }
 
     #[test]

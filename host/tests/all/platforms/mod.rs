@@ -5,7 +5,9 @@
 //! not cover).
 
 mod fc;
+mod knative;
 mod kubeless;
+mod lambda;
 mod lambda_fake;
 mod package;
 mod scf;

@@ -122,6 +122,8 @@ impl Running {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")
             .env("BERTH_DATA_DIR", data.path())
+            // Where a package keeps its admin API (kubeless, Knative), tests run side by side.
+            .env("BERTH_ADMIN__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Ok(filter) = std::env::var("RUST_LOG") {
