@@ -492,7 +492,7 @@ impl BerthConfig {
 
     fn validate_queues(&self) -> Result<(), String> {
         for (name, q) in &self.queues {
-            if q.url.trim().is_empty() {
+            if q.url.trim().is_empty() && q.kind != QueueKind::Sink {
                 return Err(format!("`[queues.{name}]` needs a `url`"));
             }
             if q.concurrency == 0 || q.max_attempts == 0 {

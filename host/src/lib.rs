@@ -1,12 +1,16 @@
 //! `berth-host`: the composition root of the Berth host and the `berth` binary.
 //!
-//! The host is split into one-way crates (`berth-host → berth-triggers → berth-services →
-//! berth-core → berth-loader → berth-plugin-api`); this crate puts them together:
+//! The host is split into one-way crates (`berth-host → berth-platforms → berth-triggers →
+//! berth-services → berth-core → berth-loader → berth-plugin-api`); this crate puts them
+//! together:
 //!
 //! - [`config`]: `berth.toml`, composed of the sections each crate owns;
 //! - [`runtime`]: the [`Runtime`](runtime::Runtime) with the one install path
 //!   (`install`/`remove`) that `berth up`, hot swap, `berth invoke` and tests all use;
-//! - [`server`]: [`start`](server::start), which binds the listeners around a runtime and serves;
+//! - [`server`]: [`start`](server::start), which binds the listeners around a runtime and serves
+//!   (standalone or on a platform: [`start_on`](server::start_on),
+//!   [`run_runtime_api`](server::run_runtime_api));
+//! - [`platform`]: what each platform changes in `berth.toml`; [`package`]: `berth package`;
 //! - [`install`]: opening plugins, dependency order, the group errors;
 //! - [`swap`], [`admin`], [`watch`]: hot swap, the admin API and `--watch`;
 //! - [`builder`]: building group crates with cargo.

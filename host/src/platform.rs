@@ -37,3 +37,36 @@ pub fn runs_triggers(platform: Platform, configured: Option<bool>) -> bool {
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BerthConfig;
+
+    fn parse(platform: Platform, env: &[(&str, &str)], text: &str) -> BerthConfig {
+        let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let layers = layers(platform, &lookup);
+        let no_env = std::collections::BTreeMap::<String, String>::new();
+        BerthConfig::parse_layered(text, std::path::Path::new("/srv"), &no_env, &layers).expect("parses")
+    }
+
+    #[test]
+    fn each_platform_puts_its_contract_around_the_file() {
+        let file = "[server]\nlisten = \"127.0.0.1:8080\"\n";
+        let fc = parse(Platform::Fc, &[("FC_CUSTOM_LISTEN_PORT", "9100")], file);
+        assert_eq!(fc.server.listen, "0.0.0.0:9100".parse().unwrap(), "FC's port wins over the file");
+        assert_eq!(fc.data_dir, std::path::Path::new("/tmp/berth"));
+        assert!(!fc.admin.enabled, "no admin API on a frozen instance");
+        let lambda = parse(Platform::Lambda, &[], "data_dir = \"state\"\n[admin]\nenabled = true\n");
+        assert_eq!(lambda.data_dir, std::path::Path::new("/srv/state"), "the file's own data_dir wins over the default");
+        assert!(lambda.admin.enabled);
+        let kubeless = parse(Platform::Kubeless, &[("FUNC_PORT", "8089"), ("FUNC_TIMEOUT", "7")], "");
+        assert_eq!(kubeless.server.listen, "0.0.0.0:8089".parse().unwrap());
+        assert_eq!(kubeless.defaults.timeout, std::time::Duration::from_secs(7));
+        assert_eq!(kubeless.data_dir, std::path::Path::new("/srv/.berth"));
+        let standalone = parse(Platform::Standalone, &[("PORT", "1")], file);
+        assert_eq!(standalone.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(runs_triggers(Platform::Knative, None) && !runs_triggers(Platform::Lambda, None));
+        assert!(runs_triggers(Platform::Lambda, Some(true)));
+    }
+}

@@ -12,7 +12,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CRATES = [ROOT / "host" / d / "src" for d in ("core", "loader", "services", "triggers")] + [ROOT / "host" / "src"]
+CRATES = [ROOT / "host" / d / "src" for d in ("core", "loader", "services", "triggers", "platforms")] + [ROOT / "host" / "src"]
 
 
 def module_of(src: pathlib.Path, f: pathlib.Path) -> tuple:

@@ -40,12 +40,7 @@ fn success(mut res: Response<Body>) -> Response<Body> {
 
 /// Serves one request from FC.
 pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let request_id = req
-        .headers()
-        .get("x-fc-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| shim.http.request_ids.next());
+    let request_id = shim.request_id(req.headers(), "x-fc-request-id");
     let control = req.headers().get("x-fc-control-path").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let hook = match (control.as_deref(), req.method(), req.uri().path()) {
         (Some("/initialize"), ..) | (None, &Method::POST, "/initialize") => Some("initialize"),

@@ -226,12 +226,7 @@ fn api_gateway_request(event: &Value) -> Result<HttpCall, String> {
 
 /// Serves one request of an SCF web function.
 pub async fn web_handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let request_id = req
-        .headers()
-        .get("x-scf-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| shim.http.request_ids.next());
+    let request_id = shim.request_id(req.headers(), "x-scf-request-id");
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         req.headers_mut().insert("x-request-id", v);
     }

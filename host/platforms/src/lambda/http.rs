@@ -171,27 +171,35 @@ fn answer_body(answer: &HttpAnswer) -> (String, bool) {
     }
 }
 
+/// Headers one value per name (the last one wins), for sources without multi-value headers.
+fn single_value(answer: &HttpAnswer) -> Map<String, Value> {
+    answer.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
+}
+
+/// Headers with every value, in order.
+fn every_value(answer: &HttpAnswer) -> Map<String, Value> {
+    let mut multi: Map<String, Value> = Map::new();
+    for (k, v) in &answer.headers {
+        match multi.get_mut(k) {
+            Some(Value::Array(vs)) => vs.push(json!(v)),
+            _ => {
+                multi.insert(k.clone(), json!([v]));
+            }
+        }
+    }
+    multi
+}
+
 /// The router's answer in the shape `source` expects.
 pub fn response(source: Source, answer: &HttpAnswer) -> Value {
     let (body, is_base64) = answer_body(answer);
     let status = answer.status.as_u16();
     match source {
         Source::ApiGatewayV1 => {
-            let mut single = Map::new();
-            let mut multi: Map<String, Value> = Map::new();
-            for (k, v) in &answer.headers {
-                single.insert(k.clone(), json!(v));
-                match multi.get_mut(k) {
-                    Some(Value::Array(vs)) => vs.push(json!(v)),
-                    _ => {
-                        multi.insert(k.clone(), json!([v]));
-                    }
-                }
-            }
             json!({
                 "statusCode": status,
-                "headers": single,
-                "multiValueHeaders": multi,
+                "headers": single_value(answer),
+                "multiValueHeaders": every_value(answer),
                 "body": body,
                 "isBase64Encoded": is_base64,
             })
@@ -233,20 +241,9 @@ pub fn response(source: Source, answer: &HttpAnswer) -> Value {
                 "isBase64Encoded": is_base64,
             });
             if multi_value {
-                let mut multi: Map<String, Value> = Map::new();
-                for (k, v) in &answer.headers {
-                    match multi.get_mut(k) {
-                        Some(Value::Array(vs)) => vs.push(json!(v)),
-                        _ => {
-                            multi.insert(k.clone(), json!([v]));
-                        }
-                    }
-                }
-                out["multiValueHeaders"] = Value::Object(multi);
+                out["multiValueHeaders"] = Value::Object(every_value(answer));
             } else {
-                // Without multi-value headers ALB takes one value per name: the last one wins.
-                let single: Map<String, Value> = answer.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                out["headers"] = Value::Object(single);
+                out["headers"] = Value::Object(single_value(answer));
             }
             out
         }

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{free_port, package, Running};
+use super::support::{free_port, package, FakeApi, Running};
 use crate::peers::cloudevents_send;
 use crate::support::{metric, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudevents_from_the_sdk_reach_the_bound_function_and_its_reply_parses_back() {
     let pkg = package("knative");
+    // The sink a SinkBinding would point K_SINK at.
+    let sink = FakeApi::start().await;
     let port = free_port();
     let mut boot = Running::start(
         &pkg.root,
@@ -22,6 +24,8 @@ async fn cloudevents_from_the_sdk_reach_the_bound_function_and_its_reply_parses_
             ("K_SERVICE", "shop".into()),
             ("K_REVISION", "shop-00001".into()),
             ("K_CONFIGURATION", "shop".into()),
+            ("K_SINK", format!("http://{}/", sink.addr)),
+            ("K_CE_OVERRIDES", r#"{"extensions":{"cluster":"test"}}"#.into()),
             ("BERTH_CONFIG", pkg.root.join("berth.toml").display().to_string()),
         ],
     );
@@ -73,6 +77,17 @@ async fn cloudevents_from_the_sdk_reach_the_bound_function_and_its_reply_parses_
     let res = request(addr, "GET", "/hello/knative", &[], b"").await;
     assert_eq!(res.json()["message"], "Hello, knative!");
     assert!(boot.output().contains("k_service=shop") && boot.output().contains("k_revision=shop-00001"), "{}", boot.output());
+
+    // A function publishing through K_SINK: a binary-mode CloudEvent with the overrides.
+    let res = request(addr, "POST", "/emit", &[("content-type", "application/json")], b"{\"n\":1}").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let sent = sink.posted().await;
+    assert_eq!(sent.header("ce-specversion"), Some("1.0"));
+    assert_eq!(sent.header("ce-type"), Some("com.example.emitted"));
+    assert_eq!(sent.header("ce-source"), Some("berth/queue/events"));
+    assert_eq!((sent.header("ce-origin"), sent.header("ce-cluster")), (Some("fixture"), Some("test")), "{:?}", sent.headers);
+    assert_eq!(sent.header("ce-id"), res.json()["published"].as_str());
+    assert_eq!(sent.body, b"{\"n\":1}");
 
     // SIGTERM: drain and exit 0.
     boot.terminate();

@@ -97,6 +97,13 @@ async fn events_reach_their_functions_and_failures_reach_the_error_channel() {
     assert_eq!(p.json()["statusCode"], 504, "{:?}", p.json());
     assert!(started.elapsed() < Duration::from_secs(4), "cut off at the Lambda deadline, not the function's 10 s");
 
+    // A request body over the function's limit: the router's 413, in API Gateway's shape.
+    let huge = "y".repeat(7 * 1024 * 1024);
+    api.push(invocation("req-6b", long, apigw("POST", "/echo", Some(&huge))));
+    let p = api.posted().await;
+    assert!(p.path.ends_with("/req-6b/response"), "{}", p.path);
+    assert_eq!(p.json()["statusCode"], 413, "{}", &p.json()["body"]);
+
     // A response over Lambda's 6 MB: reported as an error instead of posted.
     let big = "x".repeat(5 * 1024 * 1024);
     let mut echo = apigw("POST", "/echo", Some(&big));

@@ -44,6 +44,10 @@ invoke = "platform-events/direct"
 
 [platform.events]
 "com.example.order.created" = "platform-events/order_created"
+
+# Knative: what functions publish goes to $K_SINK.
+[queues.events]
+kind = "sink"
 "#,
         plugin = fixture_plugin().display()
     );

@@ -9,9 +9,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
-    /// The broker: `redis` (Streams, consumer groups), `nats` (JetStream) or `rabbitmq`.
+    /// The broker: `redis` (Streams, consumer groups), `nats` (JetStream) or `rabbitmq`; or
+    /// `sink`, publish-only: CloudEvents over HTTP to a sink (Knative's `K_SINK`).
     pub kind: QueueKind,
-    /// `redis://127.0.0.1:6379`, `nats://127.0.0.1:4222` or `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// `redis://127.0.0.1:6379`, `nats://127.0.0.1:4222` or `amqp://guest:guest@127.0.0.1:5672/%2f`;
+    /// for `sink`, the sink's `http://` address (default: `$K_SINK`, as a SinkBinding sets it).
+    #[serde(default)]
     pub url: String,
     /// The Redis stream, JetStream stream or RabbitMQ queue. Default: the binding's name.
     pub stream: Option<String>,
@@ -55,6 +58,7 @@ pub enum QueueKind {
     Redis,
     Nats,
     Rabbitmq,
+    Sink,
 }
 
 impl QueueKind {
@@ -64,6 +68,7 @@ impl QueueKind {
             QueueKind::Redis => cfg!(feature = "redis"),
             QueueKind::Nats => cfg!(feature = "nats"),
             QueueKind::Rabbitmq => cfg!(feature = "rabbitmq"),
+            QueueKind::Sink => true,
         }
     }
 
@@ -72,6 +77,7 @@ impl QueueKind {
             QueueKind::Redis => "redis",
             QueueKind::Nats => "nats",
             QueueKind::Rabbitmq => "rabbitmq",
+            QueueKind::Sink => "sink",
         }
     }
 }

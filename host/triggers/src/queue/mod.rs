@@ -22,6 +22,7 @@ pub mod config;
 #[cfg(feature = "nats")]
 mod nats;
 mod publish;
+mod sink;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 #[cfg(feature = "redis")]
@@ -145,6 +146,12 @@ impl Trigger for QueueTrigger {
             QueueKind::Nats => tokio::spawn(nats::consume(runner)?),
             #[cfg(feature = "rabbitmq")]
             QueueKind::Rabbitmq => tokio::spawn(rabbitmq::consume(runner)?),
+            QueueKind::Sink => {
+                return Err(format!(
+                    "`[queues.{queue}]` is kind = \"sink\": functions publish to a sink, nothing consumes one \
+                     (on Knative, events arrive over HTTP: bind their type in `[platform.events]`)"
+                ))
+            }
             #[allow(unreachable_patterns, reason = "reachable when a broker's feature is off")]
             kind => return Err(compiled_out(queue, kind)),
         })

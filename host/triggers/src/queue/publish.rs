@@ -88,6 +88,7 @@ impl Publishers {
             QueueKind::Nats => Arc::new(nats::NatsPublisher::new(name, &stream, cfg)?),
             #[cfg(feature = "rabbitmq")]
             QueueKind::Rabbitmq => Arc::new(rabbitmq::AmqpPublisher::new(name, &stream, cfg)?),
+            QueueKind::Sink => Arc::new(super::sink::SinkPublisher::new(name, cfg)?),
             #[allow(unreachable_patterns, reason = "reachable when a broker's feature is off")]
             kind => return Err(compiled_out(name, kind)),
         };
