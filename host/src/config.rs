@@ -18,11 +18,11 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+pub use berth_platforms::config::{FunctionRef, PlatformConfig};
 pub use berth_services::config::{
     BlobConfig, EmbeddedKvConfig, HttpClientConfig, RedisConfig, RedisKvConfig, SecretSource, ServiceSection,
     SqlServerConfig, SqliteConfig,
 };
-pub use berth_platforms::config::{FunctionRef, PlatformConfig};
 pub use berth_triggers::queue::config::{QueueConfig, QueueKind, TriggerBindingConfig};
 
 /// Prefix of environment overrides: `BERTH_SERVER__LISTEN=0.0.0.0:8080` sets `server.listen`.

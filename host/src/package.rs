@@ -119,7 +119,7 @@ pub struct Packaged {
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(Box<crate::config::ConfigError>),
     #[error("cannot build group `{group}`: {source}")]
     Build { group: String, source: crate::builder::BuildError },
     #[error("cannot build the host binary (cargo build --profile {profile} -p berth-host): {message}; pass --host-binary to package one already built")]
@@ -141,7 +141,7 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
     let text = fs::read_to_string(&opts.config).map_err(io("cannot read the config", &opts.config))?;
     let base = opts.config.parent().map(Path::to_path_buf).unwrap_or_default();
     let no_env = std::collections::BTreeMap::<String, String>::new();
-    let config = BerthConfig::parse(&text, &base, &no_env)?;
+    let config = BerthConfig::parse(&text, &base, &no_env).map_err(|e| PackageError::Config(Box::new(e)))?;
     let target = opts.target;
     let staging = opts.out.join(format!(".berth-{}.staging", target.name()));
     if staging.exists() {
@@ -234,7 +234,8 @@ fn build_host(profile: &str, quiet: bool) -> Result<PathBuf, PackageError> {
         return Err(fail(format!("cargo exited with {status}")));
     }
     let dir = if profile == "dev" { "debug" } else { profile };
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
     Ok(target_dir.join(dir).join("berth"))
 }
 
@@ -275,7 +276,9 @@ fn packaged_toml(text: &str, target: Target, placed: &[(String, Option<String>)]
         let mut server = table(&mut doc, "server")?;
         server.insert("listen".into(), toml::Value::String("0.0.0.0:8080".into()));
         doc.insert("server".into(), toml::Value::Table(server));
-        if !doc.contains_key("data_dir") || doc.get("data_dir").and_then(|d| d.as_str()).is_some_and(|d| !d.starts_with('/')) {
+        if !doc.contains_key("data_dir")
+            || doc.get("data_dir").and_then(|d| d.as_str()).is_some_and(|d| !d.starts_with('/'))
+        {
             doc.insert("data_dir".into(), toml::Value::String("/var/lib/berth".into()));
         }
     }
@@ -283,7 +286,10 @@ fn packaged_toml(text: &str, target: Target, placed: &[(String, Option<String>)]
     section.insert("name".into(), toml::Value::String(platform.name().into()));
     doc.insert("platform".into(), toml::Value::Table(section));
     let body = toml::to_string(&doc).map_err(|e| PackageError::Toml(e.to_string()))?;
-    Ok(format!("# Written by `berth package --target {}`: the groups are the plugins under plugins/.\n{body}", target.name()))
+    Ok(format!(
+        "# Written by `berth package --target {}`: the groups are the plugins under plugins/.\n{body}",
+        target.name()
+    ))
 }
 
 /// The container build context's Dockerfile: a glibc base (plugins are loaded with dlopen,
@@ -364,7 +370,9 @@ fn strip(path: &Path, how: &str) {
     match Command::new("strip").arg(how).arg(path).status() {
         Ok(s) if s.success() => {}
         Ok(s) => tracing::warn!(file = %path.display(), status = %s, "strip failed; packaging the file unstripped"),
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "strip is not installed; packaging the file unstripped"),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "strip is not installed; packaging the file unstripped")
+        }
     }
 }
 
@@ -386,7 +394,8 @@ fn glibc_needed(files: &[&Path]) -> Option<String> {
         let Ok(bytes) = fs::read(f) else { continue };
         for (i, _) in bytes.windows(8).enumerate().filter(|(_, w)| w == b"GLIBC_2.") {
             let rest = &bytes[i + 8..bytes.len().min(i + 14)];
-            let digits: String = rest.iter().take_while(|b| b.is_ascii_digit() || **b == b'.').map(|b| *b as char).collect();
+            let digits: String =
+                rest.iter().take_while(|b| b.is_ascii_digit() || **b == b'.').map(|b| *b as char).collect();
             let mut parts = digits.split('.').filter_map(|p| p.parse::<u32>().ok());
             if let Some(minor) = parts.next() {
                 let v = (minor, parts.next().unwrap_or(0));
@@ -404,7 +413,10 @@ mod tests {
     #[test]
     fn the_packaged_config_names_the_platform_and_points_at_the_plugins() {
         let text = "data_dir = \".berth\"\n[build]\nprofile = \"dev\"\n[[groups]]\npath = \"examples/todo\"\n[[groups]]\nfile = \"x/libhello.so\"\n[services.db]\nkind = \"sqlite\"\n";
-        let placed = vec![("plugins/libtodo.so".to_owned(), Some("migrations/libtodo".to_owned())), ("plugins/libhello.so".to_owned(), None)];
+        let placed = vec![
+            ("plugins/libtodo.so".to_owned(), Some("migrations/libtodo".to_owned())),
+            ("plugins/libhello.so".to_owned(), None),
+        ];
         let out = packaged_toml(text, Target::Lambda, &placed).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert!(!doc.contains_key("data_dir") && !doc.contains_key("build"), "{out}");

@@ -58,7 +58,11 @@ mod tests {
         assert_eq!(fc.data_dir, std::path::Path::new("/tmp/berth"));
         assert!(!fc.admin.enabled, "no admin API on a frozen instance");
         let lambda = parse(Platform::Lambda, &[], "data_dir = \"state\"\n[admin]\nenabled = true\n");
-        assert_eq!(lambda.data_dir, std::path::Path::new("/srv/state"), "the file's own data_dir wins over the default");
+        assert_eq!(
+            lambda.data_dir,
+            std::path::Path::new("/srv/state"),
+            "the file's own data_dir wins over the default"
+        );
         assert!(lambda.admin.enabled);
         let kubeless = parse(Platform::Kubeless, &[("FUNC_PORT", "8089"), ("FUNC_TIMEOUT", "7")], "");
         assert_eq!(kubeless.server.listen, "0.0.0.0:8089".parse().unwrap());

@@ -126,7 +126,9 @@ pub async fn run_runtime_api(config: BerthConfig, platform: Platform) -> Result<
     let env = crate::platform::process_env;
     let setup = |message: String| RuntimeApiError::Setup { platform, message };
     let api = match platform {
-        Platform::Lambda => berth_platforms::runtime_api::RuntimeApi::new(&env("AWS_LAMBDA_RUNTIME_API").unwrap_or_default()),
+        Platform::Lambda => {
+            berth_platforms::runtime_api::RuntimeApi::new(&env("AWS_LAMBDA_RUNTIME_API").unwrap_or_default())
+        }
         Platform::Scf => scf::runtime_api(&env),
         other => return Err(setup(format!("{other} has no runtime API"))),
     }

@@ -27,6 +27,8 @@
 #   DISTURB_MAX=8   % of a core used by other processes during a run above which it is repeated
 #   MAX_REPEATS=6   repeated runs allowed in total     QUEUE_MS=200    ms the cold invocation waits queued
 #   BERTH_PORT=19190  LR_PORT=19191  (the two emulators' ports)
+#   EMU_CORE=0      core of the emulator (0: with the bootstrap; 1 moves it
+#                   to the driver's core, to see the bootstraps with less of the emulator's cost)
 # The last line of the output is `lambda berth/lambda_runtime: X.XX` (median warm invocations/s of
 # berth / lambda_runtime).
 set -euo pipefail
@@ -47,8 +49,10 @@ BERTH_PORT="${BERTH_PORT:-19190}"
 LR_PORT="${LR_PORT:-19191}"
 SERVER_CORE=0
 LOAD_CORE=1
+EMU_CORE="${EMU_CORE:-$SERVER_CORE}"
 URL_PATH="/hello/world"
-EXPECTED='{"statusCode":200,"headers":{"content-type":"application/json"},"cookies":[],"body":"{\"message\":\"Hello, world!\"}","isBase64Encoded":false}'
+# What berth's packaged examples/hello answers (keys sorted), and lambda-hello byte for byte.
+EXPECTED='{"body":"{\"message\":\"Hello, world!\"}","cookies":[],"headers":{"content-type":"application/json"},"isBase64Encoded":false,"statusCode":200}'
 CONTENDERS=(berth lambda_runtime)
 
 OUT="$ROOT/target/bench/shims"
@@ -180,11 +184,11 @@ for c in "${CONTENDERS[@]}"; do
     port_in_use "${PORT[$c]}" && die "port ${PORT[$c]} is in use; set BERTH_PORT / LR_PORT"
 done
 
-# Starts a fresh emulator for contender $1 on its port, pinned to the bootstrap's core; sets
+# Starts a fresh emulator for contender $1 on its port, pinned to EMU_CORE; sets
 # EMU_PID and EMU_ENV (the variables it prints for the bootstrap, as --env arguments).
 start_emulator() {
     local c="$1" port="${PORT[$1]}" elog="$OUT/emulator-$1.log" i
-    (cd "$EMU_DIR" && exec env -u RUST_LOG CARGO="$CARGO_BIN" taskset -c "$SERVER_CORE" "$EMULATOR" \
+    (cd "$EMU_DIR" && exec env -u RUST_LOG CARGO="$CARGO_BIN" taskset -c "$EMU_CORE" "$EMULATOR" \
         lambda watch --only-lambda-apis --color never -A 127.0.0.1 -P "$port" --timeout 60) >"$elog" 2>&1 &
     EMU_PID=$!
     # A bare connect only: any HTTP request would queue an invocation.
@@ -299,7 +303,7 @@ measure() {
 }
 
 # --- runs ----------------------------------------------------------------------------------
-echo "bootstrap and a fresh cargo-lambda emulator per run on core $SERVER_CORE, driver on core $LOAD_CORE;" \
+echo "bootstrap on core $SERVER_CORE, a fresh cargo-lambda emulator per run on core $EMU_CORE, driver on core $LOAD_CORE;" \
     "cold start + ${WARMUP} s warm-up + ${DURATION} s of invocations (concurrency $CONCURRENCY) per run, $RUNS runs each, alternated"
 for ((n = 1; n <= RUNS; n++)); do
     for c in "${CONTENDERS[@]}"; do
@@ -313,9 +317,9 @@ echo "summary (median [min..max] spread = (max-min)/median; $REPEATED disturbed 
 if ((KEPT_DISTURBED > 0)); then
     echo "WARNING: $KEPT_DISTURBED run(s) kept although another process used the CPU; run again on a quiet machine"
 fi
-printf '%-14s  %-26s  %-30s  %-10s  %-10s  %-8s  %-8s  %-9s  %-10s  %s\n' contender "cold start ms" "invocations/s" \
+printf '%-14s  %-24s  %-26s  %-11s  %-10s  %-6s  %-6s  %-8s  %-9s  %s\n' contender "cold start ms" "invocations/s" \
     "boot us/inv" "emu us/inv" "p50 us" "p99 us" "VmHWM MB" "zip bytes" "bootstrap bytes"
-declare -A MED_IPS
+declare -A MED_IPS MED_BOOT
 for c in "${CONTENDERS[@]}"; do
     read -r cm clo chi _ < <(stats "${COLD[$c]}")
     read -r im ilo ihi isp < <(stats "${IPS[$c]}")
@@ -324,11 +328,14 @@ for c in "${CONTENDERS[@]}"; do
     read -r pm _ _ _ < <(stats "${P50[$c]}")
     read -r qm _ _ _ < <(stats "${P99[$c]}")
     read -r hm _ _ _ < <(stats "${HWM[$c]}")
-    printf '%-14s  %-26s  %-30s  %-10.1f  %-10.1f  %-8.0f  %-8.0f  %-9.1f  %-10s  %s\n' "$c" \
+    printf '%-14s  %-24s  %-26s  %-11.1f  %-10.1f  %-6.0f  %-6.0f  %-8.1f  %-9s  %s\n' "$c" \
         "$(printf '%.2f [%.2f..%.2f]' "$cm" "$clo" "$chi")" \
         "$(printf '%.0f [%.0f..%.0f] %.1f%%' "$im" "$ilo" "$ihi" "$isp")" \
         "$bm" "$em" "$pm" "$qm" "$(awk -v k="$hm" 'BEGIN { print k / 1024 }')" "${ZIP_BYTES[$c]}" "${BOOT_BYTES[$c]}"
     MED_IPS[$c]="$im"
+    MED_BOOT[$c]="$bm"
 done
-echo "(CPU per invocation from /proc/PID/stat utime+stime over the measured window; the emulator runs on the bootstrap's core)"
+echo "(CPU per invocation: utime+stime from /proc/PID/stat over the measured window, medians; the emulator on core $EMU_CORE)"
+awk -v b="${MED_BOOT[berth]}" -v l="${MED_BOOT[lambda_runtime]}" \
+    'BEGIN { printf "bootstrap cpu/invocation berth/lambda_runtime: %.2f (%.1f us extra per invocation)\n", b / l, b - l }'
 awk -v b="${MED_IPS[berth]}" -v l="${MED_IPS[lambda_runtime]}" 'BEGIN { printf "lambda berth/lambda_runtime: %.2f\n", b / l }'

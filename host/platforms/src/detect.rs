@@ -114,7 +114,11 @@ pub struct Detected {
 /// Chooses the platform: `forced` (from `--platform` / `BERTH_PLATFORM`) when given, else from
 /// the environment, else from the executable's name (`scf_bootstrap` is an SCF web function),
 /// else standalone.
-pub fn detect(forced: Option<&str>, env: &dyn Fn(&str) -> Option<String>, exe_name: Option<&str>) -> Result<Detected, String> {
+pub fn detect(
+    forced: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    exe_name: Option<&str>,
+) -> Result<Detected, String> {
     if let Some(name) = forced.map(str::trim).filter(|n| !n.is_empty() && *n != "auto") {
         let platform = name.parse()?;
         return Ok(Detected { platform, reason: format!("--platform / BERTH_PLATFORM is `{name}`") });
@@ -135,7 +139,10 @@ pub fn detect(forced: Option<&str>, env: &dyn Fn(&str) -> Option<String>, exe_na
     // A web function gets SCF's function variables but no runtime API.
     for var in ["SCF_FUNCTIONNAME", "SCF_NAMESPACE"] {
         if set(var) {
-            return Ok(Detected { platform: Platform::ScfWeb, reason: format!("{var} is set without SCF_RUNTIME_API") });
+            return Ok(Detected {
+                platform: Platform::ScfWeb,
+                reason: format!("{var} is set without SCF_RUNTIME_API"),
+            });
         }
     }
     if exe_name == Some("scf_bootstrap") {
@@ -162,7 +169,8 @@ mod tests {
 
     #[test]
     fn each_platform_is_told_by_its_variables() {
-        let cases: &[(&[(&str, &str)], Platform, &str)] = &[
+        type Vars = &'static [(&'static str, &'static str)];
+        let cases: &[(Vars, Platform, &str)] = &[
             (&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")], Platform::Lambda, "AWS_LAMBDA_RUNTIME_API is set"),
             (&[("SCF_RUNTIME_API", "127.0.0.1"), ("SCF_FUNCTIONNAME", "f")], Platform::Scf, "SCF_RUNTIME_API is set"),
             (&[("FC_CUSTOM_LISTEN_PORT", "9000")], Platform::Fc, "FC_CUSTOM_LISTEN_PORT is set"),

@@ -215,7 +215,8 @@ pub fn now_rfc3339() -> String {
 
 /// Unix milliseconds as RFC 3339 (SQS's `SentTimestamp`).
 pub fn unix_ms_rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// A function's answer in a JSON summary: its JSON, or its text.

@@ -28,7 +28,8 @@ const PRE_STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// The answer to a failed call: `x-fc-status: 404` and an error body.
 fn failure(status: StatusCode, error_type: &str, message: &str, request_id: &str) -> Response<Body> {
-    let mut res = json_response(status, &json!({ "errorMessage": message, "errorType": error_type, "requestId": request_id }));
+    let mut res =
+        json_response(status, &json!({ "errorMessage": message, "errorType": error_type, "requestId": request_id }));
     res.headers_mut().insert("x-fc-status", HeaderValue::from_static("404"));
     res
 }
@@ -56,7 +57,12 @@ pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) 
             let res = if ready.ready {
                 success(json_response(StatusCode::OK, &json!({ "initialized": true, "groups": ready.groups })))
             } else {
-                failure(StatusCode::INTERNAL_SERVER_ERROR, "InitializationError", &ready.problems.join("; "), &request_id)
+                failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InitializationError",
+                    &ready.problems.join("; "),
+                    &request_id,
+                )
             };
             println!("FC Initialize End RequestId: {request_id}");
             res
@@ -113,7 +119,14 @@ async fn invoke(shim: &Arc<Shim>, req: Request<Incoming>, request_id: &str) -> R
             let message = format!("the payload is larger than FC's {MAX_PAYLOAD_BYTES} byte limit");
             return failure(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", &message, request_id);
         }
-        Err(e) => return failure(StatusCode::BAD_REQUEST, "BadRequest", &format!("could not read the payload: {e}"), request_id),
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("could not read the payload: {e}"),
+                request_id,
+            )
+        }
     };
     match event_call(shim, &payload, request_id).await {
         Ok((status, content_type, body)) => {
@@ -153,14 +166,25 @@ async fn event_call(shim: &Shim, payload: &Bytes, request_id: &str) -> EventAnsw
         Some(v) if v["triggerTime"].is_string() && v["triggerName"].is_string() => {
             let name = v["triggerName"].as_str().unwrap_or_default();
             let target = shim.schedule_target(name).map_err(unknown)?;
-            let ev = events::timer_event(&target, request_id, v["triggerTime"].as_str(), &format!("fc timer trigger {name}"));
+            let ev = events::timer_event(
+                &target,
+                request_id,
+                v["triggerTime"].as_str(),
+                &format!("fc timer trigger {name}"),
+            );
             shim.deliver(&target, "timer", ev, None).await.map(answer).map_err(|e| failed(&target, e))
         }
         Some(v) if v["events"][0]["eventSource"] == "acs:oss" => {
             let mut results = Vec::new();
             for (i, e) in v["events"].as_array().into_iter().flatten().enumerate() {
-                let (Some(bucket), Some(key)) = (e["oss"]["bucket"]["name"].as_str(), e["oss"]["object"]["key"].as_str()) else {
-                    return Err((StatusCode::BAD_REQUEST, "BadEvent", format!("OSS event {i} has no `oss.bucket.name` or `oss.object.key`")));
+                let (Some(bucket), Some(key)) =
+                    (e["oss"]["bucket"]["name"].as_str(), e["oss"]["object"]["key"].as_str())
+                else {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "BadEvent",
+                        format!("OSS event {i} has no `oss.bucket.name` or `oss.object.key`"),
+                    ));
                 };
                 let Some(kind) = events::blob_kind(e["eventName"].as_str().unwrap_or_default()) else { continue };
                 let record = json!({

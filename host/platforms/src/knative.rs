@@ -52,18 +52,21 @@ struct Kept {
     body: Bytes,
 }
 
+/// An event's identity for duplicate detection: (source, id).
+type EventKey = (String, String);
+
 /// Events handled, by (source, id), oldest forgotten first.
 #[derive(Default)]
 pub struct Seen {
-    inner: Mutex<(HashMap<(String, String), Kept>, VecDeque<(String, String)>)>,
+    inner: Mutex<(HashMap<EventKey, Kept>, VecDeque<EventKey>)>,
 }
 
 impl Seen {
-    fn get(&self, key: &(String, String)) -> Option<Kept> {
+    fn get(&self, key: &EventKey) -> Option<Kept> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.get(key).cloned()
     }
 
-    fn put(&self, key: (String, String), kept: Kept) {
+    fn put(&self, key: EventKey, kept: Kept) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *g;
         if map.insert(key.clone(), kept).is_none() {
@@ -97,13 +100,20 @@ fn media_type(headers: &HeaderMap) -> String {
 /// A binary-mode event from its `ce-*` headers (values percent-decoded) and body.
 pub fn binary_event(headers: &HeaderMap, body: Vec<u8>) -> Result<EventData, Refused> {
     let get = |name: &str| {
-        headers.get(name).and_then(|v| v.to_str().ok()).map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
     };
     let spec = get("ce-specversion").unwrap_or_default();
     if spec != "1.0" {
         return Err(Refused(format!("ce-specversion `{spec}` is not supported; Berth takes CloudEvents 1.0")));
     }
-    let required = |name: &str| get(name).filter(|v| !v.is_empty()).ok_or_else(|| Refused(format!("a binary-mode CloudEvent needs the `{name}` header")));
+    let required = |name: &str| {
+        get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Refused(format!("a binary-mode CloudEvent needs the `{name}` header")))
+    };
     let mut event = EventData {
         id: required("ce-id")?,
         source: required("ce-source")?,
@@ -128,8 +138,11 @@ pub fn binary_event(headers: &HeaderMap, body: Vec<u8>) -> Result<EventData, Ref
 
 /// A structured-mode event: the whole event as JSON (`data`, or `data_base64`).
 pub fn structured_event(body: &[u8]) -> Result<EventData, Refused> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| Refused(format!("the structured-mode CloudEvent is not JSON: {e}")))?;
-    let Value::Object(mut o) = v else { return Err(Refused("a structured-mode CloudEvent must be a JSON object".into())) };
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| Refused(format!("the structured-mode CloudEvent is not JSON: {e}")))?;
+    let Value::Object(mut o) = v else {
+        return Err(Refused("a structured-mode CloudEvent must be a JSON object".into()));
+    };
     let mut take = |k: &str| match o.remove(k) {
         Some(Value::String(s)) => Some(s),
         Some(other) if !other.is_null() => Some(other.to_string()),
@@ -147,7 +160,9 @@ pub fn structured_event(body: &[u8]) -> Result<EventData, Refused> {
     let time = take("time");
     let data_base64 = take("data_base64");
     let data = match (o.remove("data"), data_base64) {
-        (_, Some(b64)) => B64.decode(b64.as_bytes()).map_err(|e| Refused(format!("`data_base64` is not base64: {e}")))?,
+        (_, Some(b64)) => {
+            B64.decode(b64.as_bytes()).map_err(|e| Refused(format!("`data_base64` is not base64: {e}")))?
+        }
         (Some(Value::String(s)), None) if !datacontenttype.as_deref().is_some_and(is_json) => s.into_bytes(),
         (Some(v), None) => v.to_string().into_bytes(),
         (None, None) => Vec::new(),
@@ -157,7 +172,16 @@ pub fn structured_event(body: &[u8]) -> Result<EventData, Refused> {
         .filter(|(k, _)| k != "dataschema")
         .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
         .collect();
-    Ok(EventData { id, source, ty, subject, time, datacontenttype: datacontenttype.or_else(|| Some("application/json".into())), data, extensions })
+    Ok(EventData {
+        id,
+        source,
+        ty,
+        subject,
+        time,
+        datacontenttype: datacontenttype.or_else(|| Some("application/json".into())),
+        data,
+        extensions,
+    })
 }
 
 fn is_json(ct: &str) -> bool {
@@ -188,9 +212,21 @@ pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) 
     let body = match Limited::new(body, MAX_EVENT_BYTES).collect().await {
         Ok(b) => b.to_bytes().to_vec(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "events are limited to 6 MiB", Some(&request_id))
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "events are limited to 6 MiB",
+                Some(&request_id),
+            )
         }
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_body", &format!("could not read the event: {e}"), Some(&request_id)),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("could not read the event: {e}"),
+                Some(&request_id),
+            )
+        }
     };
     let event = if structured { structured_event(&body) } else { binary_event(&parts.headers, body) };
     let event = match event {
@@ -262,26 +298,55 @@ mod tests {
     #[test]
     fn binary_mode_decodes_percent_encoded_attributes_and_needs_the_required_ones() {
         let mut h = HeaderMap::new();
-        for (k, v) in [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-subject", "x%20y%25z"), ("ce-traceparent", "00-ab"), ("content-type", "application/json")] {
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-subject", "x%20y%25z"),
+            ("ce-traceparent", "00-ab"),
+            ("content-type", "application/json"),
+        ] {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         let e = binary_event(&h, b"{}".to_vec()).unwrap();
-        assert_eq!((e.id.as_str(), e.subject.as_deref(), e.datacontenttype.as_deref()), ("1", Some("x y%z"), Some("application/json")));
+        assert_eq!(
+            (e.id.as_str(), e.subject.as_deref(), e.datacontenttype.as_deref()),
+            ("1", Some("x y%z"), Some("application/json"))
+        );
         assert_eq!(e.extensions, vec![("traceparent".to_owned(), "00-ab".to_owned())]);
         h.remove("ce-source");
-        assert_eq!(binary_event(&h, vec![]).unwrap_err(), Refused("a binary-mode CloudEvent needs the `ce-source` header".into()));
+        assert_eq!(
+            binary_event(&h, vec![]).unwrap_err(),
+            Refused("a binary-mode CloudEvent needs the `ce-source` header".into())
+        );
     }
 
     #[test]
     fn structured_mode_takes_data_or_data_base64() {
-        let e = structured_event(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1},"ext1":"v"}"#).unwrap();
-        assert_eq!((e.data.as_slice(), e.extensions.clone()), (br#"{"a":1}"#.as_slice(), vec![("ext1".to_owned(), "v".to_owned())]));
-        let e = structured_event(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/plain","data":"hi"}"#).unwrap();
+        let e =
+            structured_event(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1},"ext1":"v"}"#)
+                .unwrap();
+        assert_eq!(
+            (e.data.as_slice(), e.extensions.clone()),
+            (br#"{"a":1}"#.as_slice(), vec![("ext1".to_owned(), "v".to_owned())])
+        );
+        let e = structured_event(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/plain","data":"hi"}"#,
+        )
+        .unwrap();
         assert_eq!(e.data, b"hi");
-        let e = structured_event(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"AP8="}"#).unwrap();
+        let e = structured_event(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"AP8="}"#)
+            .unwrap();
         assert_eq!(e.data, [0, 255]);
-        assert!(structured_event(br#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#).unwrap_err().0.contains("0.3"));
+        assert!(structured_event(br#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#)
+            .unwrap_err()
+            .0
+            .contains("0.3"));
         assert!(structured_event(b"{nope").unwrap_err().0.contains("not JSON"));
-        assert!(structured_event(br#"{"specversion":"1.0","id":"1"}"#).unwrap_err().0.contains("`id`, `source` and `type`"));
+        assert!(structured_event(br#"{"specversion":"1.0","id":"1"}"#)
+            .unwrap_err()
+            .0
+            .contains("`id`, `source` and `type`"));
     }
 }

@@ -35,11 +35,14 @@ pub struct KubelessMetrics {
 
 impl KubelessMetrics {
     pub fn register(metrics: &Metrics) -> Self {
-        let calls = IntCounterVec::new(Opts::new("function_calls_total", "Number of calls to user function"), &["method"])
-            .expect("valid metric");
-        let failures =
-            IntCounterVec::new(Opts::new("function_failures_total", "Number of exceptions in user function"), &["method"])
+        let calls =
+            IntCounterVec::new(Opts::new("function_calls_total", "Number of calls to user function"), &["method"])
                 .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new("function_failures_total", "Number of exceptions in user function"),
+            &["method"],
+        )
+        .expect("valid metric");
         let duration = HistogramVec::new(
             HistogramOpts::new("function_duration_seconds", "Duration of user function in seconds"),
             &["method"],
@@ -82,7 +85,8 @@ pub async fn handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAd
     if let Some(d) = deadline {
         req.extensions_mut().insert(berth_core::call::Deadline(d));
     }
-    let routed = !matches!(shim.http.routes.load().lookup(req.method(), &path), Lookup::NotFound) || shim.handler.is_none();
+    let routed =
+        !matches!(shim.http.routes.load().lookup(req.method(), &path), Lookup::NotFound) || shim.handler.is_none();
     let mut res = if routed {
         let Ok(res) = berth_triggers::http::handle(shim.http.clone(), req, peer).await;
         res
@@ -91,7 +95,12 @@ pub async fn handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAd
     };
     if res.extensions().get::<berth_core::call::TimedOut>().is_some() {
         let request_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        res = json_error(StatusCode::REQUEST_TIMEOUT, "timeout", "the function did not finish within FUNC_TIMEOUT", request_id.as_deref());
+        res = json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the function did not finish within FUNC_TIMEOUT",
+            request_id.as_deref(),
+        );
     }
     if let Some(m) = &shim.kubeless_metrics {
         m.calls.with_label_values(&[&method]).inc();
@@ -108,7 +117,12 @@ pub async fn handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAd
 async fn call_handler(shim: &Shim, req: Request<Incoming>, deadline: Option<tokio::time::Instant>) -> Response<Body> {
     let request_id = shim.http.request_ids.for_request(&req);
     let Some(target) = shim.handler.clone() else {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "no route serves this path and FUNC_HANDLER is not set", Some(&request_id));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route serves this path and FUNC_HANDLER is not set",
+            Some(&request_id),
+        );
     };
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut event = EventData {
@@ -126,9 +140,21 @@ async fn call_handler(shim: &Shim, req: Request<Incoming>, deadline: Option<toki
     event.data = match Limited::new(req.into_body(), MAX_EVENT_BYTES).collect().await {
         Ok(b) => b.to_bytes().to_vec(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "events are limited to 6 MiB", Some(&request_id))
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "events are limited to 6 MiB",
+                Some(&request_id),
+            )
         }
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_body", &format!("could not read the body: {e}"), Some(&request_id)),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("could not read the body: {e}"),
+                Some(&request_id),
+            )
+        }
     };
     match shim.deliver(&target, "invoke", event, deadline).await {
         Ok(r) => berth_triggers::http::into_http(r, &request_id),
@@ -137,7 +163,11 @@ async fn call_handler(shim: &Shim, req: Request<Incoming>, deadline: Option<toki
             res.extensions_mut().insert(berth_core::call::TimedOut);
             res
         }
-        Err(berth_core::DeliveryError::Failed { status, code, message }) => json_error(status, &code, &message, Some(&request_id)),
-        Err(e) => json_error(StatusCode::NOT_FOUND, "not_found", &format!("FUNC_HANDLER {target}: {e}"), Some(&request_id)),
+        Err(berth_core::DeliveryError::Failed { status, code, message }) => {
+            json_error(status, &code, &message, Some(&request_id))
+        }
+        Err(e) => {
+            json_error(StatusCode::NOT_FOUND, "not_found", &format!("FUNC_HANDLER {target}: {e}"), Some(&request_id))
+        }
     }
 }

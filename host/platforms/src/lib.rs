@@ -93,13 +93,21 @@ impl Shim {
 impl Shim {
     /// The platform's request id from header `name`, else a fresh one.
     pub fn request_id(&self, headers: &http::HeaderMap, name: &str) -> String {
-        headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).unwrap_or_else(|| self.http.request_ids.next())
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.http.request_ids.next())
     }
 }
 
 /// The listener handler of the platforms that call Berth over HTTP (FC, SCF web functions,
 /// kubeless, Knative); anything else is served as standalone Berth serves it.
-pub async fn serve_http(shim: Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+pub async fn serve_http(
+    shim: Arc<Shim>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     Ok(match shim.platform {
         Platform::Fc => fc::handle(&shim, req, peer).await,
         Platform::ScfWeb => scf::web_handle(&shim, req, peer).await,

@@ -125,12 +125,15 @@ async fn handle(shim: &Shim, request_id: &str, payload: &[u8], deadline: Option<
                 }
             }
         }
-        return json(json!({ "isBase64Encoded": is_base64, "statusCode": answer.status.as_u16(), "headers": headers, "body": body }));
+        return json(
+            json!({ "isBase64Encoded": is_base64, "statusCode": answer.status.as_u16(), "headers": headers, "body": body }),
+        );
     }
-    let delivered = |r: Result<berth_plugin_api::Response, berth_core::DeliveryError>, target: &crate::FunctionRef| match r {
-        Ok(r) => Outcome::Answer(Bytes::copy_from_slice(&r.body)),
-        Err(e) => Outcome::Failed(events::failure_message(target, &e)),
-    };
+    let delivered =
+        |r: Result<berth_plugin_api::Response, berth_core::DeliveryError>, target: &crate::FunctionRef| match r {
+            Ok(r) => Outcome::Answer(Bytes::copy_from_slice(&r.body)),
+            Err(e) => Outcome::Failed(events::failure_message(target, &e)),
+        };
     if event["Type"] == "Timer" {
         let name = event["TriggerName"].as_str().unwrap_or_default();
         let target = match shim.schedule_target(name) {
@@ -144,7 +147,8 @@ async fn handle(shim: &Shim, request_id: &str, payload: &[u8], deadline: Option<
         let mut results = Vec::new();
         for (i, r) in event["Records"].as_array().into_iter().flatten().enumerate() {
             let cos = &r["cos"];
-            let (Some(bucket), Some(key)) = (cos["cosBucket"]["name"].as_str(), cos["cosObject"]["key"].as_str()) else {
+            let (Some(bucket), Some(key)) = (cos["cosBucket"]["name"].as_str(), cos["cosObject"]["key"].as_str())
+            else {
                 return Outcome::Failed(format!("COS record {i} has no `cos.cosBucket.name` or `cos.cosObject.key`"));
             };
             let Some(kind) = events::blob_kind(r["event"]["eventName"].as_str().unwrap_or_default()) else { continue };
@@ -200,7 +204,9 @@ fn api_gateway_request(event: &Value) -> Result<HttpCall, String> {
     if let Some(q) = event["queryString"].as_object() {
         for (k, v) in q {
             match v {
-                Value::Array(vs) => query.entry(k.clone()).or_default().extend(vs.iter().filter_map(|v| v.as_str().map(str::to_owned))),
+                Value::Array(vs) => {
+                    query.entry(k.clone()).or_default().extend(vs.iter().filter_map(|v| v.as_str().map(str::to_owned)))
+                }
                 Value::String(s) => query.entry(k.clone()).or_default().push(s.clone()),
                 Value::Null => {}
                 other => query.entry(k.clone()).or_default().push(other.to_string()),
@@ -209,9 +215,9 @@ fn api_gateway_request(event: &Value) -> Result<HttpCall, String> {
     }
     let body = match event["body"].as_str() {
         None => Vec::new(),
-        Some(b) if event["isBase64Encoded"] == true => {
-            B64.decode(b).map_err(|e| format!("malformed API Gateway event: `isBase64Encoded` is true but `body` is not base64: {e}"))?
-        }
+        Some(b) if event["isBase64Encoded"] == true => B64.decode(b).map_err(|e| {
+            format!("malformed API Gateway event: `isBase64Encoded` is true but `body` is not base64: {e}")
+        })?,
         Some(b) => b.as_bytes().to_vec(),
     };
     Ok(HttpCall {
@@ -235,7 +241,8 @@ pub async fn web_handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: Sock
         res.headers_mut().insert("x-scf-request-id", v);
     }
     if res.status().is_server_error() {
-        let kind = if res.extensions().get::<berth_core::call::TimedOut>().is_some() { "Timeout" } else { "FunctionError" };
+        let kind =
+            if res.extensions().get::<berth_core::call::TimedOut>().is_some() { "Timeout" } else { "FunctionError" };
         res.headers_mut().insert("x-scf-error-type", HeaderValue::from_static(kind));
     }
     res

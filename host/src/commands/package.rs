@@ -60,7 +60,9 @@ impl Package {
             println!("  {f}");
         }
         if let Some(glibc) = &done.glibc {
-            println!("needs glibc {glibc} or newer on the target (provided.al2023 has 2.34; debian:bookworm-slim 2.36)");
+            println!(
+                "needs glibc {glibc} or newer on the target (provided.al2023 has 2.34; debian:bookworm-slim 2.36)"
+            );
         }
         println!("{}", done.upload);
         Ok(ExitCode::SUCCESS)

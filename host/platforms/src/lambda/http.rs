@@ -79,9 +79,10 @@ struct V2Http {
 fn body(body: Option<String>, base64: bool, source: &'static str) -> Result<Vec<u8>, BadEvent> {
     match body {
         None => Ok(Vec::new()),
-        Some(b) if base64 => B64
-            .decode(b.as_bytes())
-            .map_err(|e| BadEvent { kind: source, message: format!("`isBase64Encoded` is true but `body` is not base64: {e}") }),
+        Some(b) if base64 => B64.decode(b.as_bytes()).map_err(|e| BadEvent {
+            kind: source,
+            message: format!("`isBase64Encoded` is true but `body` is not base64: {e}"),
+        }),
         Some(b) => Ok(b.into_bytes()),
     }
 }
@@ -96,11 +97,9 @@ fn headers(
             .into_iter()
             .flat_map(|(k, vs)| vs.unwrap_or_default().into_iter().map(move |v| (k.to_ascii_lowercase(), v)))
             .collect(),
-        None => single
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v?)))
-            .collect(),
+        None => {
+            single.unwrap_or_default().into_iter().filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v?))).collect()
+        }
     }
 }
 
@@ -280,7 +279,9 @@ mod tests {
         .unwrap();
         assert_eq!((call.method.as_str(), call.path.as_str(), call.query.as_str()), ("POST", "/echo", "q=a+b&q=b%26c"));
         assert_eq!(call.body, b"hi");
-        assert!(call.headers.contains(&("x-a".into(), "1".into())) && call.headers.contains(&("x-a".into(), "2".into())));
+        assert!(
+            call.headers.contains(&("x-a".into(), "1".into())) && call.headers.contains(&("x-a".into(), "2".into()))
+        );
     }
 
     #[test]
@@ -308,20 +309,29 @@ mod tests {
 
     #[test]
     fn answers_take_each_sources_shape() {
-        let a = answer(&[("content-type", "text/plain"), ("set-cookie", "a=1"), ("set-cookie", "b=2"), ("x-m", "1"), ("x-m", "2")], b"ok");
+        let a = answer(
+            &[("content-type", "text/plain"), ("set-cookie", "a=1"), ("set-cookie", "b=2"), ("x-m", "1"), ("x-m", "2")],
+            b"ok",
+        );
         let v1 = response(Source::ApiGatewayV1, &a);
         assert_eq!(v1["multiValueHeaders"]["set-cookie"], json!(["a=1", "b=2"]));
-        assert_eq!((v1["statusCode"].clone(), v1["body"].clone(), v1["isBase64Encoded"].clone()), (json!(201), json!("ok"), json!(false)));
+        assert_eq!(
+            (v1["statusCode"].clone(), v1["body"].clone(), v1["isBase64Encoded"].clone()),
+            (json!(201), json!("ok"), json!(false))
+        );
         let v2 = response(Source::HttpApiV2, &a);
         assert_eq!(v2["cookies"], json!(["a=1", "b=2"]));
         assert_eq!(v2["headers"]["x-m"], json!("1, 2"));
         assert!(v2["headers"].get("set-cookie").is_none());
         let alb = response(Source::Alb { multi_value: false }, &a);
-        assert_eq!((alb["statusDescription"].clone(), alb["headers"]["x-m"].clone()), (json!("201 Created"), json!("2")));
+        assert_eq!(
+            (alb["statusDescription"].clone(), alb["headers"]["x-m"].clone()),
+            (json!("201 Created"), json!("2"))
+        );
         let alb = response(Source::Alb { multi_value: true }, &a);
         assert_eq!(alb["multiValueHeaders"]["x-m"], json!(["1", "2"]));
         let bin = response(Source::HttpApiV2, &answer(&[("content-type", "application/octet-stream")], &[0, 255]));
         assert_eq!((bin["body"].clone(), bin["isBase64Encoded"].clone()), (json!("AP8="), json!(true)));
-        assert_eq!(response(Source::HttpApiV2, &answer(&[], b"")) ["cookies"], json!([]), "cookies is always there");
+        assert_eq!(response(Source::HttpApiV2, &answer(&[], b""))["cookies"], json!([]), "cookies is always there");
     }
 }

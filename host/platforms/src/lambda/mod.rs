@@ -136,7 +136,8 @@ pub async fn handle(shim: &Arc<Shim>, inv: &Invocation) -> Outcome {
         Kind::Sqs => sqs(shim, &event, deadline).await,
         Kind::S3 => s3(shim, inv, &event, deadline).await,
         Kind::Other => {
-            let keys: Vec<&str> = event.as_object().map(|o| o.keys().map(String::as_str).take(8).collect()).unwrap_or_default();
+            let keys: Vec<&str> =
+                event.as_object().map(|o| o.keys().map(String::as_str).take(8).collect()).unwrap_or_default();
             let what = format!("an event with keys [{}]", keys.join(", "));
             let target = match shim.invoke_target(&what) {
                 Ok(t) => t,
@@ -287,8 +288,12 @@ async fn s3(shim: &Shim, inv: &Invocation, event: &Value, deadline: Option<Insta
     let records = event["Records"].as_array().cloned().unwrap_or_default();
     let mut results = Vec::new();
     for (i, mut r) in records.into_iter().enumerate() {
-        let (Some(bucket), Some(raw_key)) = (r["s3"]["bucket"]["name"].as_str(), r["s3"]["object"]["key"].as_str()) else {
-            return Outcome::failed("Berth.BadEvent", format!("S3 record {i} has no `s3.bucket.name` or `s3.object.key`"));
+        let (Some(bucket), Some(raw_key)) = (r["s3"]["bucket"]["name"].as_str(), r["s3"]["object"]["key"].as_str())
+        else {
+            return Outcome::failed(
+                "Berth.BadEvent",
+                format!("S3 record {i} has no `s3.bucket.name` or `s3.object.key`"),
+            );
         };
         let bucket = bucket.to_owned();
         // S3 URL-encodes keys in notifications (spaces as `+`); functions get the real name.
@@ -302,7 +307,9 @@ async fn s3(shim: &Shim, inv: &Invocation, event: &Value, deadline: Option<Insta
             Err(e) => return Outcome::failed("Berth.UnknownEvent", e.to_string()),
         };
         r["s3"]["object"]["key"] = Value::from(key.clone());
-        let id = r["s3"]["object"]["sequencer"].as_str().map_or_else(|| format!("{}-{i}", inv.request_id), |s| format!("{bucket}-{s}"));
+        let id = r["s3"]["object"]["sequencer"]
+            .as_str()
+            .map_or_else(|| format!("{}-{i}", inv.request_id), |s| format!("{bucket}-{s}"));
         for target in targets {
             let ev = events::blob_event(BlobChange {
                 id: id.clone(),
@@ -339,7 +346,11 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
 pub async fn init_error(api: &RuntimeApi, message: &str) -> Result<(), ApiError> {
     let path = format!("{VERSION}/runtime/init/error");
     let answer = api
-        .post(&path, &[("Lambda-Runtime-Function-Error-Type", "Runtime.InitError")], error_body("Runtime.InitError", message))
+        .post(
+            &path,
+            &[("Lambda-Runtime-Function-Error-Type", "Runtime.InitError")],
+            error_body("Runtime.InitError", message),
+        )
         .await?;
     RuntimeApi::check("POST", &path, answer).map(drop)
 }
@@ -349,7 +360,10 @@ pub async fn run(shim: Arc<Shim>, api: RuntimeApi, stop: impl Future<Output = ()
     let mut stop = std::pin::pin!(stop);
     let invocations = shim.metrics.register_once(|| {
         prometheus::IntCounterVec::new(
-            prometheus::Opts::new("berth_platform_invocations_total", "Platform invocations by platform, event source and outcome"),
+            prometheus::Opts::new(
+                "berth_platform_invocations_total",
+                "Platform invocations by platform, event source and outcome",
+            ),
             &["platform", "source", "outcome"],
         )
         .expect("valid metric")
@@ -366,7 +380,8 @@ pub async fn run(shim: Arc<Shim>, api: RuntimeApi, stop: impl Future<Output = ()
             std::env::set_var("_X_AMZN_TRACE_ID", trace);
         }
         let span = tracing::info_span!("lambda", request_id = %inv.request_id);
-        let source = serde_json::from_slice::<Value>(&inv.event).map(|v| kind_label(classify(&v))).unwrap_or("malformed");
+        let source =
+            serde_json::from_slice::<Value>(&inv.event).map(|v| kind_label(classify(&v))).unwrap_or("malformed");
         let outcome = handle(&shim, &inv).instrument(span.clone()).await;
         let label = if matches!(outcome, Outcome::Answer(_)) { "ok" } else { "error" };
         invocations.with_label_values(&["lambda", source, label]).inc();
@@ -434,7 +449,12 @@ async fn answer(api: &RuntimeApi, inv: &Invocation, outcome: Outcome) -> Result<
         Outcome::Failed { error_type, message } => {
             tracing::warn!(error_type, error = %message, "invocation failed; reporting it to the Runtime API");
             let body = error_body(error_type, message);
-            (format!("{VERSION}/runtime/invocation/{id}/error"), vec![("Lambda-Runtime-Function-Error-Type", *error_type)], body, Some(*error_type))
+            (
+                format!("{VERSION}/runtime/invocation/{id}/error"),
+                vec![("Lambda-Runtime-Function-Error-Type", *error_type)],
+                body,
+                Some(*error_type),
+            )
         }
     };
     let answer = api.post(&path, &headers, body).await?;
@@ -445,7 +465,9 @@ async fn answer(api: &RuntimeApi, inv: &Invocation, outcome: Outcome) -> Result<
             tracing::warn!("{message}; reporting an error instead");
             let path = format!("{VERSION}/runtime/invocation/{id}/error");
             let body = error_body("Function.ResponseSizeTooLarge", message);
-            let retry = api.post(&path, &[("Lambda-Runtime-Function-Error-Type", "Function.ResponseSizeTooLarge")], body).await?;
+            let retry = api
+                .post(&path, &[("Lambda-Runtime-Function-Error-Type", "Function.ResponseSizeTooLarge")], body)
+                .await?;
             if retry.status.is_server_error() {
                 return Err(LoopError::Fatal(String::from_utf8_lossy(&retry.body).into_owned()));
             }
@@ -466,9 +488,18 @@ mod tests {
     #[test]
     fn events_are_told_apart_by_shape() {
         let cases = [
-            (json!({"version": "2.0", "httpMethod": "GET", "requestContext": {"http": {"method": "POST"}}}), Kind::Http(Source::HttpApiV2)),
-            (json!({"httpMethod": "GET", "requestContext": {"elb": {}}, "headers": {}}), Kind::Http(Source::Alb { multi_value: false })),
-            (json!({"httpMethod": "GET", "requestContext": {"elb": {}}, "multiValueHeaders": {}}), Kind::Http(Source::Alb { multi_value: true })),
+            (
+                json!({"version": "2.0", "httpMethod": "GET", "requestContext": {"http": {"method": "POST"}}}),
+                Kind::Http(Source::HttpApiV2),
+            ),
+            (
+                json!({"httpMethod": "GET", "requestContext": {"elb": {}}, "headers": {}}),
+                Kind::Http(Source::Alb { multi_value: false }),
+            ),
+            (
+                json!({"httpMethod": "GET", "requestContext": {"elb": {}}, "multiValueHeaders": {}}),
+                Kind::Http(Source::Alb { multi_value: true }),
+            ),
             (json!({"httpMethod": "GET", "requestContext": {"stage": "prod"}}), Kind::Http(Source::ApiGatewayV1)),
             (json!({"Records": [{"eventSource": "aws:sqs"}]}), Kind::Sqs),
             (json!({"Records": [{"eventSource": "aws:s3"}]}), Kind::S3),
@@ -483,7 +514,12 @@ mod tests {
 
     #[test]
     fn deadlines_are_absolute_times_or_what_an_emulator_sends() {
-        let inv = |deadline_ms| Invocation { request_id: "r".into(), deadline_ms: Some(deadline_ms), trace_id: None, event: Bytes::new() };
+        let inv = |deadline_ms| Invocation {
+            request_id: "r".into(),
+            deadline_ms: Some(deadline_ms),
+            trace_id: None,
+            event: Bytes::new(),
+        };
         let now = tokio::time::Instant::now();
         let absolute = inv(berth_core::clock::now_unix_ms() + 2_000).deadline().unwrap();
         assert!(absolute > now + Duration::from_millis(1_800) && absolute < now + Duration::from_millis(2_100));

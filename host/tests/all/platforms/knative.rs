@@ -37,8 +37,22 @@ async fn cloudevents_from_the_sdk_reach_the_bound_function_and_its_reply_parses_
     for (mode, id) in [("binary", "order-1"), ("structured", "order-2")] {
         let data = json!({ "id": id }).to_string();
         let out = send(&[
-            "--url", &url, "--mode", mode, "--type", "com.example.order.created", "--source", "/shop/web",
-            "--id", id, "--subject", "new order", "--datacontenttype", "application/json", "--data", &data,
+            "--url",
+            &url,
+            "--mode",
+            mode,
+            "--type",
+            "com.example.order.created",
+            "--source",
+            "/shop/web",
+            "--id",
+            id,
+            "--subject",
+            "new order",
+            "--datacontenttype",
+            "application/json",
+            "--data",
+            &data,
         ]);
         assert_eq!(out["status"], 200, "{mode}: {out}");
         let reply = &out["reply"];
@@ -51,32 +65,84 @@ async fn cloudevents_from_the_sdk_reach_the_bound_function_and_its_reply_parses_
 
     // A duplicate delivery (same source and id) gets the first answer; the function runs once.
     let data = json!({ "id": "order-1" }).to_string();
-    let out = send(&["--url", &url, "--mode", "binary", "--type", "com.example.order.created", "--source", "/shop/web", "--id", "order-1", "--datacontenttype", "application/json", "--data", &data]);
+    let out = send(&[
+        "--url",
+        &url,
+        "--mode",
+        "binary",
+        "--type",
+        "com.example.order.created",
+        "--source",
+        "/shop/web",
+        "--id",
+        "order-1",
+        "--datacontenttype",
+        "application/json",
+        "--data",
+        &data,
+    ]);
     assert_eq!((out["status"].as_i64(), out["reply"]["data"]["order"].as_str()), (Some(200), Some("order-1")), "{out}");
     let metrics = request(addr, "GET", "/metrics", &[], b"").await.text();
-    let calls = metric(&metrics, "berth_function_invocations_total{function=\"order_created\",group=\"platform-events\",status_class=\"2xx\"}");
+    let calls = metric(
+        &metrics,
+        "berth_function_invocations_total{function=\"order_created\",group=\"platform-events\",status_class=\"2xx\"}",
+    );
     assert_eq!(calls, Some(2.0), "{metrics}");
-    assert!(metrics.contains("berth_platform_info{platform=\"knative\",revision=\"shop-00001\",service=\"shop\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("berth_platform_info{platform=\"knative\",revision=\"shop-00001\",service=\"shop\"} 1"),
+        "{metrics}"
+    );
 
     // An event the function fails on: its status, so Eventing retries or not as it should.
-    let out = send(&["--url", &url, "--mode", "binary", "--type", "com.example.order.created", "--source", "/shop/web", "--id", "order-3", "--data", "{\"no_id\": true}"]);
+    let out = send(&[
+        "--url",
+        &url,
+        "--mode",
+        "binary",
+        "--type",
+        "com.example.order.created",
+        "--source",
+        "/shop/web",
+        "--id",
+        "order-3",
+        "--data",
+        "{\"no_id\": true}",
+    ]);
     assert_eq!(out["status"], 400, "{out}");
     // A type no function is bound to goes to the invoke function.
-    let out = send(&["--url", &url, "--mode", "structured", "--type", "com.example.other", "--source", "/x", "--id", "o-9", "--data", "{\"a\": 1}"]);
+    let out = send(&[
+        "--url",
+        &url,
+        "--mode",
+        "structured",
+        "--type",
+        "com.example.other",
+        "--source",
+        "/x",
+        "--id",
+        "o-9",
+        "--data",
+        "{\"a\": 1}",
+    ]);
     assert_eq!((out["status"].as_i64(), out["reply"].is_null()), (Some(202), true), "{out}");
 
     // Batched mode is refused clearly; a binary event without its id is a 400 that says so.
     let batch = request(addr, "POST", "/", &[("content-type", "application/cloudevents-batch+json")], b"[]").await;
     assert_eq!(batch.status, 400);
     assert!(batch.text().contains("batched mode is not supported"), "{}", batch.text());
-    let res = request(addr, "POST", "/", &[("ce-specversion", "1.0"), ("ce-type", "t"), ("ce-source", "/s")], b"{}").await;
+    let res =
+        request(addr, "POST", "/", &[("ce-specversion", "1.0"), ("ce-type", "t"), ("ce-source", "/s")], b"{}").await;
     assert_eq!(res.status, 400);
     assert!(res.text().contains("ce-id"), "{}", res.text());
 
     // Plain HTTP is still served by the router.
     let res = request(addr, "GET", "/hello/knative", &[], b"").await;
     assert_eq!(res.json()["message"], "Hello, knative!");
-    assert!(boot.output().contains("k_service=shop") && boot.output().contains("k_revision=shop-00001"), "{}", boot.output());
+    assert!(
+        boot.output().contains("k_service=shop") && boot.output().contains("k_revision=shop-00001"),
+        "{}",
+        boot.output()
+    );
 
     // A function publishing through K_SINK: a binary-mode CloudEvent with the overrides.
     let res = request(addr, "POST", "/emit", &[("content-type", "application/json")], b"{\"n\":1}").await;
@@ -85,7 +151,12 @@ async fn cloudevents_from_the_sdk_reach_the_bound_function_and_its_reply_parses_
     assert_eq!(sent.header("ce-specversion"), Some("1.0"));
     assert_eq!(sent.header("ce-type"), Some("com.example.emitted"));
     assert_eq!(sent.header("ce-source"), Some("berth/queue/events"));
-    assert_eq!((sent.header("ce-origin"), sent.header("ce-cluster")), (Some("fixture"), Some("test")), "{:?}", sent.headers);
+    assert_eq!(
+        (sent.header("ce-origin"), sent.header("ce-cluster")),
+        (Some("fixture"), Some("test")),
+        "{:?}",
+        sent.headers
+    );
     assert_eq!(sent.header("ce-id"), res.json()["published"].as_str());
     assert_eq!(sent.body, b"{\"n\":1}");
 

@@ -48,8 +48,20 @@ async fn kubeless_functions_get_events_timeouts_and_metrics_as_the_contract_says
     assert_eq!(res.status, 200, "{}", res.text());
     let got = res.json();
     assert_eq!(
-        (got["function"].as_str(), got["id"].as_str(), got["source"].as_str(), got["type"].as_str(), got["time"].as_str()),
-        (Some("direct"), Some("cron-1"), Some("cronjobtrigger.kubeless.io"), Some("application/json"), Some("2026-12-01T00:00:00Z"))
+        (
+            got["function"].as_str(),
+            got["id"].as_str(),
+            got["source"].as_str(),
+            got["type"].as_str(),
+            got["time"].as_str()
+        ),
+        (
+            Some("direct"),
+            Some("cron-1"),
+            Some("cronjobtrigger.kubeless.io"),
+            Some("application/json"),
+            Some("2026-12-01T00:00:00Z")
+        )
     );
     assert_eq!(got["data"], "{\"n\": 1}");
 
@@ -63,7 +75,10 @@ async fn kubeless_functions_get_events_timeouts_and_metrics_as_the_contract_says
 
     let metrics = request(addr, "GET", "/metrics", &[], b"").await.text();
     assert!(metric(&metrics, "function_calls_total{method=\"POST\"}").unwrap_or(0.0) >= 2.0, "{metrics}");
-    assert!(metric(&metrics, "function_failures_total{method=\"GET\"}").unwrap_or(0.0) >= 1.0, "the 408 counts:\n{metrics}");
+    assert!(
+        metric(&metrics, "function_failures_total{method=\"GET\"}").unwrap_or(0.0) >= 1.0,
+        "the 408 counts:\n{metrics}"
+    );
     assert!(metrics.contains("function_duration_seconds_bucket{method=\"GET\""), "{metrics}");
     assert!(metrics.contains("berth_"), "Berth's own metrics are there too");
     assert!(boot.output().contains("request served"), "each request is logged:\n{}", boot.output());

@@ -21,7 +21,11 @@ fn invoke(emu: &Emulator, event: &Value) -> Value {
 
 fn body_json(answer: &Value) -> Value {
     let body = answer["body"].as_str().unwrap_or_else(|| panic!("no body: {answer}"));
-    let text = if answer["isBase64Encoded"] == true { String::from_utf8(B64.decode(body).unwrap()).unwrap() } else { body.to_owned() };
+    let text = if answer["isBase64Encoded"] == true {
+        String::from_utf8(B64.decode(body).unwrap()).unwrap()
+    } else {
+        body.to_owned()
+    };
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
 }
 
@@ -32,7 +36,8 @@ async fn aws_sample_events_reach_their_functions_and_come_back_in_their_sources_
     let env: Vec<(&str, String)> = emu.env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let boot = Running::start(&pkg.root, "bootstrap", &env);
     boot.wait_for("polling the Lambda Runtime API", Duration::from_secs(60)).await;
-    let sam = |service: &str, event: &str, args: &[&str]| tokio::task::block_in_place(|| sam_event(service, event, args));
+    let sam =
+        |service: &str, event: &str, args: &[&str]| tokio::task::block_in_place(|| sam_event(service, event, args));
 
     // API Gateway REST (v1).
     let mut v1 = sam("apigateway", "aws-proxy", &["--path", "hello/rest", "--method", "GET", "--body", ""]);
@@ -55,7 +60,11 @@ async fn aws_sample_events_reach_their_functions_and_come_back_in_their_sources_
     // ALB: a binary answer, base64, with the status description ALB wants.
     let alb = sam("alb", "request", &["--path", "binary", "--method", "GET", "--body", ""]);
     let answer = invoke(&emu, &alb);
-    assert_eq!((answer["statusCode"].as_i64(), answer["statusDescription"].as_str()), (Some(200), Some("200 OK")), "{answer}");
+    assert_eq!(
+        (answer["statusCode"].as_i64(), answer["statusDescription"].as_str()),
+        (Some(200), Some("200 OK")),
+        "{answer}"
+    );
     assert_eq!(answer["isBase64Encoded"], true);
     assert_eq!(B64.decode(answer["body"].as_str().unwrap()).unwrap(), (0..=255u8).collect::<Vec<u8>>());
     assert!(answer["headers"].is_object() && answer.get("multiValueHeaders").is_none(), "{answer}");
@@ -71,7 +80,11 @@ async fn aws_sample_events_reach_their_functions_and_come_back_in_their_sources_
     // EventBridge schedule → the timer function its rule is bound to.
     let schedule = sam("cloudwatch", "scheduled-event", &["--rule", "nightly"]);
     let answer = invoke(&emu, &schedule);
-    assert_eq!((answer["function"].as_str(), answer["type"].as_str()), (Some("tick"), Some("berth.timer.fired")), "{answer}");
+    assert_eq!(
+        (answer["function"].as_str(), answer["type"].as_str()),
+        (Some("tick"), Some("berth.timer.fired")),
+        "{answer}"
+    );
 
     // SQS: two records, one failing: only that one comes back in batchItemFailures.
     let mut sqs = sam("sqs", "receive-message", &["--queue-name", "orders", "--body", "order 1"]);
@@ -87,7 +100,11 @@ async fn aws_sample_events_reach_their_functions_and_come_back_in_their_sources_
     let answer = invoke(&emu, &s3);
     assert_eq!(answer["delivered"], 1, "{answer}");
     let got = &answer["results"][0];
-    assert_eq!((got["function"].as_str(), got["type"].as_str(), got["subject"].as_str()), (Some("stored"), Some("berth.blob.created"), Some("docs/a b.txt")), "{answer}");
+    assert_eq!(
+        (got["function"].as_str(), got["type"].as_str(), got["subject"].as_str()),
+        (Some("stored"), Some("berth.blob.created"), Some("docs/a b.txt")),
+        "{answer}"
+    );
 
     // Anything else → the direct-invoke function.
     let answer = invoke(&emu, &json!({"customer": 42}));
@@ -96,6 +113,9 @@ async fn aws_sample_events_reach_their_functions_and_come_back_in_their_sources_
     // A failing direct invoke is a function error (the CLI exits 1).
     let out = tokio::task::block_in_place(|| emu.invoke_output(&json!({"x": "fail"})));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("Berth.FunctionError") && stderr.contains("the payload asked"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("Berth.FunctionError") && stderr.contains("the payload asked"),
+        "{stderr}"
+    );
     drop(boot);
 }

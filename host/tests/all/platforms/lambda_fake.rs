@@ -15,7 +15,10 @@ fn invocation(id: &str, deadline_in: Duration, body: serde_json::Value) -> FakeE
             ("lambda-runtime-aws-request-id", id.to_owned()),
             ("lambda-runtime-deadline-ms", deadline.to_string()),
             ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:berth".into()),
-            ("lambda-runtime-trace-id", format!("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage={id}")),
+            (
+                "lambda-runtime-trace-id",
+                format!("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage={id}"),
+            ),
         ],
         body: body.to_string().into_bytes(),
     }
@@ -139,7 +142,8 @@ async fn a_group_that_fails_to_load_is_an_init_error_and_the_runtime_exits() {
     let pkg = package("lambda");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broken.toml");
-    std::fs::write(&config, "[[groups]]\nfile = \"plugins/missing-group.so\"\n[platform]\nname = \"lambda\"\n").unwrap();
+    std::fs::write(&config, "[[groups]]\nfile = \"plugins/missing-group.so\"\n[platform]\nname = \"lambda\"\n")
+        .unwrap();
     let mut boot = Running::start(
         &pkg.root,
         "bootstrap",

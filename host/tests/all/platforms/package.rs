@@ -12,7 +12,15 @@ fn sha(path: &std::path::Path) -> String {
 #[test]
 fn each_target_gets_its_entry_point_and_every_target_the_same_plugin() {
     let mut plugins = Vec::new();
-    for (target, entry) in [("lambda", "bootstrap"), ("fc", "bootstrap"), ("scf", "bootstrap"), ("scf-web", "scf_bootstrap"), ("kubeless", "berth"), ("knative", "berth"), ("container", "berth")] {
+    for (target, entry) in [
+        ("lambda", "bootstrap"),
+        ("fc", "bootstrap"),
+        ("scf", "bootstrap"),
+        ("scf-web", "scf_bootstrap"),
+        ("kubeless", "berth"),
+        ("knative", "berth"),
+        ("container", "berth"),
+    ] {
         let pkg = package(target);
         let root = &pkg.root;
         assert!(root.join(entry).is_file(), "{target}: no {entry} in {}", root.display());
@@ -40,7 +48,11 @@ fn each_target_gets_its_entry_point_and_every_target_the_same_plugin() {
 fn package_help_says_what_each_target_produces() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth")).args(["package", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for line in ["lambda     berth-lambda.zip: bootstrap", "scf-web    berth-scf-web.zip: scf_bootstrap", "knative    berth-knative/"] {
+    for line in [
+        "lambda     berth-lambda.zip: bootstrap",
+        "scf-web    berth-scf-web.zip: scf_bootstrap",
+        "knative    berth-knative/",
+    ] {
         assert!(help.contains(line), "{help}");
     }
 }

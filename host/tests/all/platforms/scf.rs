@@ -12,7 +12,11 @@ use crate::support::request;
 
 fn next(id: &str, body: serde_json::Value) -> FakeEvent {
     FakeEvent {
-        headers: vec![("request_id", id.to_owned()), ("memory_limit_in_mb", "128".into()), ("time_limit_in_ms", "3000".into())],
+        headers: vec![
+            ("request_id", id.to_owned()),
+            ("memory_limit_in_mb", "128".into()),
+            ("time_limit_in_ms", "3000".into()),
+        ],
         body: body.to_string().into_bytes(),
     }
 }
@@ -45,7 +49,11 @@ async fn scf_event_functions_follow_the_runtime_api() {
     let p = api.posted().await;
     assert_eq!(p.path, "/runtime/invocation/response");
     let answer = p.json();
-    assert_eq!((answer["statusCode"].as_i64(), answer["isBase64Encoded"].as_bool()), (Some(200), Some(false)), "{answer}");
+    assert_eq!(
+        (answer["statusCode"].as_i64(), answer["isBase64Encoded"].as_bool()),
+        (Some(200), Some(false)),
+        "{answer}"
+    );
     let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["message"], "Hello, scf!");
     assert_eq!(body["request_id"], "scf-1", "the underscore request_id header is the request id");
@@ -66,7 +74,11 @@ async fn scf_event_functions_follow_the_runtime_api() {
     api.push(FakeEvent { headers: vec![("request_id", "scf-4".into())], body: b"<xml/>".to_vec() });
     let p = api.posted().await;
     assert_eq!(p.path, "/runtime/invocation/error");
-    assert!(String::from_utf8_lossy(&p.body).contains("not JSON"), "free-text error: {:?}", String::from_utf8_lossy(&p.body));
+    assert!(
+        String::from_utf8_lossy(&p.body).contains("not JSON"),
+        "free-text error: {:?}",
+        String::from_utf8_lossy(&p.body)
+    );
 
     api.push(next("scf-5", json!({"order": 1, "x": "fail"})));
     let p = api.posted().await;
@@ -117,11 +129,15 @@ async fn scf_web_functions_pass_http_through_with_the_scf_request_id() {
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     boot.wait_listening(addr).await;
-    let res = request(addr, "GET", "/hello/web", &[("X-Scf-Request-Id", "web-1"), ("X-Scf-Timeout", "3000")], b"").await;
+    let res =
+        request(addr, "GET", "/hello/web", &[("X-Scf-Request-Id", "web-1"), ("X-Scf-Timeout", "3000")], b"").await;
     assert_eq!(res.status, 200);
     assert_eq!((res.header("x-scf-request-id"), res.json()["request_id"].as_str()), (Some("web-1"), Some("web-1")));
     let res = request(addr, "GET", "/fail", &[("X-Scf-Request-Id", "web-2")], b"").await;
     assert_eq!(res.status, 500);
-    assert_eq!((res.header("x-scf-request-id"), res.header("x-scf-error-type")), (Some("web-2"), Some("FunctionError")));
+    assert_eq!(
+        (res.header("x-scf-request-id"), res.header("x-scf-error-type")),
+        (Some("web-2"), Some("FunctionError"))
+    );
     assert!(boot.output().contains("platform=scf-web"), "{}", boot.output());
 }

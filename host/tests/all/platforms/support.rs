@@ -79,7 +79,16 @@ pub fn package(target: &str) -> Arc<Packaged> {
     std::fs::create_dir_all(&dir).expect("create the package directory");
     let config = project_config(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["package", "--target", target, "--profile", "dev", "--quiet", "--host-binary", env!("CARGO_BIN_EXE_berth")])
+        .args([
+            "package",
+            "--target",
+            target,
+            "--profile",
+            "dev",
+            "--quiet",
+            "--host-binary",
+            env!("CARGO_BIN_EXE_berth"),
+        ])
         .arg("--config")
         .arg(&config)
         .arg("--out")
@@ -88,7 +97,11 @@ pub fn package(target: &str) -> Arc<Packaged> {
         .output()
         .expect("run berth package");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "berth package --target {target} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "berth package --target {target} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let zip = dir.join("out").join(format!("berth-{target}.zip"));
     let (artifact, root) = if zip.is_file() {
         let root = dir.join("unpacked");
@@ -138,7 +151,10 @@ impl Running {
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", root.join(entry).display()));
         let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().expect("stderr"))] {
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
@@ -161,7 +177,11 @@ impl Running {
     pub async fn wait_for(&self, needle: &str, within: Duration) {
         let until = tokio::time::Instant::now() + within;
         while !self.output().contains(needle) {
-            assert!(tokio::time::Instant::now() < until, "no line with `{needle}` within {within:?}; output:\n{}", self.output());
+            assert!(
+                tokio::time::Instant::now() < until,
+                "no line with `{needle}` within {within:?}; output:\n{}",
+                self.output()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -221,7 +241,8 @@ pub struct Posted {
 
 impl Posted {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
@@ -266,7 +287,8 @@ impl FakeApi {
                                 .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                                 .collect();
                             let is_get = req.method() == hyper::Method::GET;
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let body =
+                                req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
                             let mut res = hyper::Response::new(Full::new(Bytes::new()));
                             if is_get && path.ends_with("/invocation/next") {
                                 let next = events_rx.lock().await.recv().await;
@@ -280,7 +302,12 @@ impl FakeApi {
                                 *res.body_mut() = Full::new(Bytes::from(ev.body));
                                 return Ok(res);
                             }
-                            let status = st.lock().unwrap().iter().find(|(end, _)| path.ends_with(end.as_str())).map(|(_, s)| *s);
+                            let status = st
+                                .lock()
+                                .unwrap()
+                                .iter()
+                                .find(|(end, _)| path.ends_with(end.as_str()))
+                                .map(|(_, s)| *s);
                             let _ = posted_tx.send(Posted { path, headers, body });
                             *res.status_mut() = hyper::StatusCode::from_u16(status.unwrap_or(202)).expect("status");
                             *res.body_mut() = Full::new(Bytes::from_static(b"{\"status\":\"OK\"}"));

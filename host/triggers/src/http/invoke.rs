@@ -73,11 +73,7 @@ impl std::fmt::Debug for InvokeToken {
 }
 
 /// Whether the caller may invoke: loopback always; elsewhere only with the configured token.
-fn authorized<B>(
-    req: &Request<B>,
-    peer: SocketAddr,
-    token: Option<&InvokeToken>,
-) -> Result<(), (StatusCode, String)> {
+fn authorized<B>(req: &Request<B>, peer: SocketAddr, token: Option<&InvokeToken>) -> Result<(), (StatusCode, String)> {
     if peer.ip().is_loopback() {
         return Ok(());
     }

@@ -22,11 +22,11 @@ pub mod config;
 #[cfg(feature = "nats")]
 mod nats;
 mod publish;
-mod sink;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 #[cfg(feature = "redis")]
 mod redis;
+mod sink;
 
 #[cfg(any(feature = "nats", feature = "rabbitmq"))]
 pub(crate) use publish::unavailable;

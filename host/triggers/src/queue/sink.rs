@@ -58,7 +58,8 @@ impl SinkPublisher {
                 k
             } else {
                 // `x-origin` → extension `origin`: CloudEvents names are `[a-z0-9]`.
-                let ext: String = k.strip_prefix("x-").unwrap_or(&k).chars().filter(char::is_ascii_alphanumeric).collect();
+                let ext: String =
+                    k.strip_prefix("x-").unwrap_or(&k).chars().filter(char::is_ascii_alphanumeric).collect();
                 if ext.is_empty() {
                     continue;
                 }
@@ -81,7 +82,9 @@ impl SinkPublisher {
         if !has(&out, "content-type") {
             out.push(("content-type".into(), "application/json".into()));
         }
-        if let Some(overrides) = std::env::var("K_CE_OVERRIDES").ok().and_then(|o| serde_json::from_str::<serde_json::Value>(&o).ok()) {
+        if let Some(overrides) =
+            std::env::var("K_CE_OVERRIDES").ok().and_then(|o| serde_json::from_str::<serde_json::Value>(&o).ok())
+        {
             for (k, v) in overrides["extensions"].as_object().into_iter().flatten() {
                 let k = format!("ce-{}", k.to_ascii_lowercase());
                 out.retain(|(o, _)| *o != k);
@@ -107,7 +110,13 @@ impl Publish for SinkPublisher {
                     (Ok(k), Ok(v)) => {
                         req.headers_mut().insert(k, v);
                     }
-                    _ => return Err(ServiceError::new(kind::INVALID, &self.name, format!("header `{k}` cannot be sent"))),
+                    _ => {
+                        return Err(ServiceError::new(
+                            kind::INVALID,
+                            &self.name,
+                            format!("header `{k}` cannot be sent"),
+                        ))
+                    }
                 }
             }
             let res = self.client.request(req).await.map_err(|e| {
@@ -119,7 +128,11 @@ impl Publish for SinkPublisher {
             }
             let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            Err(ServiceError::new(kind::UNAVAILABLE, &self.name, format!("the sink at {url} answered {status}: {text}")))
+            Err(ServiceError::new(
+                kind::UNAVAILABLE,
+                &self.name,
+                format!("the sink at {url} answered {status}: {text}"),
+            ))
         })
     }
 }

@@ -22,8 +22,12 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The bootstrap's pid once started: killed when the run fails, so that none is left behind.
+static CHILD: AtomicU32 = AtomicU32::new(0);
 
 struct Args {
     port: u16,
@@ -42,6 +46,11 @@ struct Args {
 
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("lambda-driver: {msg}");
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid != 0 {
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
     std::process::exit(1);
 }
 
@@ -249,7 +258,9 @@ fn spawn_bootstrap(a: &Args) -> Child {
             Ok(())
         });
     }
-    cmd.spawn().unwrap_or_else(|e| die(format!("starting {}: {e}", boot.display())))
+    let child = cmd.spawn().unwrap_or_else(|e| die(format!("starting {}: {e}", boot.display())));
+    CHILD.store(child.id(), Ordering::SeqCst);
+    child
 }
 
 /// `secs` of back-to-back invocations on `conns`, one thread each; the latencies (µs).
@@ -330,6 +341,7 @@ fn main() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
     drop(conns);
 
     let n = lat.len();
