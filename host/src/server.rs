@@ -125,12 +125,20 @@ pub async fn run_runtime_api(config: BerthConfig, platform: Platform) -> Result<
     use berth_platforms::{lambda, scf};
     let env = crate::platform::process_env;
     let setup = |message: String| RuntimeApiError::Setup { platform, message };
-    let api = match platform {
-        Platform::Lambda => {
-            berth_platforms::runtime_api::RuntimeApi::new(&env("AWS_LAMBDA_RUNTIME_API").unwrap_or_default())
-        }
-        Platform::Scf => scf::runtime_api(&env),
+    let needed = match platform {
+        Platform::Lambda => "AWS_LAMBDA_RUNTIME_API",
+        Platform::Scf => "SCF_RUNTIME_API",
         other => return Err(setup(format!("{other} has no runtime API"))),
+    };
+    if env(needed).is_none_or(|v| v.trim().is_empty()) {
+        return Err(setup(format!(
+            "{needed} is not set: the platform sets it when it starts the runtime; to serve over HTTP instead, use \
+             --platform standalone"
+        )));
+    }
+    let api = match platform {
+        Platform::Lambda => berth_platforms::runtime_api::RuntimeApi::new(&env(needed).unwrap_or_default()),
+        _ => scf::runtime_api(&env),
     }
     .map_err(|e| setup(e.to_string()))?;
     let runtime = Arc::new(Runtime::on(config, platform));

@@ -8,7 +8,9 @@
 # Follows ../shared/bench-method.md: bootstrap and emulator pinned to core 0, the load driver
 # (ops/bench/lambda-driver) on core 1, runs alternated berth lambda_runtime berth ..., medians and
 # spread, bootstrap CPU per invocation from /proc/PID/stat, idle cores checked before every run
-# and disturbed runs repeated.
+# and disturbed runs repeated (disturbed: processes other than the bootstrap, the emulator and the
+# driver used more than DISTURB_MAX % of a core; softirq and steal, which this VM's wake-ups
+# cause, are printed but not counted).
 #
 # Each run starts a fresh emulator, queues one invocation through its Invoke API (`POST
 # /2015-03-31/functions/_/invocations`, which blocks until answered), then execs the unzipped
@@ -248,7 +250,7 @@ stats() {
         printf "%s %s %s %.1f\n", m, v[1], v[NR], (m ? (v[NR] - v[1]) * 100 / m : 0) }'
 }
 
-declare -A COLD IPS BOOT_CPU EMU_CPU P50 P99 HWM
+declare -A COLD IPS BOOT_CPU EMU_CPU P50 P99 HWM STEAL
 REPEATED=0
 KEPT_DISTURBED=0
 
@@ -273,14 +275,17 @@ measure() {
         local -A r=()
         local kv
         for kv in $(cat "$res"); do r[${kv%%=*}]="${kv#*=}"; done
-        # Busy time of the machine not spent by the bootstrap, the emulator or the driver, in % of one core.
-        local other
-        other="$(awk -v t="${r[busy_ticks]}" -v b="${r[boot_ticks]}" -v e="${r[emu_ticks]}" -v d="${r[driver_ticks]}" \
-            -v s="${r[secs]}" -v hz="$HZ" 'BEGIN { o = (t - b - e - d) * 100 / (s * hz); printf "%d", (o < 0 ? 0 : o) }')"
+        # Process time (user+nice+system) of the machine not spent by the bootstrap, the emulator or
+        # the driver, in % of one core. Softirq and steal are not counted: on this VM they grow with
+        # the run's own wake-ups (printed, for a look).
+        local other irq steal
+        read -r other irq steal < <(awk -v t="${r[proc_ticks]}" -v b="${r[boot_ticks]}" -v e="${r[emu_ticks]}" \
+            -v d="${r[driver_ticks]}" -v i="${r[irq_ticks]}" -v st="${r[steal_ticks]}" -v s="${r[secs]}" -v hz="$HZ" \
+            'BEGIN { o = (t - b - e - d) * 100 / (s * hz); printf "%d %d %d\n", (o < 0 ? 0 : o), i * 100 / (s * hz), st * 100 / (s * hz) }')
         local line
-        line="$(printf '%-14s run %d  cold %7.2f ms  %6.0f inv/s  p50 %6d us  p99 %6d us  CPU/inv: bootstrap %6.1f us  emulator %6.1f us  driver %5.1f us  others %2d%%  idle before %s' \
+        line="$(printf '%-14s run %d  cold %6.2f ms  %5.0f inv/s  p50 %5d us  p99 %5d us  CPU/inv: bootstrap %5.1f us  emulator %5.1f us  driver %5.1f us  others %2d%%  softirq %2d%%  steal %2d%%  idle before %s' \
             "$c" "$n" "${r[cold_ms]}" "${r[ips]}" "${r[p50_us]}" "${r[p99_us]}" "${r[boot_us_per_inv]}" \
-            "${r[emu_us_per_inv]}" "${r[driver_us_per_inv]}" "$other" "$IDLE_SEEN")"
+            "${r[emu_us_per_inv]}" "${r[driver_us_per_inv]}" "$other" "$irq" "$steal" "$IDLE_SEEN")"
         if ((other > DISTURB_MAX && REPEATED < MAX_REPEATS)); then
             REPEATED=$((REPEATED + 1))
             echo "$line  DISTURBED (others > ${DISTURB_MAX}%): repeating"
@@ -298,6 +303,7 @@ measure() {
         P50[$c]+="${r[p50_us]} "
         P99[$c]+="${r[p99_us]} "
         HWM[$c]+="${r[hwm_kb]} "
+        STEAL[$c]+="$steal "
         return 0
     done
 }
@@ -317,8 +323,8 @@ echo "summary (median [min..max] spread = (max-min)/median; $REPEATED disturbed 
 if ((KEPT_DISTURBED > 0)); then
     echo "WARNING: $KEPT_DISTURBED run(s) kept although another process used the CPU; run again on a quiet machine"
 fi
-printf '%-14s  %-24s  %-26s  %-11s  %-10s  %-6s  %-6s  %-8s  %-9s  %s\n' contender "cold start ms" "invocations/s" \
-    "boot us/inv" "emu us/inv" "p50 us" "p99 us" "VmHWM MB" "zip bytes" "bootstrap bytes"
+printf '%-14s  %-24s  %-26s  %-11s  %-10s  %-6s  %-6s  %-5s  %-8s  %-9s  %s\n' contender "cold start ms" "invocations/s" \
+    "boot us/inv" "emu us/inv" "p50 us" "p99 us" "steal" "VmHWM MB" "zip bytes" "bootstrap bytes"
 declare -A MED_IPS MED_BOOT
 for c in "${CONTENDERS[@]}"; do
     read -r cm clo chi _ < <(stats "${COLD[$c]}")
@@ -328,10 +334,11 @@ for c in "${CONTENDERS[@]}"; do
     read -r pm _ _ _ < <(stats "${P50[$c]}")
     read -r qm _ _ _ < <(stats "${P99[$c]}")
     read -r hm _ _ _ < <(stats "${HWM[$c]}")
-    printf '%-14s  %-24s  %-26s  %-11.1f  %-10.1f  %-6.0f  %-6.0f  %-8.1f  %-9s  %s\n' "$c" \
+    read -r sm _ _ _ < <(stats "${STEAL[$c]}")
+    printf '%-14s  %-24s  %-26s  %-11.1f  %-10.1f  %-6.0f  %-6.0f  %-5s  %-8.1f  %-9s  %s\n' "$c" \
         "$(printf '%.2f [%.2f..%.2f]' "$cm" "$clo" "$chi")" \
         "$(printf '%.0f [%.0f..%.0f] %.1f%%' "$im" "$ilo" "$ihi" "$isp")" \
-        "$bm" "$em" "$pm" "$qm" "$(awk -v k="$hm" 'BEGIN { print k / 1024 }')" "${ZIP_BYTES[$c]}" "${BOOT_BYTES[$c]}"
+        "$bm" "$em" "$pm" "$qm" "$sm%" "$(awk -v k="$hm" 'BEGIN { print k / 1024 }')" "${ZIP_BYTES[$c]}" "${BOOT_BYTES[$c]}"
     MED_IPS[$c]="$im"
     MED_BOOT[$c]="$bm"
 done

@@ -124,12 +124,12 @@ fn query(
     }
 }
 
-/// The request inside an HTTP event of `source`.
-pub fn request(source: Source, event: Value) -> Result<HttpCall, BadEvent> {
+/// The request inside an HTTP event of `source` (the event's JSON text).
+pub fn request(source: Source, event: &[u8]) -> Result<HttpCall, BadEvent> {
     match source {
         Source::ApiGatewayV1 | Source::Alb { .. } => {
             let name = if source == Source::ApiGatewayV1 { "API Gateway REST" } else { "ALB" };
-            let e: V1 = serde_json::from_value(event).map_err(|e| BadEvent { kind: name, message: e.to_string() })?;
+            let e: V1 = serde_json::from_slice(event).map_err(|e| BadEvent { kind: name, message: e.to_string() })?;
             let decoded = source == Source::ApiGatewayV1;
             Ok(HttpCall {
                 method: e.http_method,
@@ -142,7 +142,7 @@ pub fn request(source: Source, event: Value) -> Result<HttpCall, BadEvent> {
         }
         Source::HttpApiV2 => {
             let name = "HTTP API";
-            let e: V2 = serde_json::from_value(event).map_err(|e| BadEvent { kind: name, message: e.to_string() })?;
+            let e: V2 = serde_json::from_slice(event).map_err(|e| BadEvent { kind: name, message: e.to_string() })?;
             let mut headers: Vec<(String, String)> =
                 e.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
             if !e.cookies.is_empty() {
@@ -274,7 +274,9 @@ mod tests {
                 "queryStringParameters": {"q": "b"},
                 "multiValueQueryStringParameters": {"q": ["a b", "b&c"]},
                 "requestContext": {"requestId": "r"}, "body": "aGk=", "isBase64Encoded": true
-            }),
+            })
+            .to_string()
+            .as_bytes(),
         )
         .unwrap();
         assert_eq!((call.method.as_str(), call.path.as_str(), call.query.as_str()), ("POST", "/echo", "q=a+b&q=b%26c"));
@@ -292,7 +294,9 @@ mod tests {
                 "version": "2.0", "rawPath": "/hello/a%20b", "rawQueryString": "x=1&x=2",
                 "cookies": ["a=1", "b=2"], "headers": {"x-demo": "1,2"},
                 "requestContext": {"http": {"method": "GET", "path": "/hello/a b"}}
-            }),
+            })
+            .to_string()
+            .as_bytes(),
         )
         .unwrap();
         assert_eq!((call.path.as_str(), call.query.as_str()), ("/hello/a%20b", "x=1&x=2"));
@@ -301,9 +305,12 @@ mod tests {
 
     #[test]
     fn a_body_that_claims_base64_and_is_not_is_a_clear_error() {
-        let err = request(Source::ApiGatewayV1, json!({"httpMethod": "POST", "body": "%%%", "isBase64Encoded": true}))
-            .unwrap_err()
-            .to_string();
+        let err = request(
+            Source::ApiGatewayV1,
+            json!({"httpMethod": "POST", "body": "%%%", "isBase64Encoded": true}).to_string().as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("API Gateway REST") && err.contains("not base64"), "{err}");
     }
 

@@ -56,3 +56,24 @@ fn package_help_says_what_each_target_produces() {
         assert!(help.contains(line), "{help}");
     }
 }
+
+#[test]
+fn a_platform_that_cannot_be_served_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, format!("data_dir = \"{}\"\n[admin]\nenabled = false\n", dir.path().display())).unwrap();
+    let run = |platform: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["up", "--platform", platform, "--config"])
+            .arg(&config)
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run("azure");
+    assert!(!ok && err.contains("unknown platform `azure`") && err.contains("lambda, fc, scf"), "{err}");
+    let (ok, err) = run("lambda");
+    assert!(!ok && err.contains("AWS_LAMBDA_RUNTIME_API is not set") && err.contains("--platform standalone"), "{err}");
+}

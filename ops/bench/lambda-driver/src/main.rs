@@ -7,8 +7,8 @@
 //!    and exec) and times spawn → the complete answer with `Instant`.
 //! 2. Warm-up: `--warmup` seconds of back-to-back invocations, `--concurrency` in flight, each on
 //!    its own keep-alive HTTP/1.1 connection.
-//! 3. Measured: `--duration` seconds of the same; CPU (utime+stime) of the bootstrap, the emulator,
-//!    this driver and the whole machine from /proc before and after.
+//! 3. Measured: `--duration` seconds of the same; CPU (utime+stime) of the bootstrap, the emulator
+//!    and this driver, and the machine's process, irq and steal time, from /proc before and after.
 //!
 //! Every answer must be byte for byte `--expect`'s content; any other answer fails the run (exit 1).
 //! Prints one line of `key=value` pairs on stdout.
@@ -120,7 +120,8 @@ struct Conn {
 
 impl Conn {
     fn open(port: u16, request: Arc<Vec<u8>>) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| die(format!("connecting to the emulator on port {port}: {e}")));
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| die(format!("connecting to the emulator on port {port}: {e}")));
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(Duration::from_secs(70))).ok();
         Conn { reader: BufReader::with_capacity(16 * 1024, stream), request, line: String::new(), body: Vec::new() }
@@ -137,7 +138,12 @@ impl Conn {
         if self.line.is_empty() {
             die("the emulator closed the connection");
         }
-        let status: u16 = self.line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| die(format!("bad status line {:?}", self.line)));
+        let status: u16 = self
+            .line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| die(format!("bad status line {:?}", self.line)));
         let (mut length, mut chunked, mut close) = (None, false, false);
         loop {
             self.line.clear();
@@ -165,7 +171,9 @@ impl Conn {
                     .unwrap_or_else(|_| die(format!("bad chunk size {:?}", self.line)));
                 let start = self.body.len();
                 self.body.resize(start + size + 2, 0);
-                self.reader.read_exact(&mut self.body[start..]).unwrap_or_else(|e| die(format!("reading a chunk: {e}")));
+                self.reader
+                    .read_exact(&mut self.body[start..])
+                    .unwrap_or_else(|e| die(format!("reading a chunk: {e}")));
                 self.body.truncate(start + size);
                 if size == 0 {
                     break;
@@ -206,26 +214,27 @@ impl Conn {
 
 /// utime + stime of a process (all its threads), in clock ticks.
 fn proc_cpu(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_else(|e| die(format!("reading /proc/{pid}/stat: {e}")));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| die(format!("reading /proc/{pid}/stat: {e}")));
     let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 and 15 of the file; `rest` starts at field 3.
     f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)
 }
 
-/// Busy clock ticks of the whole machine (user nice system irq softirq steal).
-fn machine_busy() -> u64 {
+/// Clock ticks of the whole machine: (user + nice + system, irq + softirq, steal). Processes'
+/// utime + stime add up to the first; softirq (loopback TCP here) and steal (the hypervisor, which
+/// on this VM grows with every cross-core wake-up) belong to no process.
+fn machine_ticks() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_else(|e| die(format!("reading /proc/stat: {e}")));
     let line = stat.lines().next().unwrap_or_default();
     let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
-    v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    (v[0] + v[1] + v[2], v[5] + v[6], v[7])
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    s.lines().find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
 }
 
 fn spawn_bootstrap(a: &Args) -> Child {
@@ -329,11 +338,11 @@ fn main() {
     let (conns, _) = drive(conns, a.warmup, &expect);
 
     // 3. Measured.
-    let (b0, e0, s0, m0) = (proc_cpu(&boot_pid), proc_cpu(&emu_pid), proc_cpu("self"), machine_busy());
+    let (b0, e0, s0, m0) = (proc_cpu(&boot_pid), proc_cpu(&emu_pid), proc_cpu("self"), machine_ticks());
     let t = Instant::now();
     let (conns, mut lat) = drive(conns, a.duration, &expect);
     let secs = t.elapsed().as_secs_f64();
-    let (b1, e1, s1, m1) = (proc_cpu(&boot_pid), proc_cpu(&emu_pid), proc_cpu("self"), machine_busy());
+    let (b1, e1, s1, m1) = (proc_cpu(&boot_pid), proc_cpu(&emu_pid), proc_cpu("self"), machine_ticks());
     let rss = status_kb(pid, "VmRSS:");
     let hwm = status_kb(pid, "VmHWM:");
     if let Ok(Some(st)) = child.try_wait() {
@@ -354,7 +363,7 @@ fn main() {
     println!(
         "cold_ms={:.3} second_us={} invocations={n} secs={secs:.3} ips={:.1} p50_us={} p99_us={} max_us={} \
          boot_us_per_inv={:.2} emu_us_per_inv={:.2} driver_us_per_inv={:.2} \
-         boot_ticks={} emu_ticks={} driver_ticks={} busy_ticks={} hz={hz} rss_idle_kb={rss_idle} rss_kb={rss} hwm_kb={hwm}",
+         boot_ticks={} emu_ticks={} driver_ticks={} proc_ticks={} irq_ticks={} steal_ticks={} hz={hz} rss_idle_kb={rss_idle} rss_kb={rss} hwm_kb={hwm}",
         cold.as_secs_f64() * 1e3,
         second.as_micros(),
         n as f64 / secs,
@@ -367,6 +376,8 @@ fn main() {
         b1 - b0,
         e1 - e0,
         s1 - s0,
-        m1 - m0,
+        m1.0 - m0.0,
+        m1.1 - m0.1,
+        m1.2 - m0.2,
     );
 }
