@@ -14,16 +14,15 @@ use base64::Engine as _;
 use berth_core::dispatcher::EventData;
 use berth_core::error::{json_error, Body};
 use berth_core::Metrics;
+use berth_triggers::http::invoke::read_event_body;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::Shim;
 
-/// The largest event accepted.
-const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
 /// How many handled events are remembered for duplicate deliveries.
 const SEEN_KEPT: usize = 10_000;
 /// Answers larger than this are not kept for duplicates (the duplicate is answered 200 empty).
@@ -209,24 +208,9 @@ pub async fn handle(shim: &Arc<Shim>, req: Request<Incoming>, peer: SocketAddr) 
     }
     let request_id = shim.http.request_ids.for_request(&req);
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_EVENT_BYTES).collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "events are limited to 6 MiB",
-                Some(&request_id),
-            )
-        }
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                &format!("could not read the event: {e}"),
-                Some(&request_id),
-            )
-        }
+    let body = match read_event_body(body, &request_id).await {
+        Ok(b) => b,
+        Err(res) => return res,
     };
     let event = if structured { structured_event(&body) } else { binary_event(&parts.headers, body) };
     let event = match event {

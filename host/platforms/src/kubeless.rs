@@ -11,18 +11,16 @@ use std::time::Instant;
 use berth_core::dispatcher::EventData;
 use berth_core::error::{json_error, Body};
 use berth_core::Metrics;
+use berth_triggers::http::invoke::read_event_body;
 use berth_triggers::http::routes::Lookup;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 use crate::config::FunctionRef;
 use crate::Shim;
-
-/// The largest body a handler call takes.
-const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
 
 /// kubeless's metrics: `function_calls_total`, `function_failures_total`,
 /// `function_duration_seconds`, each by `method`.
@@ -137,24 +135,9 @@ async fn call_handler(shim: &Shim, req: Request<Incoming>, deadline: Option<toki
     if let Some(topic) = header("event-topic") {
         event.extensions.push(("topic".into(), topic));
     }
-    event.data = match Limited::new(req.into_body(), MAX_EVENT_BYTES).collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "events are limited to 6 MiB",
-                Some(&request_id),
-            )
-        }
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                &format!("could not read the body: {e}"),
-                Some(&request_id),
-            )
-        }
+    event.data = match read_event_body(req.into_body(), &request_id).await {
+        Ok(b) => b,
+        Err(res) => return res,
     };
     match shim.deliver(&target, "invoke", event, deadline).await {
         Ok(r) => berth_triggers::http::into_http(r, &request_id),

@@ -111,15 +111,10 @@ impl Invocation {
     }
 }
 
-/// Handles one event.
-pub async fn handle(shim: &Arc<Shim>, inv: &Invocation) -> Outcome {
-    handle_labelled(shim, inv).await.1
-}
-
-/// [`handle`], with the event's source as metrics label it (`malformed` when it is not JSON).
-/// HTTP events (the hot path) are told apart by a probe that skips what it does not need and
-/// are then read straight into their typed shape; the others go through a JSON value.
-async fn handle_labelled(shim: &Arc<Shim>, inv: &Invocation) -> (&'static str, Outcome) {
+/// Handles one event; also says its source, as metrics label it (`malformed` when it is not
+/// JSON). HTTP events (the hot path) are told apart by a probe that skips what it does not need
+/// and are then read straight into their typed shape; the others go through a JSON value.
+pub async fn handle(shim: &Arc<Shim>, inv: &Invocation) -> (&'static str, Outcome) {
     let not_json =
         |e: serde_json::Error| ("malformed", Outcome::failed("Berth.BadEvent", format!("the event is not JSON: {e}")));
     // A probe that does not fit (not an object, a `version` that is a number) leaves the event
@@ -438,7 +433,7 @@ pub async fn run(shim: Arc<Shim>, api: RuntimeApi, stop: impl Future<Output = ()
             std::env::set_var("_X_AMZN_TRACE_ID", trace);
         }
         let span = tracing::info_span!("lambda", request_id = %inv.request_id);
-        let (source, outcome) = handle_labelled(&shim, &inv).instrument(span.clone()).await;
+        let (source, outcome) = handle(&shim, &inv).instrument(span.clone()).await;
         let label = if matches!(outcome, Outcome::Answer(_)) { "ok" } else { "error" };
         invocations.with_label_values(&["lambda", source, label]).inc();
         answer(&api, &inv, outcome).instrument(span).await?;

@@ -215,24 +215,19 @@ async fn read_event<B: RequestBody>(req: Request<B>, request_id: &str) -> Result
             }
         }
     }
-    match Limited::new(req.into_body(), MAX_EVENT_BYTES).collect().await {
-        Ok(b) => event.data = b.to_bytes().to_vec(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "events are limited to 6 MiB",
-                request_id,
-            ))
-        }
-        Err(e) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                &format!("could not read the body: {e}"),
-                request_id,
-            ))
-        }
-    }
+    event.data = read_event_body(req.into_body(), request_id).await?;
     Ok(event)
+}
+
+/// An event's body, at most 6 MiB: 413 past it, 400 when it cannot be read (both the JSON error
+/// body, with `request_id`). Direct invoke and the platform shims that take events over HTTP
+/// (kubeless, Knative) read events with it.
+pub async fn read_event_body<B: RequestBody>(body: B, request_id: &str) -> Result<Vec<u8>, Response<Body>> {
+    match Limited::new(body, MAX_EVENT_BYTES).collect().await {
+        Ok(b) => Ok(b.to_bytes().to_vec()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "events are limited to 6 MiB", request_id))
+        }
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, "bad_body", &format!("could not read the body: {e}"), request_id)),
+    }
 }
