@@ -32,10 +32,12 @@ pub const ENV_SEPARATOR: &str = "__";
 /// The config file `berth up` reads when none is given.
 pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
 /// Top-level keys an environment variable may set without a section (`BERTH_LOG=debug`).
-const ENV_TOP_LEVEL_KEYS: &[&str] = &["VERSION", "LOG", "DATA_DIR"];
+const ENV_TOP_LEVEL_KEYS: &[&str] = &["VERSION", "LOG", "DATA_DIR", "GROUPS_FILE", "ALLOW_EMBEDDED"];
 /// Sections an environment variable may set keys of (`BERTH_<SECTION>__<KEY>`).
 const ENV_SECTIONS: &[&str] =
-    &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES", "PLATFORM"];
+    &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES", "PLATFORM", "TIMERS"];
+/// Service kinds kept in the host's own data directory (or memory).
+pub const EMBEDDED_KINDS: &[&str] = &["sqlite", "kv", "memory-kv", "blob"];
 /// `BERTH_*` variables the command line reads itself (never configuration, never warned about).
 pub const CLI_ENV_VARS: &[&str] = &["BERTH_INVOKE_TOKEN", "BERTH_PLATFORM", "BERTH_CONFIG"];
 
@@ -70,6 +72,19 @@ pub struct BerthConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// A second list of groups, in a file of its own (`[[groups]]` entries with `name`, `url` and
+    /// `sha256`): on Kubernetes, a mounted ConfigMap. `berth up` watches it and swaps, adds and
+    /// removes the groups it lists when it changes (see `crate::group_list`).
+    #[serde(default)]
+    pub groups_file: Option<PathBuf>,
+    /// Whether embedded backends (`sqlite`, `kv`, `memory-kv`, `blob`: files in this host's data
+    /// directory) may be configured. A deployment with several replicas sets it to false: each
+    /// replica would have a private copy and they would disagree.
+    #[serde(default = "default_true")]
+    pub allow_embedded: bool,
+    /// Timers across replicas: where each scheduled run is claimed before it starts.
+    #[serde(default)]
+    pub timers: TimersConfig,
     /// Backends, by the name groups declare them under: `[services.db] kind = "sqlite"`.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSection>,
@@ -93,6 +108,52 @@ pub struct BerthConfig {
     /// configuration); `berth up` logs each once the log is set up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `[timers]`: how replicas sharing a claim store run each scheduled tick once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimersConfig {
+    /// Where ticks are claimed: the name of a `[services.*]` entry of kind `redis` or `redis-kv`,
+    /// or a `redis://` URL. Unset: every host runs every tick (one replica).
+    #[serde(default)]
+    pub lock: Option<String>,
+    /// Prefix of the claim keys, so that several deployments can share one Redis.
+    #[serde(default = "default_lock_prefix")]
+    pub lock_prefix: String,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig { lock: None, lock_prefix: default_lock_prefix() }
+    }
+}
+
+impl TimersConfig {
+    /// The Redis URL of `lock`, looked up in `[services.*]` when it is a name.
+    pub fn lock_url(&self, services: &BTreeMap<String, ServiceSection>) -> Result<Option<String>, String> {
+        let Some(lock) = self.lock.as_deref().map(str::trim).filter(|l| !l.is_empty()) else { return Ok(None) };
+        if lock.contains("://") {
+            return if lock.starts_with("redis://") || lock.starts_with("rediss://") {
+                Ok(Some(lock.to_owned()))
+            } else {
+                Err(format!("`timers.lock = \"{lock}\"`: expected a redis:// URL or the name of a [services.*] entry"))
+            };
+        }
+        let section = services.get(lock).ok_or_else(|| {
+            format!("`timers.lock = \"{lock}\"` names no `[services.{lock}]`; add one of kind \"redis\", or give a redis:// URL")
+        })?;
+        if section.kind != "redis" && section.kind != "redis-kv" {
+            return Err(format!(
+                "`timers.lock = \"{lock}\"`: `[services.{lock}]` is kind = \"{}\"; ticks are claimed in Redis (kind \"redis\" or \"redis-kv\")",
+                section.kind
+            ));
+        }
+        match section.settings.get("url").and_then(|u| u.as_str()) {
+            Some(url) if !url.trim().is_empty() => Ok(Some(url.to_owned())),
+            _ => Err(format!("`timers.lock = \"{lock}\"`: `[services.{lock}]` has no `url`")),
+        }
+    }
 }
 
 /// `[admin]`: the admin API's own listener.
@@ -241,14 +302,23 @@ impl BuildProfile {
     }
 }
 
-/// One function group: a crate to build (`path`) or a built plugin (`file`).
+/// One function group: a crate to build (`path`), a built plugin (`file`), or a built plugin
+/// to fetch (`url`, pinned by `sha256`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
+    /// The group's name, as its manifest says it; required with `url` (the plugin is checked
+    /// against it), optional otherwise.
+    pub name: Option<String>,
     /// Directory of a group crate; `berth up` builds it with cargo.
     pub path: Option<PathBuf>,
     /// A prebuilt plugin (`.so`).
     pub file: Option<PathBuf>,
+    /// A prebuilt plugin served over `http(s)`, fetched at start and when the group list changes,
+    /// cached in `<data_dir>/fetched/` by its sha256.
+    pub url: Option<String>,
+    /// The sha256 (hex) the file at `url` must have; a file with another one is refused.
+    pub sha256: Option<String>,
     /// Per-function overrides, by function name.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionOverride>,
@@ -264,13 +334,109 @@ pub struct GroupConfig {
     pub bind: BTreeMap<String, String>,
     /// SQL migrations applied when the group loads (default: the crate's `migrations/` folder).
     pub migrations: Option<PathBuf>,
+    /// True for an entry of `groups_file` (what its watcher adds, swaps and removes).
+    #[serde(skip)]
+    pub listed: bool,
 }
 
 impl GroupConfig {
-    /// A short label for messages: the path or file as written.
+    /// A short label for messages: the path, file or URL as written.
     pub fn label(&self) -> String {
-        self.path.as_ref().or(self.file.as_ref()).map(|p| p.display().to_string()).unwrap_or_default()
+        match (&self.path, &self.file, &self.url) {
+            (Some(p), _, _) | (None, Some(p), _) => p.display().to_string(),
+            (None, None, Some(url)) => url.clone(),
+            _ => self.name.clone().unwrap_or_default(),
+        }
     }
+
+    /// Checks the entry's source: exactly one of `path`, `file`, `url`; `url` with `name` and a
+    /// sha256. `at` names the entry in messages (`groups[2]`).
+    fn check_source(&mut self, at: &str) -> Result<(), String> {
+        match (&self.path, &self.file, &self.url) {
+            (None, None, None) => {
+                return Err(format!(
+                    "{at} needs `path = \"dir/of/crate\"` (built with cargo), `file = \"plugin.so\"` or `url = \"https://…\"` \
+                     with `sha256`"
+                ));
+            }
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                return Err(format!("{at} sets more than one of `path`, `file` and `url`; keep one"));
+            }
+            _ => {}
+        }
+        if let Some(name) = &self.name {
+            if !crate::swap::plan::valid_group_name(name) {
+                return Err(format!("{at}: `name = \"{name}\"` is not a group name (ASCII letters, digits, `-`, `_`)"));
+            }
+        }
+        let Some(url) = &self.url else {
+            if self.sha256.is_some() {
+                return Err(format!("{at}: `sha256` pins a `url` group's file; `path` and `file` groups take none"));
+            }
+            return Ok(());
+        };
+        let label = self.name.as_deref().map(|n| format!("{at} (`{n}`)")).unwrap_or_else(|| at.to_owned());
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("{label}: `url = \"{url}\"` must be an http:// or https:// address"));
+        }
+        if self.name.is_none() {
+            return Err(format!("{label}: a `url` group needs `name`, the group its plugin must be"));
+        }
+        let sha = self.sha256.as_deref().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{label}: a `url` group needs `sha256 = \"<64 hex digits>\"` (`sha256sum plugin.so` prints it); got {}",
+                self.sha256.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "none".into())
+            ));
+        }
+        self.sha256 = Some(sha);
+        Ok(())
+    }
+}
+
+/// A `groups_file`: `[[groups]]` entries, each a `url` group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupListFile {
+    #[serde(default)]
+    groups: Vec<GroupConfig>,
+}
+
+/// Reads a `groups_file`: every entry must be a `url` group with `name` and `sha256`, each name
+/// once. Relative `migrations` paths resolve against the file's directory.
+pub fn read_group_list(path: &Path) -> Result<Vec<GroupConfig>, ConfigError> {
+    let semantic = |message: String| ConfigError::Semantic {
+        path: path.to_owned(),
+        message: format!("group list `{}`: {message}", path.display()),
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| semantic(format!("cannot read the group list (groups_file): {e}; mount it or fix the path")))?;
+    let list: GroupListFile =
+        toml::from_str(&text).map_err(|e| semantic(format!("the group list is not valid: {e}")))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    let mut groups = Vec::with_capacity(list.groups.len());
+    for (i, mut g) in list.groups.into_iter().enumerate() {
+        let at = format!("groups[{i}]");
+        g.check_source(&at).map_err(&semantic)?;
+        if g.url.is_none() {
+            return Err(semantic(format!(
+                "{at}: a group list holds `url` groups (name, url, sha256); put `path` and `file` groups in berth.toml"
+            )));
+        }
+        let name = g.name.clone().unwrap_or_default();
+        if !names.insert(name.clone()) {
+            return Err(semantic(format!("{at}: group `{name}` is listed twice")));
+        }
+        if let Some(m) = g.migrations.as_mut() {
+            if m.is_relative() {
+                *m = base.join(&*m);
+            }
+        }
+        g.listed = true;
+        groups.push(g);
+    }
+    Ok(groups)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -307,6 +473,9 @@ fn default_body_limit() -> ByteSize {
 }
 fn default_true() -> bool {
     true
+}
+fn default_lock_prefix() -> String {
+    "berth".into()
 }
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8081))
@@ -443,7 +612,9 @@ impl BerthConfig {
         let mut parsed: BerthConfig = cfg.try_deserialize().map_err(invalid)?;
         parsed.warnings = warnings;
         parsed.validate()?;
+        parsed.check_groups()?;
         parsed.resolve(base);
+        parsed.add_listed_groups()?;
         Ok(parsed)
     }
 
@@ -472,20 +643,31 @@ impl BerthConfig {
                 self.admin.listen
             )));
         }
-        for (i, g) in self.groups.iter().enumerate() {
-            match (&g.path, &g.file) {
-                (Some(_), Some(_)) => {
-                    return Err(semantic(format!("groups[{i}] sets both `path` and `file`; keep one")));
-                }
-                (None, None) => {
+        berth_services::registry::check_sections(&self.services).map_err(semantic)?;
+        if !self.allow_embedded {
+            for (name, s) in &self.services {
+                if EMBEDDED_KINDS.contains(&s.kind.as_str()) {
                     return Err(semantic(format!(
-                        "groups[{i}] needs `path = \"dir/of/crate\"` (built with cargo) or `file = \"plugin.so\"`"
+                        "`[services.{name}]` is kind = \"{}\", kept in this host's own data directory, and \
+                         `allow_embedded = false` (set where several replicas serve: each would keep a private copy \
+                         and they would disagree); point it at a shared backend (postgres, mysql, redis, redis-kv) \
+                         or set allow_embedded = true",
+                        s.kind
                     )));
                 }
-                _ => {}
             }
         }
-        berth_services::registry::check_sections(&self.services).map_err(semantic)?;
+        let lock = self.timers.lock_url(&self.services).map_err(semantic)?;
+        #[cfg(feature = "redis")]
+        if let Some(url) = &lock {
+            berth_triggers::timer::RedisClaims::new(url).map_err(semantic)?;
+        }
+        if lock.is_some() && !cfg!(feature = "redis") {
+            return Err(semantic(
+                "`timers.lock` claims ticks in Redis, which this berth was built without; rebuild it with `--features redis`"
+                    .into(),
+            ));
+        }
         berth_triggers::queue::check_queues(&self.queues).map_err(semantic)?;
         self.validate_queues().map_err(semantic)
     }
@@ -523,6 +705,32 @@ impl BerthConfig {
         Ok(())
     }
 
+    /// Checks every `[[groups]]` entry's source (normalising `sha256`).
+    fn check_groups(&mut self) -> Result<(), ConfigError> {
+        for (i, g) in self.groups.iter_mut().enumerate() {
+            g.check_source(&format!("groups[{i}]"))
+                .map_err(|message| ConfigError::Semantic { path: PathBuf::from("<text>"), message })?;
+        }
+        Ok(())
+    }
+
+    /// Appends the groups of `groups_file` (after [`BerthConfig::resolve`]).
+    fn add_listed_groups(&mut self) -> Result<(), ConfigError> {
+        let Some(list) = self.groups_file.clone() else { return Ok(()) };
+        let listed = read_group_list(&list)?;
+        for g in listed {
+            let name = g.name.clone().unwrap_or_default();
+            if self.groups.iter().any(|c| c.name.as_deref() == Some(name.as_str())) {
+                return Err(ConfigError::Semantic {
+                    path: list.clone(),
+                    message: format!("group `{name}` is in berth.toml's [[groups]] and in the group list; keep one"),
+                });
+            }
+            self.groups.push(g);
+        }
+        Ok(())
+    }
+
     fn resolve(&mut self, base: &Path) {
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -530,6 +738,7 @@ impl BerthConfig {
             }
         };
         abs(&mut self.data_dir);
+        self.groups_file.as_mut().map(abs);
         for g in &mut self.groups {
             g.path.as_mut().map(abs);
             g.file.as_mut().map(abs);
@@ -679,7 +888,78 @@ mod tests {
         let err = parse("[[groups]]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("needs `path"), "{err}");
         let err = parse("[[groups]]\npath = \"a\"\nfile = \"b\"\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("both"), "{err}");
+        assert!(err.contains("more than one of"), "{err}");
+    }
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn a_url_group_needs_a_name_and_a_sha256() {
+        let c = parse(
+            &format!(
+                "[[groups]]\nname = \"hello\"\nurl = \"https://a.example/h.so\"\nsha256 = \"{}\"\n",
+                SHA.to_uppercase()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.groups[0].sha256.as_deref(), Some(SHA), "the pin is normalised to lower case");
+        assert_eq!(c.groups[0].label(), "https://a.example/h.so");
+        let err =
+            parse("[[groups]]\nname = \"hello\"\nurl = \"https://a.example/h.so\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("needs `sha256") && err.contains("sha256sum"), "{err}");
+        let err = parse(&format!("[[groups]]\nurl = \"https://a.example/h.so\"\nsha256 = \"{SHA}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `name`"), "{err}");
+        let err = parse(&format!("[[groups]]\nname = \"h\"\nurl = \"ftp://a/h.so\"\nsha256 = \"{SHA}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http:// or https://"), "{err}");
+        let err = parse(&format!("[[groups]]\nfile = \"a.so\"\nsha256 = \"{SHA}\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("`url` group's file"), "{err}");
+    }
+
+    #[test]
+    fn a_group_list_adds_url_groups_and_refuses_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("groups.toml");
+        std::fs::write(&list, format!("[[groups]]\nname = \"hello\"\nurl = \"http://a/h.so\"\nsha256 = \"{SHA}\"\n"))
+            .unwrap();
+        let text = format!("groups_file = \"{}\"\n[[groups]]\nfile = \"a.so\"\n", list.display());
+        let c = parse(&text, &[]).unwrap();
+        assert_eq!(c.groups.len(), 2);
+        assert!(!c.groups[0].listed && c.groups[1].listed);
+        std::fs::write(&list, "[[groups]]\nfile = \"x.so\"\n").unwrap();
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("group list") && err.contains("holds `url` groups"), "{err}");
+        std::fs::remove_file(&list).unwrap();
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("cannot read the group list"), "{err}");
+    }
+
+    #[test]
+    fn embedded_services_are_refused_when_replicas_share_nothing() {
+        let text = "allow_embedded = false\n[services.db]\nkind = \"sqlite\"\n";
+        let err = parse(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("`[services.db]` is kind = \"sqlite\"") && err.contains("allow_embedded"), "{err}");
+        assert!(parse(text, &[("BERTH_ALLOW_EMBEDDED", "true")]).is_ok());
+        assert!(parse("allow_embedded = false\n[services.db]\nkind = \"postgres\"\nurl = \"postgres://x/y\"\n", &[])
+            .is_ok());
+    }
+
+    #[test]
+    fn the_timer_lock_is_a_redis_service_or_url() {
+        let c =
+            parse("[services.cache]\nkind = \"redis\"\nurl = \"redis://r:6379\"\n[timers]\nlock = \"cache\"\n", &[])
+                .unwrap();
+        assert_eq!(c.timers.lock_url(&c.services).unwrap().as_deref(), Some("redis://r:6379"));
+        let err = parse("[timers]\nlock = \"cache\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("names no `[services.cache]`"), "{err}");
+        let err = parse("[services.db]\nkind = \"sqlite\"\n[timers]\nlock = \"db\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("claimed in Redis"), "{err}");
+        let c = parse("", &[("BERTH_TIMERS__LOCK", "redis://127.0.0.1:6379")]).unwrap();
+        assert_eq!(c.timers.lock_url(&c.services).unwrap().as_deref(), Some("redis://127.0.0.1:6379"));
     }
     #[test]
     fn queues_parse_with_defaults_env_overrides_and_trigger_bindings() {

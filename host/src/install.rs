@@ -40,6 +40,34 @@ pub enum GroupError {
     Internal { source_label: String, message: String },
     #[error("group `{group}` ({source_label}) refused: {message}")]
     Migrations { group: String, source_label: String, message: String },
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error(
+        "`{source_label}` is group `{found}`, but its [[groups]] entry names it `{expected}`; fix `name` or the file"
+    )]
+    WrongName { expected: String, found: String, source_label: String },
+}
+
+impl GroupError {
+    /// The group a problem is about, when the entry names it (what `/readyz` keys it by).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            GroupError::Routes { group, .. }
+            | GroupError::Exports { group, .. }
+            | GroupError::Migrations { group, .. }
+            | GroupError::UnknownFunctionOverride { group, .. }
+            | GroupError::Duplicate { group, .. } => Some(group),
+            GroupError::WrongName { expected, .. } => Some(expected),
+            GroupError::Fetch(
+                crate::fetch::FetchError::Download { group, .. }
+                | crate::fetch::FetchError::Mismatch { group, .. }
+                | crate::fetch::FetchError::TooLarge { group, .. }
+                | crate::fetch::FetchError::Store { group, .. }
+                | crate::fetch::FetchError::NoClient { group, .. },
+            ) => Some(group),
+            _ => None,
+        }
+    }
 }
 
 /// A group instantiated but not yet serving: its instance, its HTTP routes and its functions.
@@ -64,11 +92,27 @@ pub async fn open_plugin(config: &BerthConfig, group_config: &GroupConfig) -> Re
                 .map_err(internal)??
         }
         (None, Some(file)) => file.clone(),
-        (None, None) => unreachable!("validated when the config was parsed"),
+        (None, None) => fetch_listed(config, group_config).await?,
     };
     let copy_dir = plugin_copies(config);
     let plugin = tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??;
+    if let Some(expected) = group_config.name.as_deref() {
+        if plugin.manifest.name != expected {
+            let found = plugin.manifest.name.clone();
+            tokio::task::spawn_blocking(move || drop(plugin)).await.map_err(internal)?;
+            return Err(GroupError::WrongName { expected: expected.to_owned(), found, source_label: label });
+        }
+    }
     Ok(Arc::new(plugin))
+}
+
+/// The plugin file of a `url` group: fetched (or found in the cache) and verified.
+pub async fn fetch_listed(config: &BerthConfig, group_config: &GroupConfig) -> Result<PathBuf, GroupError> {
+    let (Some(url), Some(sha256), Some(group)) = (&group_config.url, &group_config.sha256, &group_config.name) else {
+        unreachable!("a group without path or file has url, sha256 and name (checked when the config was parsed)")
+    };
+    let pin = crate::fetch::Pinned { group, url, sha256 };
+    Ok(crate::fetch::fetch(&config.data_dir, pin, config.admin.max_upload.as_u64()).await?)
 }
 
 /// Where private copies of plugin files go.

@@ -13,6 +13,7 @@
 //! - [`platform`]: what each platform changes in `berth.toml`; [`package`]: `berth package`;
 //! - [`install`]: opening plugins, dependency order, the group errors;
 //! - [`swap`], [`admin`], [`watch`]: hot swap, the admin API and `--watch`;
+//! - [`fetch`], [`group_list`]: `url` groups and the watched group list (a Kubernetes ConfigMap);
 //! - [`builder`]: building group crates with cargo.
 //!
 //! Embedders and tests use it directly:
@@ -30,6 +31,8 @@
 pub mod admin;
 pub mod builder;
 pub mod config;
+pub mod fetch;
+pub mod group_list;
 pub mod install;
 pub mod package;
 pub mod platform;

@@ -157,7 +157,11 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
             (Some(dir), _) => crate::builder::build_group_crate_with(dir, group_profile.as_str(), opts.quiet)
                 .map_err(|source| PackageError::Build { group: g.label(), source })?,
             (None, Some(file)) => file.clone(),
-            (None, None) => unreachable!("validated when the config was parsed"),
+            // A `url` group is fetched where it runs, as its entry says.
+            (None, None) => {
+                placed.push(None);
+                continue;
+            }
         };
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| format!("group{i}.so"));
         let dest = staging.join("plugins").join(&name);
@@ -171,7 +175,7 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
             }
             _ => None,
         };
-        placed.push((format!("plugins/{name}"), migrations));
+        placed.push(Some((format!("plugins/{name}"), migrations)));
     }
 
     // The host binary, named as the platform starts it.
@@ -241,10 +245,15 @@ fn build_host(profile: &str, quiet: bool) -> Result<PathBuf, PackageError> {
 
 /// `berth.toml` as the package carries it: groups as files under `plugins/`, the platform
 /// named, its defaults left to it.
-fn packaged_toml(text: &str, target: Target, placed: &[(String, Option<String>)]) -> Result<String, PackageError> {
+fn packaged_toml(
+    text: &str,
+    target: Target,
+    placed: &[Option<(String, Option<String>)>],
+) -> Result<String, PackageError> {
     let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| PackageError::Toml(e.to_string()))?;
     if let Some(toml::Value::Array(groups)) = doc.get_mut("groups") {
-        for (g, (file, migrations)) in groups.iter_mut().zip(placed) {
+        for (g, placed) in groups.iter_mut().zip(placed) {
+            let Some((file, migrations)) = placed else { continue };
             if let toml::Value::Table(t) = g {
                 t.remove("path");
                 t.insert("file".into(), toml::Value::String(file.clone()));
@@ -412,10 +421,11 @@ mod tests {
 
     #[test]
     fn the_packaged_config_names_the_platform_and_points_at_the_plugins() {
-        let text = "data_dir = \".berth\"\n[build]\nprofile = \"dev\"\n[[groups]]\npath = \"examples/todo\"\n[[groups]]\nfile = \"x/libhello.so\"\n[services.db]\nkind = \"sqlite\"\n";
+        let text = "data_dir = \".berth\"\n[build]\nprofile = \"dev\"\n[[groups]]\npath = \"examples/todo\"\n[[groups]]\nname = \"far\"\nurl = \"https://a.example/far.so\"\nsha256 = \"ab\"\n[[groups]]\nfile = \"x/libhello.so\"\n[services.db]\nkind = \"sqlite\"\n";
         let placed = vec![
-            ("plugins/libtodo.so".to_owned(), Some("migrations/libtodo".to_owned())),
-            ("plugins/libhello.so".to_owned(), None),
+            Some(("plugins/libtodo.so".to_owned(), Some("migrations/libtodo".to_owned()))),
+            None,
+            Some(("plugins/libhello.so".to_owned(), None)),
         ];
         let out = packaged_toml(text, Target::Lambda, &placed).unwrap();
         let doc: toml::Table = out.parse().unwrap();
@@ -423,6 +433,13 @@ mod tests {
         assert_eq!(doc["groups"][0]["file"].as_str(), Some("plugins/libtodo.so"));
         assert!(doc["groups"][0].get("path").is_none());
         assert_eq!(doc["groups"][0]["migrations"].as_str(), Some("migrations/libtodo"));
+        assert_eq!(
+            doc["groups"][1]["url"].as_str(),
+            Some("https://a.example/far.so"),
+            "a url group is fetched where it runs"
+        );
+        assert!(doc["groups"][1].get("file").is_none());
+        assert_eq!(doc["groups"][2]["file"].as_str(), Some("plugins/libhello.so"));
         assert_eq!(doc["admin"]["enabled"].as_bool(), Some(false));
         assert_eq!(doc["platform"]["name"].as_str(), Some("lambda"));
         assert_eq!(doc["services"]["db"]["kind"].as_str(), Some("sqlite"));

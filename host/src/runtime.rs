@@ -48,6 +48,22 @@ pub struct Runtime {
     pub platform: berth_platforms::Platform,
 }
 
+/// The timer trigger, claiming ticks in `[timers] lock` when one is set (checked when the
+/// config was parsed).
+fn timer_trigger(config: &BerthConfig, metrics: &Metrics) -> TimerTrigger {
+    let timers = TimerTrigger::new(Arc::new(berth_core::clock::SystemClock), metrics);
+    #[cfg(feature = "redis")]
+    if let Ok(Some(url)) = config.timers.lock_url(&config.services) {
+        match berth_triggers::timer::RedisClaims::new(&url) {
+            Ok(claims) => return timers.with_claims(Arc::new(claims), &config.timers.lock_prefix),
+            Err(e) => tracing::error!(error = %e, "timer ticks are not claimed: every replica runs every tick"),
+        }
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = config;
+    timers
+}
+
 impl Runtime {
     /// The host's parts for `config`, standalone; nothing is bound or loaded yet.
     pub fn new(config: BerthConfig) -> Self {
@@ -70,7 +86,7 @@ impl Runtime {
         };
         let services = Arc::new(ServiceRegistry::new(settings, metrics.clone(), Some(publishers)));
         let kinds: Vec<Arc<dyn Trigger>> = vec![
-            Arc::new(TimerTrigger::new(Arc::new(berth_core::clock::SystemClock), &metrics)),
+            Arc::new(timer_trigger(&config, &metrics)),
             Arc::new(BlobTrigger::new(services.clone(), &metrics)),
             Arc::new(QueueTrigger::new(&config.queues, &metrics)),
         ];
@@ -150,7 +166,10 @@ impl Runtime {
         }
         for e in &errors {
             tracing::error!(error = %e, "group refused");
-            self.serving.add_problem(e.to_string());
+            match e.group() {
+                Some(group) => self.serving.add_group_problem(group, e.to_string()),
+                None => self.serving.add_problem(e.to_string()),
+            }
         }
         Loaded { groups, errors }
     }

@@ -1,6 +1,7 @@
 //! The groups a host is serving, and whether it is ready: what `/readyz`, the admin API and the
 //! install path share.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,30 @@ pub struct Readiness {
     pub groups: Vec<String>,
     /// Why a configured group or trigger is not serving.
     pub problems: Vec<String>,
+    /// What each group serves: version and the plugin's sha256.
+    pub serving: Vec<ServingVersion>,
+    /// Deploys of the group list that did not take: the version asked for and why it is not
+    /// the one serving (the previous version serves on; the host stays ready).
+    pub deploys: Vec<DeployProblem>,
+}
+
+/// One serving group's version.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServingVersion {
+    pub group: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// A deploy that was refused.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeployProblem {
+    pub group: String,
+    /// The sha256 the group list asks for.
+    pub wanted_sha256: String,
+    pub error: String,
+    /// RFC 3339, UTC.
+    pub since: String,
 }
 
 /// The serving groups, in the order they started, and the problems of those that could not.
@@ -23,7 +48,9 @@ pub struct Readiness {
 pub struct ServingGroups {
     ready: AtomicBool,
     groups: Mutex<Vec<Arc<GroupInstance>>>,
-    problems: Mutex<Vec<String>>,
+    /// (the group it is about, when known; the message).
+    problems: Mutex<Vec<(Option<String>, String)>>,
+    deploys: Mutex<BTreeMap<String, DeployProblem>>,
 }
 
 impl ServingGroups {
@@ -39,13 +66,53 @@ impl ServingGroups {
 
     /// Records why something configured is not serving (reported by `/readyz`).
     pub fn add_problem(&self, problem: String) {
-        self.problems.lock().expect("problems lock").push(problem);
+        self.problems.lock().expect("problems lock").push((None, problem));
+    }
+
+    /// Records why configured group `group` is not serving; [`ServingGroups::group_serves`]
+    /// clears it.
+    pub fn add_group_problem(&self, group: &str, problem: String) {
+        self.problems.lock().expect("problems lock").push((Some(group.to_owned()), problem));
+    }
+
+    /// `group` serves the version asked for: its problems and refused deploys are over.
+    pub fn group_serves(&self, group: &str) {
+        self.problems.lock().expect("problems lock").retain(|(g, _)| g.as_deref() != Some(group));
+        self.deploys.lock().expect("deploys lock").remove(group);
+    }
+
+    /// A deploy of `group` was refused; the version serving (if any) stays.
+    pub fn deploy_refused(&self, problem: DeployProblem) {
+        let mut deploys = self.deploys.lock().expect("deploys lock");
+        // The same refusal again keeps the time it started.
+        if let Some(old) = deploys.get(&problem.group) {
+            if old.wanted_sha256 == problem.wanted_sha256 && old.error == problem.error {
+                return;
+            }
+        }
+        deploys.insert(problem.group.clone(), problem);
+    }
+
+    /// Forgets a refused deploy of `group` (the group left the list).
+    pub fn forget_deploy(&self, group: &str) {
+        self.deploys.lock().expect("deploys lock").remove(group);
     }
 
     pub fn readiness(&self) -> Readiness {
-        let problems = self.problems.lock().expect("problems lock").clone();
-        let groups = self.all().iter().map(|g| format!("{}@{}", g.name, g.version)).collect();
-        Readiness { ready: self.is_ready() && problems.is_empty(), groups, problems }
+        let problems: Vec<String> =
+            self.problems.lock().expect("problems lock").iter().map(|(_, p)| p.clone()).collect();
+        let all = self.all();
+        let groups = all.iter().map(|g| format!("{}@{}", g.name, g.version)).collect();
+        let serving = all
+            .iter()
+            .map(|g| ServingVersion {
+                group: g.name.to_string(),
+                version: g.version.clone(),
+                sha256: g.library().sha256.clone(),
+            })
+            .collect();
+        let deploys = self.deploys.lock().expect("deploys lock").values().cloned().collect();
+        Readiness { ready: self.is_ready() && problems.is_empty(), groups, problems, serving, deploys }
     }
 
     /// The groups serving now, in the order they started.

@@ -82,6 +82,10 @@ impl Up {
         rt.block_on(async move {
             let host = berth_host::server::start_on(config, detected.platform).await?;
             let _watcher = if self.watch { Some(berth_host::watch::Watcher::start(host.deployments.clone())?) } else { None };
+            let _list = match host.runtime.config.groups_file.clone() {
+                Some(list) => Some(berth_host::group_list::GroupListWatcher::start(host.deployments.clone(), list)?),
+                None => None,
+            };
             let readiness = host.runtime.readiness();
             if readiness.ready {
                 tracing::info!(addr = %host.addr, groups = ?readiness.groups, "ready");

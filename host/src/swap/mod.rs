@@ -188,6 +188,7 @@ impl Deployments {
         self.ledger.track(plugin);
         self.metrics.versions_loaded.inc();
         let file = plugin.source.clone();
+        self.metrics.serving(&group.name, None, Some((&plugin.manifest.version, &plugin.sha256)));
         let slot = Slot {
             config: group_config.clone(),
             configured: true,
@@ -205,6 +206,17 @@ impl Deployments {
         slots.iter().filter(|(_, s)| s.configured).map(|(n, s)| (n.clone(), s.config.clone())).collect()
     }
 
+    /// True when `entry` (a group list entry) is what its group serves: the same sha256 and
+    /// the same settings.
+    pub fn serves(&self, entry: &GroupConfig) -> bool {
+        let Some(name) = entry.name.as_deref() else { return false };
+        let slots = self.slots.lock().expect("slots lock");
+        slots.get(name).is_some_and(|s| {
+            s.current.as_ref().map(|c| c.sha256.as_str()) == entry.sha256.as_deref()
+                && format!("{:?}", s.config) == format!("{entry:?}")
+        })
+    }
+
     fn slot(&self, name: &str) -> Option<Slot> {
         self.slots.lock().expect("slots lock").get(name).cloned()
     }
@@ -217,18 +229,28 @@ impl Deployments {
         deployed: VersionRecord,
     ) -> (VersionRecord, Option<VersionRecord>) {
         let mut slots = self.slots.lock().expect("slots lock");
+        let listed = config.listed;
         let slot = slots.entry(name.to_owned()).or_insert_with(|| Slot {
-            config,
+            config: config.clone(),
             configured: false,
             current: None,
             previous: None,
             reload_from: None,
         });
+        // A group list entry brings its settings (and makes the group one the list owns).
+        slot.config = config;
+        slot.configured |= listed;
         match deployed.via {
             "path" => slot.reload_from = Some(deployed.file.clone()),
             "upload" | "rollback" => slot.reload_from = Some(deployed.copy.clone()),
             _ => {}
         }
+        let old = slot.current.as_ref().map(|c| (c.version.clone(), c.sha256.clone()));
+        self.metrics.serving(
+            name,
+            old.as_ref().map(|(v, s)| (v.as_str(), s.as_str())),
+            Some((&deployed.version, &deployed.sha256)),
+        );
         // Reloading the same file keeps the version to roll back to.
         if let Some(current) = slot.current.take() {
             if current.sha256 != deployed.sha256 {
@@ -244,6 +266,7 @@ impl Deployments {
         let mut slots = self.slots.lock().expect("slots lock");
         let slot = slots.get_mut(name)?;
         if let Some(current) = slot.current.take() {
+            self.metrics.serving(name, Some((&current.version, &current.sha256)), None);
             slot.previous = Some(current);
         }
         slot.previous.clone()

@@ -47,6 +47,10 @@ pub enum SwapSource {
     Reload { only_if_changed: bool },
     /// The version that served before the current one, from its private copy.
     Rollback,
+    /// An entry of the group list (`groups_file`): its `url` fetched and verified against its
+    /// `sha256`, served with its settings. The same sha256 and settings as the serving version's
+    /// swap nothing.
+    Listed(Box<GroupConfig>),
 }
 
 impl SwapSource {
@@ -57,6 +61,7 @@ impl SwapSource {
             SwapSource::Reload { only_if_changed: false } => "reload",
             SwapSource::Reload { only_if_changed: true } => "watch",
             SwapSource::Rollback => "rollback",
+            SwapSource::Listed(_) => "list",
         }
     }
 }
@@ -162,6 +167,8 @@ impl SwapError {
             SwapError::Group(GroupError::Exports { .. }) => "export_conflict",
             SwapError::Group(GroupError::UnknownFunctionOverride { .. }) => "config_mismatch",
             SwapError::Group(GroupError::Routes { .. }) => "route_conflict",
+            SwapError::Group(GroupError::Fetch(e)) => e.code(),
+            SwapError::Group(GroupError::WrongName { .. }) => "wrong_group",
             SwapError::TooManyStuck { .. } => "too_many_stuck",
             SwapError::ShuttingDown => "shutting_down",
             SwapError::Group(_) | SwapError::Internal { .. } => "internal",
@@ -248,6 +255,22 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
                 }
             }
             (file, slot.config)
+        }
+        (SwapSource::Listed(entry), slot) => {
+            if let Some(slot) = &slot {
+                let same_file = slot.current.as_ref().map(|c| c.sha256.as_str()) == entry.sha256.as_deref();
+                if same_file && format!("{:?}", slot.config) == format!("{entry:?}") {
+                    return Ok(SwapReport {
+                        group: name,
+                        outcome: "unchanged",
+                        current: slot.current.clone(),
+                        previous: slot.previous.clone(),
+                        retiring: None,
+                        swap_ms: ms(started),
+                    });
+                }
+            }
+            (crate::install::fetch_listed(&d.config, entry).await?, (**entry).clone())
         }
         (SwapSource::Rollback, Some(slot)) => {
             let previous = slot.previous.clone().ok_or_else(|| SwapError::NoPrevious { group: name.clone() })?;
@@ -366,6 +389,9 @@ async fn reload_file(d: &Deployments, name: &str, slot: &Slot) -> Result<PathBuf
         }
         if let Some(file) = &slot.config.file {
             return Ok(file.clone());
+        }
+        if slot.config.url.is_some() {
+            return Ok(crate::install::fetch_listed(&d.config, &slot.config).await?);
         }
     }
     slot.reload_from.clone().ok_or_else(|| SwapError::NotLoaded { group: name.to_owned() })

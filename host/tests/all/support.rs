@@ -169,6 +169,11 @@ pub struct BerthProcess {
 impl BerthProcess {
     /// Writes a config (base config + `extra`) and runs `berth up` on it; waits until ready.
     pub fn start(server: &str, extra: &str) -> BerthProcess {
+        Self::start_with_env(server, extra, &[])
+    }
+
+    /// [`BerthProcess::start`] with environment variables (`BERTH_GROUPS_FILE`, …) set.
+    pub fn start_with_env(server: &str, extra: &str, env: &[(&str, &str)]) -> BerthProcess {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temp dir");
         let text = base_config(dir.path(), server, extra).replace("log = \"warn\"", "log = \"info\"");
@@ -178,6 +183,7 @@ impl BerthProcess {
             .args(["up", "--config"])
             .arg(&config)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

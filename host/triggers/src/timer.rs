@@ -3,9 +3,17 @@
 //! unless the function allows overlap. Each run is logged and counted; the event id is
 //! `<group>.<function>.<scheduled time>`, the same for every delivery of one scheduled run.
 //!
+//! Intervals are aligned to the Unix epoch (`@every 30s` fires at :00 and :30), so every host
+//! with the same schedule has the same ticks. Replicas that share a claim store ([`TickClaims`],
+//! `[timers] lock`) claim each tick before running it: each tick runs in exactly one replica, and
+//! when a replica dies the others claim the next tick as they claim every tick — there is no
+//! leader to hand over.
+//!
 //! Time comes from a [`Clock`], so tests drive schedules with a
 //! [`ManualClock`](berth_core::clock::ManualClock) instead of waiting for minutes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,8 +65,99 @@ impl Schedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron(s, tz) => s.after(&after.with_timezone(tz)).next().map(|t| t.with_timezone(&Utc)),
-            Schedule::Every(d) => Some(after + chrono::Duration::from_std(*d).ok()?),
+            Schedule::Every(d) => {
+                let step = i64::try_from(d.as_millis()).ok()?.max(1);
+                let next = (after.timestamp_millis().div_euclid(step) + 1) * step;
+                DateTime::from_timestamp_millis(next)
+            }
         }
+    }
+}
+
+/// A claim's future: `Ok(true)` when this host got the tick.
+pub type ClaimFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
+
+/// Where replicas claim scheduled runs, so that each tick runs once across them.
+pub trait TickClaims: Send + Sync {
+    /// Claims `key` for `ttl`; true when this host got it, false when another one had.
+    fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_>;
+    /// For logs: where claims are made.
+    fn describe(&self) -> String;
+}
+
+/// How long a tick's claim is kept: long past any clock skew or late wake-up between replicas.
+fn claim_ttl(due: DateTime<Utc>, next: Option<DateTime<Utc>>) -> Duration {
+    let period = next.and_then(|n| (n - due).to_std().ok()).unwrap_or_default();
+    (period * 2).max(Duration::from_secs(300))
+}
+
+/// Claims in Redis: `SET <prefix>:timer:<group>:<function>:<tick ms> <owner> NX PX <ttl>`.
+#[cfg(feature = "redis")]
+pub struct RedisClaims {
+    client: redis::Client,
+    url: String,
+    conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    owner: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisClaims {
+    /// How long one claim may take before the tick is given up (not run here).
+    pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+    pub fn new(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("`timers.lock`: bad Redis URL: {e}"))?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
+        Ok(RedisClaims {
+            client,
+            url: redacted(url),
+            conn: tokio::sync::OnceCell::new(),
+            owner: format!("{host}/{}", std::process::id()),
+        })
+    }
+
+    async fn try_claim(&self, key: String, ttl: Duration) -> Result<bool, String> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", self.url))?;
+        let mut conn = conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&self.owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("claiming `{key}` in {}: {e}", self.url))?;
+        Ok(set.is_some())
+    }
+}
+
+/// `url` without its password, for logs.
+#[cfg(feature = "redis")]
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(feature = "redis")]
+impl TickClaims for RedisClaims {
+    fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_> {
+        Box::pin(async move {
+            match tokio::time::timeout(Self::TIMEOUT, self.try_claim(key, ttl)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("{} did not answer within {:?}", self.url, Self::TIMEOUT)),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
     }
 }
 
@@ -66,11 +165,19 @@ impl Schedule {
 pub struct TimerTrigger {
     clock: Arc<dyn Clock>,
     runs: IntCounterVec,
+    claims: Option<(Arc<dyn TickClaims>, String)>,
 }
 
 impl TimerTrigger {
     pub fn new(clock: Arc<dyn Clock>, metrics: &berth_core::metrics::Metrics) -> Self {
-        TimerTrigger { clock, runs: metrics.timer_runs() }
+        TimerTrigger { clock, runs: metrics.timer_runs(), claims: None }
+    }
+
+    /// Claims every tick in `claims` (keys under `prefix`) before running it.
+    pub fn with_claims(mut self, claims: Arc<dyn TickClaims>, prefix: &str) -> Self {
+        tracing::info!(store = %claims.describe(), prefix, "timer ticks are claimed across replicas");
+        self.claims = Some((claims, prefix.to_owned()));
+        self
     }
 }
 
@@ -91,6 +198,7 @@ impl Trigger for TimerTrigger {
             allow_overlap: *allow_overlap,
             clock: self.clock.clone(),
             runs: self.runs.clone(),
+            claims: self.claims.clone(),
         };
         Ok(tokio::spawn(runner.run(ctx)))
     }
@@ -103,9 +211,33 @@ struct TimerRunner {
     allow_overlap: bool,
     clock: Arc<dyn Clock>,
     runs: IntCounterVec,
+    claims: Option<(Arc<dyn TickClaims>, String)>,
 }
 
 impl TimerRunner {
+    /// Whether this host runs the tick due at `due`: always without a claim store; else when
+    /// its claim wins. A store that fails means the tick is not run here (never twice).
+    async fn claimed(&self, due: DateTime<Utc>) -> bool {
+        let Some((claims, prefix)) = &self.claims else { return true };
+        let key = format!("{prefix}:timer:{}:{}:{}", self.binding.group, self.binding.function, due.timestamp_millis());
+        let ttl = claim_ttl(due, self.schedule.next_after(due));
+        match claims.claim(key, ttl).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.count("elsewhere");
+                tracing::debug!(group = %self.binding.group, function = %self.binding.function, scheduled = %due.to_rfc3339(),
+                    "timer tick claimed by another replica");
+                false
+            }
+            Err(e) => {
+                self.count("unclaimed");
+                tracing::warn!(group = %self.binding.group, function = %self.binding.function, scheduled = %due.to_rfc3339(),
+                    error = %e, "timer tick not run: it could not be claimed (the claim store is unreachable)");
+                false
+            }
+        }
+    }
+
     fn count(&self, outcome: &str) {
         self.runs.with_label_values(&[&self.binding.group, &self.binding.function, outcome]).inc();
     }
@@ -135,6 +267,10 @@ impl TimerRunner {
             running.store(true, Ordering::Release);
             let (me2, running2, dispatcher) = (me.clone(), running.clone(), ctx.dispatcher.clone());
             in_flight.push(tokio::spawn(async move {
+                if !me2.claimed(due).await {
+                    running2.store(false, Ordering::Release);
+                    return;
+                }
                 let scheduled = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 let event = EventData {
                     id: format!("{}.{}.{}", me2.binding.group, me2.binding.function, due.timestamp_millis()),
@@ -181,6 +317,11 @@ mod tests {
         assert_eq!(s.next_after(after), Some(Utc.with_ymd_and_hms(2026, 7, 15, 7, 30, 0).unwrap()));
         let every = Schedule::parse("@every 90s", "").unwrap();
         assert_eq!(every.next_after(after), Some(after + chrono::Duration::seconds(90)));
+        // Intervals are aligned to the epoch: every replica has the same ticks.
+        let odd = after + chrono::Duration::milliseconds(1234);
+        assert_eq!(every.next_after(odd), Some(after + chrono::Duration::seconds(90)));
+        let ms = Schedule::parse("@every 100ms", "").unwrap();
+        assert_eq!(ms.next_after(odd), Some(after + chrono::Duration::milliseconds(1300)));
     }
 
     #[test]
