@@ -368,3 +368,71 @@ async fn timers_fire_once_per_tick_across_three_replicas_and_a_dead_replica_hand
         let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_group_whose_server_fails_at_start_is_refused_clearly_and_served_once_its_file_is_there() {
+    let v1 = fixture("swap-v1").await;
+    let artifacts = Artifacts::start().await;
+    let sha1 = sha256_hex(&std::fs::read(&v1).unwrap());
+    let url = format!("http://{}/later.so", artifacts.addr);
+    let work = tempfile::tempdir().unwrap();
+    let volume =
+        ConfigMapVolume::create(&work.path().join("groups"), &[("groups.toml", &group_list(&[("swap", &url, &sha1)]))]);
+    let list = volume.dir.join("groups.toml").display().to_string();
+    let host = tokio::task::spawn_blocking(move || {
+        BerthProcess::start_with_env("", "[services.state]\nkind = \"blob\"\n", &[("BERTH_GROUPS_FILE", &list)])
+    })
+    .await
+    .unwrap();
+    let addr = host.addr;
+    let ready = request(addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let problems = ready.json()["problems"].to_string();
+    assert!(
+        problems.contains(&url) && problems.contains("404"),
+        "the problem names the URL and the answer: {problems}"
+    );
+    assert_eq!(request(addr, "GET", "/swap/version", &[], b"").await.status, 404);
+
+    // The artifact appears (a CI job finished publishing): the entry is tried again.
+    artifacts.publish("later.so", &v1);
+    assert!(
+        eventually(Duration::from_secs(40), || async { request(addr, "GET", "/readyz", &[], b"").await.status == 200 })
+            .await,
+        "the replica becomes ready once the file can be fetched"
+    );
+    assert_eq!(version(addr).await, "v1");
+    drop(host);
+}
+
+#[tokio::test]
+async fn fetching_says_what_failed_and_never_keeps_a_partial_or_unpinned_file() {
+    use berth_host::fetch::{fetch, FetchError, Pinned};
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{closed}/g.so");
+    let sha = sha256_hex(b"plugin bytes");
+    let pin = Pinned { group: "g", url: &url, sha256: &sha };
+    let err = fetch(dir.path(), pin.clone(), 1 << 20).await.unwrap_err();
+    assert!(matches!(err, FetchError::Download { .. }), "{err}");
+    assert!(err.to_string().contains(&url) && err.to_string().contains("refused"), "{err}");
+
+    let artifacts = Artifacts::start().await;
+    let file = dir.path().join("plugin.bin");
+    std::fs::write(&file, b"plugin bytes").unwrap();
+    let (url, published) = artifacts.publish("g.so", &file);
+    assert_eq!(published, sha);
+    let pin = Pinned { group: "g", url: &url, sha256: &sha };
+    let err = fetch(dir.path(), pin.clone(), 4).await.unwrap_err();
+    assert!(matches!(err, FetchError::TooLarge { .. }) && err.to_string().contains("admin.max_upload"), "{err}");
+    let other = sha256_hex(b"another build");
+    let err = fetch(dir.path(), Pinned { sha256: &other, ..pin.clone() }, 1 << 20).await.unwrap_err();
+    assert_eq!(err.code(), "sha256_mismatch", "{err}");
+    let cached = |d: &Path| std::fs::read_dir(d.join("fetched")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(cached(dir.path()), 0, "nothing refused is kept, not even a partial download");
+
+    let path = fetch(dir.path(), pin.clone(), 1 << 20).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"plugin bytes");
+    assert_eq!(fetch(dir.path(), pin, 1 << 20).await.unwrap(), path);
+    assert_eq!(artifacts.hits("g.so"), 3, "the pinned file was downloaded once, then taken from the cache");
+}
