@@ -114,8 +114,9 @@ pub struct BerthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimersConfig {
-    /// Where ticks are claimed: the name of a `[services.*]` entry of kind `redis` or `redis-kv`,
-    /// or a `redis://` URL. Unset: every host runs every tick (one replica).
+    /// Where ticks are claimed: the name of a `[services.*]` entry of kind `redis`, `redis-kv` or
+    /// `postgres`, or a `redis://` / `postgres://` URL. Unset: every host runs every tick (one
+    /// replica).
     #[serde(default)]
     pub lock: Option<String>,
     /// Prefix of the claim keys, so that several deployments can share one Redis.
@@ -129,30 +130,52 @@ impl Default for TimersConfig {
     }
 }
 
+/// Where timer ticks are claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockTarget {
+    Redis(String),
+    Postgres(String),
+}
+
 impl TimersConfig {
-    /// The Redis URL of `lock`, looked up in `[services.*]` when it is a name.
-    pub fn lock_url(&self, services: &BTreeMap<String, ServiceSection>) -> Result<Option<String>, String> {
+    /// Where `lock` claims ticks: a URL as given, or the URL of the `[services.*]` it names.
+    pub fn lock_target(&self, services: &BTreeMap<String, ServiceSection>) -> Result<Option<LockTarget>, String> {
         let Some(lock) = self.lock.as_deref().map(str::trim).filter(|l| !l.is_empty()) else { return Ok(None) };
-        if lock.contains("://") {
-            return if lock.starts_with("redis://") || lock.starts_with("rediss://") {
-                Ok(Some(lock.to_owned()))
+        let by_url = |url: &str| {
+            if url.starts_with("redis://") || url.starts_with("rediss://") {
+                Some(LockTarget::Redis(url.to_owned()))
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Some(LockTarget::Postgres(url.to_owned()))
             } else {
-                Err(format!("`timers.lock = \"{lock}\"`: expected a redis:// URL or the name of a [services.*] entry"))
-            };
+                None
+            }
+        };
+        if lock.contains("://") {
+            return by_url(lock).map(Some).ok_or_else(|| {
+                format!(
+                    "`timers.lock = \"{lock}\"`: expected a redis:// or postgres:// URL, or the name of a [services.*] entry"
+                )
+            });
         }
         let section = services.get(lock).ok_or_else(|| {
-            format!("`timers.lock = \"{lock}\"` names no `[services.{lock}]`; add one of kind \"redis\", or give a redis:// URL")
+            format!(
+                "`timers.lock = \"{lock}\"` names no `[services.{lock}]`; add one of kind \"redis\" or \"postgres\", or give a URL"
+            )
         })?;
-        if section.kind != "redis" && section.kind != "redis-kv" {
+        if !matches!(section.kind.as_str(), "redis" | "redis-kv" | "postgres") {
             return Err(format!(
-                "`timers.lock = \"{lock}\"`: `[services.{lock}]` is kind = \"{}\"; ticks are claimed in Redis (kind \"redis\" or \"redis-kv\")",
+                "`timers.lock = \"{lock}\"`: `[services.{lock}]` is kind = \"{}\"; ticks are claimed in Redis or PostgreSQL \
+                 (kind \"redis\", \"redis-kv\" or \"postgres\")",
                 section.kind
             ));
         }
-        match section.settings.get("url").and_then(|u| u.as_str()) {
-            Some(url) if !url.trim().is_empty() => Ok(Some(url.to_owned())),
-            _ => Err(format!("`timers.lock = \"{lock}\"`: `[services.{lock}]` has no `url`")),
-        }
+        let url = section.settings.get("url").and_then(|u| u.as_str()).filter(|u| !u.trim().is_empty());
+        let url = url.ok_or_else(|| format!("`timers.lock = \"{lock}\"`: `[services.{lock}]` has no `url`"))?;
+        Ok(Some(if section.kind == "postgres" {
+            LockTarget::Postgres(url.to_owned())
+        } else {
+            LockTarget::Redis(url.to_owned())
+        }))
     }
 }
 
@@ -657,18 +680,25 @@ impl BerthConfig {
                 }
             }
         }
-        let lock = self.timers.lock_url(&self.services).map_err(semantic)?;
-        #[cfg(feature = "redis")]
-        if let Some(url) = &lock {
-            berth_triggers::timer::RedisClaims::new(url).map_err(semantic)?;
+        match self.timers.lock_target(&self.services).map_err(semantic)? {
+            None => {}
+            #[cfg(feature = "redis")]
+            Some(LockTarget::Redis(url)) => {
+                berth_triggers::timer::RedisClaims::new(&url).map_err(semantic)?;
+            }
+            #[cfg(feature = "postgres")]
+            Some(LockTarget::Postgres(url)) => {
+                berth_triggers::timer::PostgresClaims::check_url(&url).map_err(semantic)?;
+            }
+            #[allow(unreachable_patterns)]
+            Some(target) => {
+                let feature = if matches!(target, LockTarget::Redis(_)) { "redis" } else { "postgres" };
+                return Err(semantic(format!(
+                    "`timers.lock` claims ticks in {feature}, which this berth was built without; rebuild it with \
+                     `--features {feature}`"
+                )));
+            }
         }
-        if lock.is_some() && !cfg!(feature = "redis") {
-            return Err(semantic(
-                "`timers.lock` claims ticks in Redis, which this berth was built without; rebuild it with `--features redis`"
-                    .into(),
-            ));
-        }
-        berth_triggers::queue::check_queues(&self.queues).map_err(semantic)?;
         self.validate_queues().map_err(semantic)
     }
 
@@ -953,13 +983,27 @@ mod tests {
         let c =
             parse("[services.cache]\nkind = \"redis\"\nurl = \"redis://r:6379\"\n[timers]\nlock = \"cache\"\n", &[])
                 .unwrap();
-        assert_eq!(c.timers.lock_url(&c.services).unwrap().as_deref(), Some("redis://r:6379"));
+        assert_eq!(c.timers.lock_target(&c.services).unwrap(), Some(LockTarget::Redis("redis://r:6379".into())));
         let err = parse("[timers]\nlock = \"cache\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("names no `[services.cache]`"), "{err}");
         let err = parse("[services.db]\nkind = \"sqlite\"\n[timers]\nlock = \"db\"\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("claimed in Redis"), "{err}");
+        assert!(err.contains("claimed in Redis or PostgreSQL"), "{err}");
         let c = parse("", &[("BERTH_TIMERS__LOCK", "redis://127.0.0.1:6379")]).unwrap();
-        assert_eq!(c.timers.lock_url(&c.services).unwrap().as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(
+            c.timers.lock_target(&c.services).unwrap(),
+            Some(LockTarget::Redis("redis://127.0.0.1:6379".into()))
+        );
+        let c = parse(
+            "[services.db]\nkind = \"postgres\"\nurl = \"postgres://127.0.0.1/test\"\n[timers]\nlock = \"db\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.timers.lock_target(&c.services).unwrap(),
+            Some(LockTarget::Postgres("postgres://127.0.0.1/test".into()))
+        );
+        let err = parse("[timers]\nlock = \"mysql://x/y\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("expected a redis:// or postgres:// URL"), "{err}");
     }
     #[test]
     fn queues_parse_with_defaults_env_overrides_and_trigger_bindings() {

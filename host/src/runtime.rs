@@ -51,17 +51,28 @@ pub struct Runtime {
 /// The timer trigger, claiming ticks in `[timers] lock` when one is set (checked when the
 /// config was parsed).
 fn timer_trigger(config: &BerthConfig, metrics: &Metrics) -> TimerTrigger {
+    use crate::config::LockTarget;
     let timers = TimerTrigger::new(Arc::new(berth_core::clock::SystemClock), metrics);
-    #[cfg(feature = "redis")]
-    if let Ok(Some(url)) = config.timers.lock_url(&config.services) {
-        match berth_triggers::timer::RedisClaims::new(&url) {
-            Ok(claims) => return timers.with_claims(Arc::new(claims), &config.timers.lock_prefix),
-            Err(e) => tracing::error!(error = %e, "timer ticks are not claimed: every replica runs every tick"),
+    let claims: Result<Arc<dyn berth_triggers::timer::TickClaims>, String> =
+        match config.timers.lock_target(&config.services) {
+            Ok(None) => return timers,
+            #[cfg(feature = "redis")]
+            Ok(Some(LockTarget::Redis(url))) => berth_triggers::timer::RedisClaims::new(&url)
+                .map(|c| Arc::new(c) as Arc<dyn berth_triggers::timer::TickClaims>),
+            #[cfg(feature = "postgres")]
+            Ok(Some(LockTarget::Postgres(url))) => berth_triggers::timer::PostgresClaims::new(&url)
+                .map(|c| Arc::new(c) as Arc<dyn berth_triggers::timer::TickClaims>),
+            #[allow(unreachable_patterns)]
+            Ok(Some(_)) => Err("this berth was built without the backend `timers.lock` names".into()),
+            Err(e) => Err(e),
+        };
+    match claims {
+        Ok(claims) => timers.with_claims(claims, &config.timers.lock_prefix),
+        Err(e) => {
+            tracing::error!(error = %e, "timer ticks are not claimed: every replica runs every tick");
+            timers
         }
     }
-    #[cfg(not(feature = "redis"))]
-    let _ = config;
-    timers
 }
 
 impl Runtime {

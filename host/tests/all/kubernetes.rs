@@ -304,11 +304,34 @@ fn missing(ran: &BTreeSet<i64>, from: i64, to: i64) -> Vec<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timers_fire_once_per_tick_across_three_replicas_and_a_dead_replica_hands_its_ticks_over() {
-    let plugin = fixture("timer-worker").await;
+async fn timers_fire_once_per_tick_across_three_replicas_sharing_redis_and_a_dead_replica_hands_its_ticks_over() {
     let prefix = format!("berth-test-timers-{}-{}", std::process::id(), now_ms());
+    three_replicas_share_the_ticks("redis://127.0.0.1:6379", &prefix).await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty(), "the ticks were claimed under the prefix");
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fire_once_per_tick_across_three_replicas_sharing_postgresql_and_a_dead_replica_hands_its_ticks_over() {
+    use crate::sql::{admin, pg_url, unique_name, with_param, Backend};
+    let url = pg_url();
+    let schema = unique_name();
+    admin(Backend::Postgres, &url, &format!("CREATE SCHEMA {schema}")).expect("PostgreSQL is usable (DATABASE_URL)");
+    let lock = with_param(&url, &format!("options[search_path]={schema}"));
+    let prefix = format!("berth-test-timers-{}", now_ms());
+    three_replicas_share_the_ticks(&lock, &prefix).await;
+    admin(Backend::Postgres, &url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
+}
+
+/// Three `berth up` replicas of the timer-worker fixture claiming ticks in `lock`: each tick runs
+/// once, and after one replica is killed the others run every following tick.
+async fn three_replicas_share_the_ticks(lock: &str, prefix: &str) {
+    let plugin = fixture("timer-worker").await;
     let extra = format!(
-        "[timers]\nlock = \"redis://127.0.0.1:6379\"\nlock_prefix = \"{prefix}\"\n[[groups]]\nfile = \"{}\"\n",
+        "[timers]\nlock = \"{lock}\"\nlock_prefix = \"{prefix}\"\n[[groups]]\nfile = \"{}\"\n",
         plugin.display()
     );
     let mut replicas = Vec::new();
@@ -359,14 +382,6 @@ async fn timers_fire_once_per_tick_across_three_replicas_and_a_dead_replica_hand
         "{metrics}"
     );
     drop(replicas);
-
-    // Clean up the claims.
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,4 +450,20 @@ async fn fetching_says_what_failed_and_never_keeps_a_partial_or_unpinned_file() 
     assert_eq!(std::fs::read(&path).unwrap(), b"plugin bytes");
     assert_eq!(fetch(dir.path(), pin, 1 << 20).await.unwrap(), path);
     assert_eq!(artifacts.hits("g.so"), 3, "the pinned file was downloaded once, then taken from the cache");
+}
+
+#[tokio::test]
+async fn with_its_claim_store_down_a_replica_runs_no_tick_and_says_why() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let extra =
+        format!("[timers]\nlock = \"redis://{closed}\"\n{}", crate::support::group("host/fixtures/timer-worker"));
+    let h = crate::support::TestHost::start(&extra).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let t = h.get("/ticks").await.json();
+    assert_eq!(t["ticks"], 0, "a tick that cannot be claimed is not run (it may run elsewhere): {t}");
+    let metrics = h.get("/metrics").await.text();
+    let unclaimed =
+        metric(&metrics, r#"berth_timer_runs_total{function="tick",group="timer-worker",outcome="unclaimed"}"#);
+    assert!(unclaimed.unwrap_or(0.0) >= 1.0, "{metrics}");
+    h.stop().await;
 }

@@ -24,13 +24,13 @@ const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
     Mysql,
 }
 
-fn pg_url() -> String {
+pub(crate) fn pg_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.into())
 }
 
@@ -39,7 +39,7 @@ fn mysql_url() -> String {
 }
 
 /// A name no other test run uses.
-fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("berth_test_{:x}_{:x}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
@@ -58,12 +58,12 @@ fn with_database(url: &str, db: &str) -> String {
     out
 }
 
-fn with_param(url: &str, param: &str) -> String {
+pub(crate) fn with_param(url: &str, param: &str) -> String {
     format!("{url}{}{param}", if url.contains('?') { '&' } else { '?' })
 }
 
 /// Runs `sql` on the server at `url` from a thread of its own (usable from `Drop`).
-fn admin(backend: Backend, url: &str, sql: &str) -> Result<(), String> {
+pub(crate) fn admin(backend: Backend, url: &str, sql: &str) -> Result<(), String> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -119,7 +119,13 @@ impl RedisClaims {
     async fn try_claim(&self, key: String, ttl: Duration) -> Result<bool, String> {
         let conn = self
             .conn
-            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .get_or_try_init(|| {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Self::TIMEOUT))
+                    .set_response_timeout(Some(Self::TIMEOUT))
+                    .set_number_of_retries(1);
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+            })
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", self.url))?;
         let mut conn = conn.clone();
@@ -136,8 +142,97 @@ impl RedisClaims {
     }
 }
 
+/// Claims in PostgreSQL: a row per tick in `berth_timer_claims` (created when missing), taken
+/// by `INSERT … ON CONFLICT DO UPDATE … WHERE` the old claim expired; expired rows are deleted
+/// now and then.
+#[cfg(feature = "postgres")]
+pub struct PostgresClaims {
+    pool: sqlx::PgPool,
+    url: String,
+    ready: tokio::sync::OnceCell<()>,
+    owner: String,
+    claims: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "postgres")]
+impl PostgresClaims {
+    /// How long one claim may take before the tick is given up (not run here).
+    pub const TIMEOUT: Duration = Duration::from_secs(2);
+    /// Expired claims are deleted once every this many claims.
+    const CLEAN_EVERY: u64 = 1000;
+
+    /// Checks `url` without connecting (and without a runtime: config validation calls it).
+    pub fn check_url(url: &str) -> Result<sqlx::postgres::PgConnectOptions, String> {
+        url.parse().map_err(|e| format!("`timers.lock`: bad PostgreSQL URL: {e}"))
+    }
+
+    /// Claims in the database at `url`; connects on the first claim. Call it on a runtime.
+    pub fn new(url: &str) -> Result<Self, String> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Self::TIMEOUT)
+            .connect_lazy_with(Self::check_url(url)?);
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
+        Ok(PostgresClaims {
+            pool,
+            url: redacted(url),
+            ready: tokio::sync::OnceCell::new(),
+            owner: format!("{host}/{}", std::process::id()),
+            claims: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    async fn try_claim(&self, key: String, ttl: Duration) -> Result<bool, String> {
+        let failed = |e: sqlx::Error| format!("claiming `{key}` in {}: {e}", self.url);
+        self.ready
+            .get_or_try_init(|| async {
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS berth_timer_claims \
+                     (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)",
+                )
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+            })
+            .await
+            .map_err(failed)?;
+        let done = sqlx::query(
+            "INSERT INTO berth_timer_claims (key, owner, expires_at) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+             WHERE berth_timer_claims.expires_at < now()",
+        )
+        .bind(&key)
+        .bind(&self.owner)
+        .bind(ttl.as_millis() as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(failed)?;
+        if self.claims.fetch_add(1, Ordering::Relaxed) % Self::CLEAN_EVERY == Self::CLEAN_EVERY - 1 {
+            let _ = sqlx::query("DELETE FROM berth_timer_claims WHERE expires_at < now()").execute(&self.pool).await;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl TickClaims for PostgresClaims {
+    fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_> {
+        Box::pin(async move {
+            match tokio::time::timeout(Self::TIMEOUT, self.try_claim(key, ttl)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("{} did not answer within {:?}", self.url, Self::TIMEOUT)),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+}
+
 /// `url` without its password, for logs.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
@@ -264,11 +359,17 @@ impl TimerRunner {
                     "timer run skipped: the previous run is still going (set overlap = true to allow)");
                 continue;
             }
-            running.store(true, Ordering::Release);
             let (me2, running2, dispatcher) = (me.clone(), running.clone(), ctx.dispatcher.clone());
             in_flight.push(tokio::spawn(async move {
+                // A tick this host is not running yet may be claimed (and run) by another one; a
+                // claim in flight is not a run in flight.
                 if !me2.claimed(due).await {
-                    running2.store(false, Ordering::Release);
+                    return;
+                }
+                if running2.swap(true, Ordering::AcqRel) && !me2.allow_overlap {
+                    me2.count("skipped");
+                    tracing::warn!(group = %me2.binding.group, function = %me2.binding.function, scheduled = %due.to_rfc3339(),
+                        "timer run skipped: the previous run is still going (set overlap = true to allow)");
                     return;
                 }
                 let scheduled = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
