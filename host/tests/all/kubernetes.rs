@@ -13,16 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::support::{metric, request, workspace, BerthProcess};
-
-/// Builds a fixture crate (dev profile) and returns its plugin file.
-async fn fixture(name: &str) -> PathBuf {
-    let dir = workspace().join("host/fixtures").join(name);
-    tokio::task::spawn_blocking(move || berth_host::builder::build_group_crate(&dir, "dev"))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
+use crate::support::{fixture, metric, request, BerthProcess};
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -34,6 +34,15 @@ pub fn init_logs() {
     }
 }
 
+/// Builds a fixture crate of `host/fixtures` (dev profile) and returns its plugin file.
+pub async fn fixture(name: &str) -> PathBuf {
+    let dir = workspace().join("host/fixtures").join(name);
+    tokio::task::spawn_blocking(move || berth_host::builder::build_group_crate(&dir, "dev"))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
 /// `[[groups]]` entry for a crate under the workspace.
 pub fn group(path: &str) -> String {
     format!("[[groups]]\npath = \"{}\"\n", workspace().join(path).display())

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,18 +15,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::support::{base_config, group, metric, request, workspace, Res};
+use crate::support::{base_config, fixture, group, metric, request, workspace, Res};
 
 const TOKEN: &str = "swap-test-token";
-
-/// Builds a fixture crate (dev profile) and returns its plugin file.
-async fn fixture(name: &str) -> PathBuf {
-    let dir = workspace().join("host/fixtures").join(name);
-    tokio::task::spawn_blocking(move || berth_host::builder::build_group_crate(&dir, "dev"))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
 
 /// A host serving group `swap` (v1 from `file`), with the admin API on port 0.
 struct SwapHost {
