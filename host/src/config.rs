@@ -327,7 +327,7 @@ impl BuildProfile {
 
 /// One function group: a crate to build (`path`), a built plugin (`file`), or a built plugin
 /// to fetch (`url`, pinned by `sha256`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     /// The group's name, as its manifest says it; required with `url` (the plugin is checked
@@ -462,7 +462,7 @@ pub fn read_group_list(path: &Path) -> Result<Vec<GroupConfig>, ConfigError> {
     Ok(groups)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionOverride {
     #[serde(default, with = "humantime_serde")]

@@ -55,8 +55,7 @@ impl GroupError {
             GroupError::Routes { group, .. }
             | GroupError::Exports { group, .. }
             | GroupError::Migrations { group, .. }
-            | GroupError::UnknownFunctionOverride { group, .. }
-            | GroupError::Duplicate { group, .. } => Some(group),
+            | GroupError::UnknownFunctionOverride { group, .. } => Some(group),
             GroupError::WrongName { expected, .. } => Some(expected),
             GroupError::Fetch(
                 crate::fetch::FetchError::Download { group, .. }

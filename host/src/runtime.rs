@@ -145,42 +145,47 @@ impl Runtime {
     /// and the log); the others serve.
     pub async fn load_groups(&self, only: Option<&str>) -> Loaded {
         let config = self.config.clone();
-        let mut errors = Vec::new();
         let mut opened = Vec::new();
+        // Each refusal with the group it is about, when known (what `/readyz` clears once that
+        // group serves: a listed group that failed at start may load later).
+        let mut refusals: Vec<(Option<String>, GroupError)> = Vec::new();
+        let named = |gc: &GroupConfig, e: &GroupError| gc.name.clone().or_else(|| e.group().map(str::to_owned));
         for gc in &config.groups {
             match install::open_plugin(&config, gc).await {
                 Ok(plugin) => opened.push((gc, plugin)),
-                Err(e) => errors.push(e),
+                Err(e) => refusals.push((named(gc, &e), e)),
             }
         }
         if let Some(name) = only {
             if !opened.iter().any(|(_, p)| p.manifest.name == name) {
                 let available: Vec<String> = opened.iter().map(|(_, p)| p.manifest.name.clone()).collect();
                 let available = if available.is_empty() { "none".to_owned() } else { available.join(", ") };
-                errors.push(GroupError::NotConfigured { group: name.to_owned(), available });
+                refusals.push((None, GroupError::NotConfigured { group: name.to_owned(), available }));
             }
             opened = install::with_dependencies(opened, name);
         }
         let (ordered, refused) = install::dependency_order(opened);
-        errors.extend(refused);
+        refusals.extend(refused.into_iter().map(|e| (e.group().map(str::to_owned), e)));
         let mut groups = Vec::new();
         for (gc, plugin) in ordered {
             let name = plugin.manifest.name.clone();
             if self.serving.contains(&name) {
-                errors.push(GroupError::Duplicate { group: name, source_label: gc.label() });
+                refusals.push((None, GroupError::Duplicate { group: name, source_label: gc.label() }));
                 continue;
             }
             match self.install(gc, plugin).await {
                 Ok((group, _)) => groups.push((gc.clone(), group)),
-                Err(e) => errors.push(e),
+                Err(e) => refusals.push((Some(name), e)),
             }
         }
-        for e in &errors {
+        let mut errors = Vec::with_capacity(refusals.len());
+        for (group, e) in refusals {
             tracing::error!(error = %e, "group refused");
-            match e.group() {
-                Some(group) => self.serving.add_group_problem(group, e.to_string()),
+            match group {
+                Some(group) => self.serving.add_group_problem(&group, e.to_string()),
                 None => self.serving.add_problem(e.to_string()),
             }
+            errors.push(e);
         }
         Loaded { groups, errors }
     }

@@ -108,7 +108,7 @@ impl Default for HttpClientConfig {
 }
 
 /// Where a group's secret comes from: `stripe_key = { env = "STRIPE_KEY" }` or `{ file = "..." }`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretSource {
     Env(String),

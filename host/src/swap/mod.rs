@@ -212,8 +212,7 @@ impl Deployments {
         let Some(name) = entry.name.as_deref() else { return false };
         let slots = self.slots.lock().expect("slots lock");
         slots.get(name).is_some_and(|s| {
-            s.current.as_ref().map(|c| c.sha256.as_str()) == entry.sha256.as_deref()
-                && format!("{:?}", s.config) == format!("{entry:?}")
+            s.current.as_ref().map(|c| c.sha256.as_str()) == entry.sha256.as_deref() && s.config == *entry
         })
     }
 

@@ -257,18 +257,15 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
             (file, slot.config)
         }
         (SwapSource::Listed(entry), slot) => {
-            if let Some(slot) = &slot {
-                let same_file = slot.current.as_ref().map(|c| c.sha256.as_str()) == entry.sha256.as_deref();
-                if same_file && format!("{:?}", slot.config) == format!("{entry:?}") {
-                    return Ok(SwapReport {
-                        group: name,
-                        outcome: "unchanged",
-                        current: slot.current.clone(),
-                        previous: slot.previous.clone(),
-                        retiring: None,
-                        swap_ms: ms(started),
-                    });
-                }
+            if let Some(slot) = slot.as_ref().filter(|_| d.serves(entry)) {
+                return Ok(SwapReport {
+                    group: name,
+                    outcome: "unchanged",
+                    current: slot.current.clone(),
+                    previous: slot.previous.clone(),
+                    retiring: None,
+                    swap_ms: ms(started),
+                });
             }
             (crate::install::fetch_listed(&d.config, entry).await?, (**entry).clone())
         }
