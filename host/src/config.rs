@@ -388,7 +388,7 @@ impl GroupConfig {
             _ => {}
         }
         if let Some(name) = &self.name {
-            if !crate::swap::plan::valid_group_name(name) {
+            if !valid_group_name(name) {
                 return Err(format!("{at}: `name = \"{name}\"` is not a group name (ASCII letters, digits, `-`, `_`)"));
             }
         }
@@ -415,6 +415,11 @@ impl GroupConfig {
         self.sha256 = Some(sha);
         Ok(())
     }
+}
+
+/// A group name as manifests allow it (it becomes a file name and a metric label).
+pub fn valid_group_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A `groups_file`: `[[groups]]` entries, each a `url` group.

@@ -51,6 +51,7 @@ pub struct Runtime {
 /// The timer trigger, claiming ticks in `[timers] lock` when one is set (checked when the
 /// config was parsed).
 fn timer_trigger(config: &BerthConfig, metrics: &Metrics) -> TimerTrigger {
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     use crate::config::LockTarget;
     let timers = TimerTrigger::new(Arc::new(berth_core::clock::SystemClock), metrics);
     let claims: Result<Arc<dyn berth_triggers::timer::TickClaims>, String> =

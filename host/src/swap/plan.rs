@@ -176,10 +176,7 @@ impl SwapError {
     }
 }
 
-/// A group name as manifests allow it (it becomes a file name and a metric label).
-pub fn valid_group_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+pub use crate::config::valid_group_name;
 
 /// Runs `plan`: one swap at a time per host. On success the new version serves every request
 /// that starts after this returns; the old one drains and unloads in the background.
