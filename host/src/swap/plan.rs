@@ -240,14 +240,7 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
             if *only_if_changed {
                 if let Some(current) = &slot.current {
                     if file_sha256(d, &file).await.ok().as_deref() == Some(current.sha256.as_str()) {
-                        return Ok(SwapReport {
-                            group: name,
-                            outcome: "unchanged",
-                            current: slot.current.clone(),
-                            previous: slot.previous.clone(),
-                            retiring: None,
-                            swap_ms: ms(started),
-                        });
+                        return Ok(unchanged(name, &slot, started));
                     }
                 }
             }
@@ -255,14 +248,7 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
         }
         (SwapSource::Listed(entry), slot) => {
             if let Some(slot) = slot.as_ref().filter(|_| d.serves(entry)) {
-                return Ok(SwapReport {
-                    group: name,
-                    outcome: "unchanged",
-                    current: slot.current.clone(),
-                    previous: slot.previous.clone(),
-                    retiring: None,
-                    swap_ms: ms(started),
-                });
+                return Ok(unchanged(name, slot, started));
             }
             (crate::install::fetch_listed(&d.config, entry).await?, (**entry).clone())
         }
@@ -356,6 +342,18 @@ async fn unload_serialized(d: &Arc<Deployments>, name: &str, started: Instant) -
 fn reconcile_triggers(state: &Arc<Runtime>) {
     let triggers = state.triggers.clone();
     tokio::spawn(async move { triggers.reconcile().await });
+}
+
+/// What a swap that found the serving version already in place reports.
+fn unchanged(group: String, slot: &Slot, started: Instant) -> SwapReport {
+    SwapReport {
+        group,
+        outcome: "unchanged",
+        current: slot.current.clone(),
+        previous: slot.previous.clone(),
+        retiring: None,
+        swap_ms: ms(started),
+    }
 }
 
 fn ms(started: Instant) -> f64 {

@@ -183,6 +183,16 @@ async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, mut
     false
 }
 
+/// `berth up` serving the group list of `volume` (the swap fixtures need a `state` bucket).
+async fn serve_the_list(volume: &ConfigMapVolume) -> BerthProcess {
+    let list = volume.dir.join("groups.toml").display().to_string();
+    tokio::task::spawn_blocking(move || {
+        BerthProcess::start_with_env("", "[services.state]\nkind = \"blob\"\n", &[("BERTH_GROUPS_FILE", &list)])
+    })
+    .await
+    .unwrap()
+}
+
 async fn version(addr: SocketAddr) -> String {
     request(addr, "GET", "/swap/version", &[], b"").await.text()
 }
@@ -199,12 +209,7 @@ async fn a_configmap_update_swaps_the_group_under_load_and_a_wrong_sha256_leaves
         &work.path().join("groups"),
         &[("groups.toml", &group_list(&[("swap", &url1, &sha1)]))],
     );
-    let list = volume.dir.join("groups.toml").display().to_string();
-    let host = tokio::task::spawn_blocking(move || {
-        BerthProcess::start_with_env("", "[services.state]\nkind = \"blob\"\n", &[("BERTH_GROUPS_FILE", &list)])
-    })
-    .await
-    .unwrap();
+    let host = serve_the_list(&volume).await;
     let addr = host.addr;
     assert_eq!(version(addr).await, "v1", "the group list's version serves at start");
     assert_eq!(artifacts.hits("swap-1.so"), 1, "fetched once at start");
@@ -384,12 +389,7 @@ async fn a_listed_group_whose_server_fails_at_start_is_refused_clearly_and_serve
     let work = tempfile::tempdir().unwrap();
     let volume =
         ConfigMapVolume::create(&work.path().join("groups"), &[("groups.toml", &group_list(&[("swap", &url, &sha1)]))]);
-    let list = volume.dir.join("groups.toml").display().to_string();
-    let host = tokio::task::spawn_blocking(move || {
-        BerthProcess::start_with_env("", "[services.state]\nkind = \"blob\"\n", &[("BERTH_GROUPS_FILE", &list)])
-    })
-    .await
-    .unwrap();
+    let host = serve_the_list(&volume).await;
     let addr = host.addr;
     let ready = request(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 503, "{}", ready.text());

@@ -218,17 +218,26 @@ impl PostgresClaims {
 #[cfg(feature = "postgres")]
 impl TickClaims for PostgresClaims {
     fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_> {
-        Box::pin(async move {
-            match tokio::time::timeout(Self::TIMEOUT, self.try_claim(key, ttl)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("{} did not answer within {:?}", self.url, Self::TIMEOUT)),
-            }
-        })
+        within(Self::TIMEOUT, &self.url, self.try_claim(key, ttl))
     }
 
     fn describe(&self) -> String {
         self.url.clone()
     }
+}
+
+/// A claim that gives up after `timeout` (the tick is then not run here).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn within<'a>(
+    timeout: Duration,
+    store: &'a str,
+    claim: impl Future<Output = Result<bool, String>> + Send + 'a,
+) -> ClaimFuture<'a> {
+    Box::pin(async move {
+        tokio::time::timeout(timeout, claim)
+            .await
+            .unwrap_or_else(|_| Err(format!("{store} did not answer within {timeout:?}")))
+    })
 }
 
 /// `url` without its password, for logs.
@@ -243,12 +252,7 @@ fn redacted(url: &str) -> String {
 #[cfg(feature = "redis")]
 impl TickClaims for RedisClaims {
     fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_> {
-        Box::pin(async move {
-            match tokio::time::timeout(Self::TIMEOUT, self.try_claim(key, ttl)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("{} did not answer within {:?}", self.url, Self::TIMEOUT)),
-            }
-        })
+        within(Self::TIMEOUT, &self.url, self.try_claim(key, ttl))
     }
 
     fn describe(&self) -> String {
