@@ -535,3 +535,50 @@ fn from_secret(name: &str, doc: &toml::Table) -> String {
         other => panic!("{name}: no stand-in for a secret of kind {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_added_to_the_list_starts_serving_and_one_taken_off_it_is_unloaded() {
+    let v1 = fixture("swap-v1").await;
+    let hello_dir = crate::support::workspace().join("examples/hello");
+    let hello = tokio::task::spawn_blocking(move || berth_host::builder::build_group_crate(&hello_dir, "dev"))
+        .await
+        .unwrap()
+        .expect("examples/hello builds");
+    let artifacts = Artifacts::start().await;
+    let (url1, sha1) = artifacts.publish("swap-1.so", &v1);
+    let (hello_url, hello_sha) = artifacts.publish("hello.so", &hello);
+    let work = tempfile::tempdir().unwrap();
+    let swap_only = group_list(&[("swap", &url1, &sha1)]);
+    let mut volume = ConfigMapVolume::create(&work.path().join("groups"), &[("groups.toml", &swap_only)]);
+    let host = serve_the_list(&volume).await;
+    let addr = host.addr;
+    assert_eq!(request(addr, "GET", "/hello/world", &[], b"").await.status, 404);
+
+    volume.update(&[("groups.toml", &group_list(&[("swap", &url1, &sha1), ("hello", &hello_url, &hello_sha)]))]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            request(addr, "GET", "/hello/world", &[], b"").await.status == 200
+        })
+        .await,
+        "a group added to the list serves"
+    );
+    let detail = request(addr, "GET", "/readyz", &[], b"").await.json();
+    let groups: BTreeSet<String> =
+        detail["serving"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(groups, BTreeSet::from(["hello".to_owned(), "swap".to_owned()]), "{detail}");
+
+    volume.update(&[("groups.toml", &swap_only)]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            request(addr, "GET", "/hello/world", &[], b"").await.status == 404
+        })
+        .await,
+        "a group taken off the list is unloaded"
+    );
+    assert_eq!(version(addr).await, "v1", "the group that stayed keeps serving");
+    let ready = request(addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let metrics = request(addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(!metrics.contains(r#"berth_group_info{group="hello""#), "{metrics}");
+    drop(host);
+}
