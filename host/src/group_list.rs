@@ -32,7 +32,8 @@ use crate::watch::WatchError;
 /// First wait before a refused entry is tried again; it doubles up to [`RETRY_MAX`].
 pub const RETRY_FIRST: Duration = Duration::from_secs(5);
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
-/// The label refusals of the list itself are reported under.
+/// The label refusals of the list itself are reported under (in `/readyz`'s `deploys`, whose
+/// `wanted_sha256` is then the sha256 of the list's content, and in `berth_swap_total`).
 const LIST_LABEL: &str = "(group list)";
 
 /// Watches the group list until dropped.
