@@ -582,3 +582,37 @@ async fn a_group_added_to_the_list_starts_serving_and_one_taken_off_it_is_unload
     assert!(!metrics.contains(r#"berth_group_info{group="hello""#), "{metrics}");
     drop(host);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_group_list_changes_nothing_and_says_why() {
+    let v1 = fixture("swap-v1").await;
+    let artifacts = Artifacts::start().await;
+    let (url1, sha1) = artifacts.publish("swap-1.so", &v1);
+    let work = tempfile::tempdir().unwrap();
+    let good = group_list(&[("swap", &url1, &sha1)]);
+    let mut volume = ConfigMapVolume::create(&work.path().join("groups"), &[("groups.toml", &good)]);
+    let host = serve_the_list(&volume).await;
+    let addr = host.addr;
+
+    volume.update(&[("groups.toml", "[[groups]]\nname = \"swap\"\nurl = \"http://x/s.so\"\nsha256 = \"nope\"\n")]);
+    let refused = eventually(Duration::from_secs(30), || async {
+        request(addr, "GET", "/readyz", &[], b"").await.json()["deploys"][0]["group"] == "(group list)"
+    })
+    .await;
+    assert!(refused, "the refused list shows in /readyz");
+    let detail = request(addr, "GET", "/readyz", &[], b"").await.json();
+    let error = detail["deploys"][0]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("groups[0]") && error.contains("sha256"), "{error}");
+    assert_eq!(version(addr).await, "v1", "every group keeps its version");
+
+    volume.update(&[("groups.toml", &good)]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            request(addr, "GET", "/readyz", &[], b"").await.json()["deploys"] == serde_json::json!([])
+        })
+        .await,
+        "a good list clears the refusal"
+    );
+    assert_eq!(artifacts.hits("swap-1.so"), 1, "nothing was fetched again");
+    drop(host);
+}
