@@ -367,7 +367,7 @@ impl GroupConfig {
     pub fn label(&self) -> String {
         match (&self.path, &self.file, &self.url) {
             (Some(p), _, _) | (None, Some(p), _) => p.display().to_string(),
-            (None, None, Some(url)) => url.clone(),
+            (None, None, Some(url)) => crate::fetch::shown_url(url),
             _ => self.name.clone().unwrap_or_default(),
         }
     }

@@ -55,6 +55,20 @@ pub struct Pinned<'a> {
     pub sha256: &'a str,
 }
 
+/// `url` as logs and messages show it: without a password and without the query, where
+/// presigned artifact URLs carry their signature (`https://h/p.so?…`).
+pub fn shown_url(url: &str) -> String {
+    let (base, query) = match url.split_once(['?', '#']) {
+        Some((base, _)) => (base, "?…"),
+        None => (url, ""),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &base[..scheme], &base[at + 1..]),
+        _ => base.to_owned(),
+    };
+    format!("{base}{query}")
+}
+
 /// Where a group's fetched versions are kept.
 pub fn cache_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("fetched")
@@ -66,7 +80,7 @@ pub async fn fetch(data_dir: &Path, pin: Pinned<'_>, limit: u64) -> Result<PathB
     let dir = cache_dir(data_dir);
     let path = dir.join(format!("{}-{}.{}", pin.group, pin.sha256, std::env::consts::DLL_EXTENSION));
     let store =
-        |source| FetchError::Store { group: pin.group.to_owned(), url: pin.url.to_owned(), path: path.clone(), source };
+        |source| FetchError::Store { group: pin.group.to_owned(), url: shown_url(pin.url), path: path.clone(), source };
     let cached = path.clone();
     let cached_sha = tokio::task::spawn_blocking(move || sha256_of(&cached)).await.ok().and_then(Result::ok);
     if cached_sha.as_deref() == Some(pin.sha256) {
@@ -88,7 +102,7 @@ pub async fn fetch(data_dir: &Path, pin: Pinned<'_>, limit: u64) -> Result<PathB
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(FetchError::Mismatch {
             group: pin.group.to_owned(),
-            url: pin.url.to_owned(),
+            url: shown_url(pin.url),
             expected: pin.sha256.to_owned(),
             actual,
         });
@@ -96,7 +110,7 @@ pub async fn fetch(data_dir: &Path, pin: Pinned<'_>, limit: u64) -> Result<PathB
     tokio::fs::rename(&tmp, &path).await.map_err(store)?;
     tracing::info!(
         group = pin.group,
-        url = pin.url,
+        url = %shown_url(pin.url),
         sha256 = &pin.sha256[..16],
         ms = started.elapsed().as_millis() as u64,
         "plugin fetched and verified"
@@ -118,10 +132,10 @@ async fn download(pin: &Pinned<'_>, tmp: &Path, limit: u64) -> Result<String, Fe
     use sha2::Digest;
     use tokio::io::AsyncWriteExt;
     let failed =
-        |message: String| FetchError::Download { group: pin.group.to_owned(), url: pin.url.to_owned(), message };
+        |message: String| FetchError::Download { group: pin.group.to_owned(), url: shown_url(pin.url), message };
     let store = |source| FetchError::Store {
         group: pin.group.to_owned(),
-        url: pin.url.to_owned(),
+        url: shown_url(pin.url),
         path: tmp.to_owned(),
         source,
     };
@@ -132,21 +146,21 @@ async fn download(pin: &Pinned<'_>, tmp: &Path, limit: u64) -> Result<String, Fe
         .timeout(DOWNLOAD_TIMEOUT)
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let mut response = client.get(pin.url).send().await.map_err(|e| failed(describe(&e)))?;
+    let mut response = client.get(pin.url).send().await.map_err(|e| failed(describe(e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(failed(format!("the server answered {status}")));
     }
     if response.content_length().is_some_and(|n| n > limit) {
-        return Err(FetchError::TooLarge { group: pin.group.to_owned(), url: pin.url.to_owned(), limit });
+        return Err(FetchError::TooLarge { group: pin.group.to_owned(), url: shown_url(pin.url), limit });
     }
     let mut file = tokio::fs::File::create(tmp).await.map_err(store)?;
     let mut hasher = sha2::Sha256::new();
     let mut written = 0u64;
-    while let Some(chunk) = response.chunk().await.map_err(|e| failed(describe(&e)))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| failed(describe(e)))? {
         written += chunk.len() as u64;
         if written > limit {
-            return Err(FetchError::TooLarge { group: pin.group.to_owned(), url: pin.url.to_owned(), limit });
+            return Err(FetchError::TooLarge { group: pin.group.to_owned(), url: shown_url(pin.url), limit });
         }
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(store)?;
@@ -157,18 +171,35 @@ async fn download(pin: &Pinned<'_>, tmp: &Path, limit: u64) -> Result<String, Fe
 
 #[cfg(not(feature = "http-client"))]
 async fn download(pin: &Pinned<'_>, _tmp: &Path, _limit: u64) -> Result<String, FetchError> {
-    Err(FetchError::NoClient { group: pin.group.to_owned(), url: pin.url.to_owned() })
+    Err(FetchError::NoClient { group: pin.group.to_owned(), url: shown_url(pin.url) })
 }
 
-/// A reqwest error with its causes (the top level alone says only "error sending request").
+/// A reqwest error with its causes (the top level alone says only "error sending request"),
+/// without the URL (the error names it, shown without secrets).
 #[cfg(feature = "http-client")]
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
         source = s.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn urls_are_shown_without_their_secrets() {
+        assert_eq!(shown_url("https://a.example/g.so"), "https://a.example/g.so");
+        assert_eq!(
+            shown_url("https://bucket.s3.amazonaws.com/g.so?X-Amz-Signature=abc&X-Amz-Credential=k"),
+            "https://bucket.s3.amazonaws.com/g.so?…"
+        );
+        assert_eq!(shown_url("https://user:pw@a.example/g.so"), "https://a.example/g.so");
+    }
 }
