@@ -189,8 +189,13 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
     set_executable(&entry)?;
     let glibc = glibc_needed(&[&entry]);
 
+    // The group list, when berth.toml has one: packaged beside it (a deployment may still
+    // point BERTH_GROUPS_FILE at a mounted one, as the Helm chart does).
+    if let Some(list) = &config.groups_file {
+        fs::copy(list, staging.join(PACKAGED_LIST)).map_err(io("cannot copy the group list", list))?;
+    }
     // berth.toml with the platform's defaults.
-    let packaged_config = packaged_toml(&text, target, &placed)?;
+    let packaged_config = packaged_toml(&text, target, &placed, config.groups_file.is_some())?;
     fs::write(staging.join("berth.toml"), packaged_config).map_err(io("cannot write", &staging))?;
 
     let mut files = list_files(&staging)?;
@@ -202,7 +207,7 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
         zip
     } else {
         fs::write(staging.join("Dockerfile"), dockerfile(target)).map_err(io("cannot write", &staging))?;
-        fs::write(staging.join(".dockerignore"), "*\n!berth\n!berth.toml\n!plugins\n!migrations\n")
+        fs::write(staging.join(".dockerignore"), "*\n!berth\n!berth.toml\n!groups.toml\n!plugins\n!migrations\n")
             .map_err(io("cannot write", &staging))?;
         files.push("Dockerfile".into());
         let dir = opts.out.join(format!("berth-{}", target.name()));
@@ -245,12 +250,19 @@ fn build_host(profile: &str, quiet: bool) -> Result<PathBuf, PackageError> {
 
 /// `berth.toml` as the package carries it: groups as files under `plugins/`, the platform
 /// named, its defaults left to it.
+/// Where a package keeps berth.toml's group list.
+const PACKAGED_LIST: &str = "groups.toml";
+
 fn packaged_toml(
     text: &str,
     target: Target,
     placed: &[Option<(String, Option<String>)>],
+    has_list: bool,
 ) -> Result<String, PackageError> {
     let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| PackageError::Toml(e.to_string()))?;
+    if has_list {
+        doc.insert("groups_file".into(), toml::Value::String(PACKAGED_LIST.into()));
+    }
     if let Some(toml::Value::Array(groups)) = doc.get_mut("groups") {
         for (g, placed) in groups.iter_mut().zip(placed) {
             let Some((file, migrations)) = placed else { continue };
@@ -429,7 +441,7 @@ mod tests {
             None,
             Some(("plugins/libhello.so".to_owned(), None)),
         ];
-        let out = packaged_toml(text, Target::Lambda, &placed).unwrap();
+        let out = packaged_toml(text, Target::Lambda, &placed, false).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert!(!doc.contains_key("data_dir") && !doc.contains_key("build"), "{out}");
         assert_eq!(doc["groups"][0]["file"].as_str(), Some("plugins/libtodo.so"));
@@ -445,11 +457,16 @@ mod tests {
         assert_eq!(doc["admin"]["enabled"].as_bool(), Some(false));
         assert_eq!(doc["platform"]["name"].as_str(), Some("lambda"));
         assert_eq!(doc["services"]["db"]["kind"].as_str(), Some("sqlite"));
-        let out = packaged_toml(text, Target::Container, &placed).unwrap();
+        let out = packaged_toml(text, Target::Container, &placed, false).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert_eq!(doc["server"]["listen"].as_str(), Some("0.0.0.0:8080"));
         assert_eq!(doc["data_dir"].as_str(), Some("/var/lib/berth"));
         assert!(doc.get("admin").is_none(), "a long-lived container keeps its admin API settings");
+        assert!(doc.get("groups_file").is_none());
+        let listed = format!("groups_file = \"/home/dev/shop/groups.toml\"\n{text}");
+        let out = packaged_toml(&listed, Target::Container, &placed, true).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        assert_eq!(doc["groups_file"].as_str(), Some("groups.toml"), "the list is packaged beside berth.toml");
     }
 
     #[test]
