@@ -3,7 +3,9 @@
 //! A fetched file is kept in `<data_dir>/fetched/<group>-<sha256>.so`, written through a
 //! temporary file and renamed only once its sha256 matches the pin: a download that breaks off,
 //! or a file that is not the one pinned, never becomes a plugin file, and a version already
-//! fetched (a restart, a rollback of the list) is not downloaded again.
+//! fetched (a restart, a rollback of the list) is not downloaded again. What is loaded is
+//! checked against the pin once more, with the hash the loader computes of every file it opens
+//! (`install::check_loaded`): a cached copy changed on disk is refused and removed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +30,11 @@ pub enum FetchError {
     #[error("group `{group}`: cannot store the plugin fetched from {url} in `{path}`: {source}")]
     Store { group: String, url: String, path: PathBuf, source: std::io::Error },
     #[error(
+        "group `{group}`: the cached copy `{path}` has sha256 {actual}, not the pinned {expected}; it was removed and is \
+         fetched again on the next try"
+    )]
+    Corrupt { group: String, path: PathBuf, expected: String, actual: String },
+    #[error(
         "group `{group}` is fetched from {url}, and this berth was built without an HTTP client; rebuild it with \
          `--features http-client` (or `--features full`)"
     )]
@@ -42,6 +49,7 @@ impl FetchError {
             FetchError::Mismatch { .. } => "sha256_mismatch",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Store { .. } => "fetch_store_failed",
+            FetchError::Corrupt { .. } => "sha256_mismatch",
         }
     }
 }
@@ -55,19 +63,7 @@ pub struct Pinned<'a> {
     pub sha256: &'a str,
 }
 
-/// `url` as logs and messages show it: without a password and without the query, where
-/// presigned artifact URLs carry their signature (`https://h/p.so?…`).
-pub fn shown_url(url: &str) -> String {
-    let (base, query) = match url.split_once(['?', '#']) {
-        Some((base, _)) => (base, "?…"),
-        None => (url, ""),
-    };
-    let base = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &base[..scheme], &base[at + 1..]),
-        _ => base.to_owned(),
-    };
-    format!("{base}{query}")
-}
+pub use berth_core::error::shown_url;
 
 /// Where a group's fetched versions are kept.
 pub fn cache_dir(data_dir: &Path) -> PathBuf {
@@ -81,9 +77,9 @@ pub async fn fetch(data_dir: &Path, pin: Pinned<'_>, limit: u64) -> Result<PathB
     let path = dir.join(format!("{}-{}.{}", pin.group, pin.sha256, std::env::consts::DLL_EXTENSION));
     let store =
         |source| FetchError::Store { group: pin.group.to_owned(), url: shown_url(pin.url), path: path.clone(), source };
-    let cached = path.clone();
-    let cached_sha = tokio::task::spawn_blocking(move || sha256_of(&cached)).await.ok().and_then(Result::ok);
-    if cached_sha.as_deref() == Some(pin.sha256) {
+    // Only a verified download is renamed to this name; the loader hashes every byte it loads
+    // anyway, and `install::check_loaded` compares that hash with the pin.
+    if path.is_file() {
         tracing::debug!(group = pin.group, file = %path.display(), "plugin already fetched");
         return Ok(path);
     }
@@ -116,14 +112,6 @@ pub async fn fetch(data_dir: &Path, pin: Pinned<'_>, limit: u64) -> Result<PathB
         "plugin fetched and verified"
     );
     Ok(path)
-}
-
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Streams the body into `tmp`, hashing as it goes; returns the sha256.
@@ -187,19 +175,4 @@ fn describe(e: reqwest::Error) -> String {
         source = s.source();
     }
     message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shown_url;
-
-    #[test]
-    fn urls_are_shown_without_their_secrets() {
-        assert_eq!(shown_url("https://a.example/g.so"), "https://a.example/g.so");
-        assert_eq!(
-            shown_url("https://bucket.s3.amazonaws.com/g.so?X-Amz-Signature=abc&X-Amz-Credential=k"),
-            "https://bucket.s3.amazonaws.com/g.so?…"
-        );
-        assert_eq!(shown_url("https://user:pw@a.example/g.so"), "https://a.example/g.so");
-    }
 }

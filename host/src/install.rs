@@ -62,6 +62,7 @@ impl GroupError {
                 | crate::fetch::FetchError::Mismatch { group, .. }
                 | crate::fetch::FetchError::TooLarge { group, .. }
                 | crate::fetch::FetchError::Store { group, .. }
+                | crate::fetch::FetchError::Corrupt { group, .. }
                 | crate::fetch::FetchError::NoClient { group, .. },
             ) => Some(group),
             _ => None,
@@ -95,14 +96,39 @@ pub async fn open_plugin(config: &BerthConfig, group_config: &GroupConfig) -> Re
     };
     let copy_dir = plugin_copies(config);
     let plugin = tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??;
-    if let Some(expected) = group_config.name.as_deref() {
-        if plugin.manifest.name != expected {
-            let found = plugin.manifest.name.clone();
-            tokio::task::spawn_blocking(move || drop(plugin)).await.map_err(internal)?;
-            return Err(GroupError::WrongName { expected: expected.to_owned(), found, source_label: label });
-        }
+    if let Err(e) = check_loaded(group_config, &plugin) {
+        tokio::task::spawn_blocking(move || drop(plugin)).await.map_err(internal)?;
+        return Err(e);
     }
     Ok(Arc::new(plugin))
+}
+
+/// Checks a loaded plugin against its `[[groups]]` entry: the group `name` says, and for a `url`
+/// group the pinned sha256 (with the hash the loader computed of the bytes it loaded; a cached
+/// copy that differs is removed, so that the next try downloads it again).
+pub fn check_loaded(group_config: &GroupConfig, plugin: &LoadedPlugin) -> Result<(), GroupError> {
+    if let Some(expected) = group_config.name.as_deref() {
+        if plugin.manifest.name != expected {
+            return Err(GroupError::WrongName {
+                expected: expected.to_owned(),
+                found: plugin.manifest.name.clone(),
+                source_label: group_config.label(),
+            });
+        }
+    }
+    match group_config.sha256.as_deref() {
+        Some(pin) if plugin.sha256 != pin => {
+            let _ = std::fs::remove_file(&plugin.source);
+            Err(crate::fetch::FetchError::Corrupt {
+                group: plugin.manifest.name.clone(),
+                path: plugin.source.clone(),
+                expected: pin.to_owned(),
+                actual: plugin.sha256.clone(),
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The plugin file of a `url` group: fetched (or found in the cache) and verified.

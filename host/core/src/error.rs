@@ -90,3 +90,33 @@ mod tests {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+/// `url` as logs and messages show it: without a password and without the query, where
+/// presigned artifact URLs carry their signature (`https://h/p.so?…`).
+pub fn shown_url(url: &str) -> String {
+    let (base, query) = match url.split_once(['?', '#']) {
+        Some((base, _)) => (base, "?…"),
+        None => (url, ""),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://{}", &base[..scheme], &base[at + 1..]),
+        _ => base.to_owned(),
+    };
+    format!("{base}{query}")
+}
+
+#[cfg(test)]
+mod shown_url_tests {
+    use super::shown_url;
+
+    #[test]
+    fn urls_are_shown_without_their_secrets() {
+        assert_eq!(shown_url("https://a.example/g.so"), "https://a.example/g.so");
+        assert_eq!(
+            shown_url("https://bucket.s3.amazonaws.com/g.so?X-Amz-Signature=abc&X-Amz-Credential=k"),
+            "https://bucket.s3.amazonaws.com/g.so?…"
+        );
+        assert_eq!(shown_url("https://user:pw@a.example/g.so"), "https://a.example/g.so");
+        assert_eq!(shown_url("redis://:pw@r:6379/1"), "redis://r:6379/1");
+    }
+}

@@ -279,6 +279,10 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
         state.close_quietly(plugin).await;
         return Err(SwapError::WrongGroup { group: name, found, file });
     }
+    if let Err(e) = crate::install::check_loaded(&group_config, &plugin) {
+        state.close_quietly(plugin).await;
+        return Err(e.into());
+    }
     let limit = d.config.admin.max_stuck_libraries;
     let copy = plugin.copy.canonicalize().unwrap_or_else(|_| plugin.copy.clone());
     if limit > 0 && before.stuck.len() >= limit && !before.mapped.contains(&copy) {

@@ -616,3 +616,35 @@ async fn a_malformed_group_list_changes_nothing_and_says_why() {
     assert_eq!(artifacts.hits("swap-1.so"), 1, "nothing was fetched again");
     drop(host);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_plugin_changed_on_disk_is_refused_removed_and_fetched_again() {
+    use crate::support::TestHost;
+    let (v1, v2) = (fixture("swap-v1").await, fixture("swap-v2").await);
+    let artifacts = Artifacts::start().await;
+    let (url1, sha1) = artifacts.publish("swap-1.so", &v1);
+    let data = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[services.state]\nkind = \"blob\"\n[[groups]]\nname = \"swap\"\nurl = \"{url1}\"\nsha256 = \"{sha1}\"\n"
+    );
+    let h = TestHost::start_in(data.path(), "", &extra).await;
+    assert_eq!(h.get("/swap/version").await.text(), "v1");
+    h.stop().await;
+
+    // The cached copy is overwritten behind berth's back (a disk fault, a hand edit).
+    let cached = berth_host::fetch::cache_dir(data.path()).join(format!("swap-{sha1}.so"));
+    std::fs::copy(&v2, &cached).unwrap();
+    let h = TestHost::start_in(data.path(), "", &extra).await;
+    let readiness = h.readiness();
+    assert!(!readiness.ready, "{readiness:?}");
+    let problems = readiness.problems.join("; ");
+    assert!(problems.contains("cached copy") && problems.contains(&sha1), "{problems}");
+    assert_eq!(h.get("/swap/version").await.status, 404, "the changed file is not served");
+    assert!(!cached.exists(), "the changed copy is removed");
+    h.stop().await;
+
+    let h = TestHost::start_in(data.path(), "", &extra).await;
+    assert_eq!(h.get("/swap/version").await.text(), "v1", "fetched again and served");
+    assert_eq!(artifacts.hits("swap-1.so"), 2);
+    h.stop().await;
+}

@@ -91,6 +91,17 @@ fn claim_ttl(due: DateTime<Utc>, next: Option<DateTime<Utc>>) -> Duration {
     (period * 2).max(Duration::from_secs(300))
 }
 
+/// How long one claim may take before the tick is given up (not run here).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who holds a claim, for whoever reads the store: the pod (`HOSTNAME`) and process.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn claim_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
+    format!("{host}/{}", std::process::id())
+}
+
 /// Claims in Redis: `SET <prefix>:timer:<group>:<function>:<tick ms> <owner> NX PX <ttl>`.
 #[cfg(feature = "redis")]
 pub struct RedisClaims {
@@ -102,17 +113,13 @@ pub struct RedisClaims {
 
 #[cfg(feature = "redis")]
 impl RedisClaims {
-    /// How long one claim may take before the tick is given up (not run here).
-    pub const TIMEOUT: Duration = Duration::from_secs(2);
-
     pub fn new(url: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("`timers.lock`: bad Redis URL: {e}"))?;
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
         Ok(RedisClaims {
             client,
-            url: redacted(url),
+            url: berth_core::error::shown_url(url),
             conn: tokio::sync::OnceCell::new(),
-            owner: format!("{host}/{}", std::process::id()),
+            owner: claim_owner(),
         })
     }
 
@@ -121,8 +128,8 @@ impl RedisClaims {
             .conn
             .get_or_try_init(|| {
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Self::TIMEOUT))
-                    .set_response_timeout(Some(Self::TIMEOUT))
+                    .set_connection_timeout(Some(CLAIM_TIMEOUT))
+                    .set_response_timeout(Some(CLAIM_TIMEOUT))
                     .set_number_of_retries(1);
                 redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
             })
@@ -156,8 +163,6 @@ pub struct PostgresClaims {
 
 #[cfg(feature = "postgres")]
 impl PostgresClaims {
-    /// How long one claim may take before the tick is given up (not run here).
-    pub const TIMEOUT: Duration = Duration::from_secs(2);
     /// Expired claims are deleted once every this many claims.
     const CLEAN_EVERY: u64 = 1000;
 
@@ -170,14 +175,13 @@ impl PostgresClaims {
     pub fn new(url: &str) -> Result<Self, String> {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
-            .acquire_timeout(Self::TIMEOUT)
+            .acquire_timeout(CLAIM_TIMEOUT)
             .connect_lazy_with(Self::check_url(url)?);
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
         Ok(PostgresClaims {
             pool,
-            url: redacted(url),
+            url: berth_core::error::shown_url(url),
             ready: tokio::sync::OnceCell::new(),
-            owner: format!("{host}/{}", std::process::id()),
+            owner: claim_owner(),
             claims: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -218,7 +222,7 @@ impl PostgresClaims {
 #[cfg(feature = "postgres")]
 impl TickClaims for PostgresClaims {
     fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_> {
-        within(Self::TIMEOUT, &self.url, self.try_claim(key, ttl))
+        within(&self.url, self.try_claim(key, ttl))
     }
 
     fn describe(&self) -> String {
@@ -226,33 +230,20 @@ impl TickClaims for PostgresClaims {
     }
 }
 
-/// A claim that gives up after `timeout` (the tick is then not run here).
+/// A claim that gives up after [`CLAIM_TIMEOUT`] (the tick is then not run here).
 #[cfg(any(feature = "redis", feature = "postgres"))]
-fn within<'a>(
-    timeout: Duration,
-    store: &'a str,
-    claim: impl Future<Output = Result<bool, String>> + Send + 'a,
-) -> ClaimFuture<'a> {
+fn within<'a>(store: &'a str, claim: impl Future<Output = Result<bool, String>> + Send + 'a) -> ClaimFuture<'a> {
     Box::pin(async move {
-        tokio::time::timeout(timeout, claim)
+        tokio::time::timeout(CLAIM_TIMEOUT, claim)
             .await
-            .unwrap_or_else(|_| Err(format!("{store} did not answer within {timeout:?}")))
+            .unwrap_or_else(|_| Err(format!("{store} did not answer within {CLAIM_TIMEOUT:?}")))
     })
-}
-
-/// `url` without its password, for logs.
-#[cfg(any(feature = "redis", feature = "postgres"))]
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(feature = "redis")]
 impl TickClaims for RedisClaims {
     fn claim(&self, key: String, ttl: Duration) -> ClaimFuture<'_> {
-        within(Self::TIMEOUT, &self.url, self.try_claim(key, ttl))
+        within(&self.url, self.try_claim(key, ttl))
     }
 
     fn describe(&self) -> String {
