@@ -35,7 +35,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
 const ENV_TOP_LEVEL_KEYS: &[&str] = &["VERSION", "LOG", "DATA_DIR", "GROUPS_FILE", "ALLOW_EMBEDDED"];
 /// Sections an environment variable may set keys of (`BERTH_<SECTION>__<KEY>`).
 const ENV_SECTIONS: &[&str] =
-    &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES", "PLATFORM", "TIMERS"];
+    &["SERVER", "DEFAULTS", "BUILD", "SERVICES", "HTTP_CLIENT", "ADMIN", "QUEUES", "PLATFORM", "TIMERS", "WORKERS"];
 /// Service kinds kept in the host's own data directory (or memory).
 pub const EMBEDDED_KINDS: &[&str] = &["sqlite", "kv", "memory-kv", "blob"];
 /// `BERTH_*` variables the command line reads itself (never configuration, never warned about).
@@ -85,6 +85,9 @@ pub struct BerthConfig {
     /// Timers across replicas: where each scheduled run is claimed before it starts.
     #[serde(default)]
     pub timers: TimersConfig,
+    /// How workers of `isolation = "process"` groups start.
+    #[serde(default)]
+    pub workers: WorkersConfig,
     /// Backends, by the name groups declare them under: `[services.db] kind = "sqlite"`.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSection>,
@@ -357,9 +360,92 @@ pub struct GroupConfig {
     pub bind: BTreeMap<String, String>,
     /// SQL migrations applied when the group loads (default: the crate's `migrations/` folder).
     pub migrations: Option<PathBuf>,
+    /// Where the group's code runs: `none` (in the host's process, the fastest) or `process`
+    /// (a supervised worker process: a crash or a runaway handler takes down the worker only).
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Limits and supervision of a `process` group's worker.
+    #[serde(default)]
+    pub worker: WorkerConfig,
     /// True for an entry of `groups_file` (what its watcher adds, swaps and removes).
     #[serde(skip)]
     pub listed: bool,
+}
+
+/// `isolation = "none" | "process"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    None,
+    Process,
+}
+
+/// `[groups.worker]`: a `process` group's worker limits and supervision.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The worker's memory (its data segment and anonymous mappings, `RLIMIT_DATA`); a worker
+    /// that allocates past it dies and is restarted. Unset: no limit.
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+    /// Open files and sockets (`RLIMIT_NOFILE`).
+    #[serde(default = "default_open_files")]
+    pub open_files: u64,
+    /// CPU time over the worker's life (`RLIMIT_CPU`); unset: no limit.
+    #[serde(default, with = "humantime_serde")]
+    pub cpu_time: Option<Duration>,
+    /// How long a call past its deadline may take to give up before its worker is killed and
+    /// replaced (a handler that never awaits cannot be cancelled otherwise).
+    #[serde(default = "default_kill_grace", with = "humantime_serde")]
+    pub kill_grace: Duration,
+    /// Crashes within `crash_window` that open the circuit: calls answer 503 with
+    /// `retry-after` for `circuit_open` instead of restarting the worker again and again.
+    #[serde(default = "default_max_crashes")]
+    pub max_crashes: u32,
+    #[serde(default = "default_crash_window", with = "humantime_serde")]
+    pub crash_window: Duration,
+    #[serde(default = "default_circuit_open", with = "humantime_serde")]
+    pub circuit_open: Duration,
+}
+
+fn default_open_files() -> u64 {
+    1024
+}
+fn default_kill_grace() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_crashes() -> u32 {
+    5
+}
+fn default_crash_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_circuit_open() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            memory: None,
+            open_files: default_open_files(),
+            cpu_time: None,
+            kill_grace: default_kill_grace(),
+            max_crashes: default_max_crashes(),
+            crash_window: default_crash_window(),
+            circuit_open: default_circuit_open(),
+        }
+    }
+}
+
+/// `[workers]`: how this host starts the workers of `process` groups.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// The `berth` executable that runs `berth worker` (default: this one).
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
 }
 
 impl GroupConfig {

@@ -4,15 +4,17 @@
 //! switch it in ([`Runtime::activate`](crate::runtime::Runtime::activate)); removing one is
 //! [`Runtime::remove`](crate::runtime::Runtime::remove).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_core::loader::{self, LoadError, LoadedPlugin, TriggerSpec};
+use berth_core::isolation::Isolated as _;
+use berth_core::loader::{self, GroupManifest, LoadError, LoadedPlugin, TriggerSpec};
 use berth_core::{FunctionEntry, GroupInstance};
+use berth_isolation::{IsolationError, WorkerGroup, WorkerSettings};
 use berth_services::ResolveError;
 use berth_triggers::http::routes::{Route, RouteConflict};
 
-use crate::config::{BerthConfig, GroupConfig};
+use crate::config::{BerthConfig, GroupConfig, Isolation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -42,6 +44,8 @@ pub enum GroupError {
     Migrations { group: String, source_label: String, message: String },
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
     #[error(
         "`{source_label}` is group `{found}`, but its [[groups]] entry names it `{expected}`; fix `name` or the file"
     )]
@@ -79,8 +83,103 @@ pub struct Instantiated {
     pub source_label: String,
 }
 
+/// An opened plugin: a library in this process, or a worker process that opened it
+/// (`isolation = "process"`).
+#[derive(Clone)]
+pub enum Plugin {
+    Library(Arc<LoadedPlugin>),
+    Worker(Arc<WorkerGroup>),
+}
+
+impl Plugin {
+    pub fn manifest(&self) -> &GroupManifest {
+        match self {
+            Plugin::Library(p) => &p.manifest,
+            Plugin::Worker(w) => w.manifest(),
+        }
+    }
+
+    pub fn sha256(&self) -> &str {
+        match self {
+            Plugin::Library(p) => &p.sha256,
+            Plugin::Worker(w) => w.sha256(),
+        }
+    }
+
+    pub fn source(&self) -> &Path {
+        match self {
+            Plugin::Library(p) => &p.source,
+            Plugin::Worker(w) => w.source(),
+        }
+    }
+}
+
+/// How the worker of a `process` group runs.
+pub fn worker_settings(config: &BerthConfig, group_config: &GroupConfig) -> WorkerSettings {
+    let w = &group_config.worker;
+    WorkerSettings {
+        binary: config
+            .workers
+            .binary
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("berth")),
+        memory: w.memory.map(|m| m.as_u64()),
+        open_files: Some(w.open_files),
+        cpu_time: w.cpu_time,
+        kill_grace: w.kill_grace,
+        max_crashes: w.max_crashes.max(1),
+        crash_window: w.crash_window,
+        circuit_open: w.circuit_open,
+    }
+}
+
+/// Opens plugin `file` as `group_config` says: in this process, or in a new worker.
+pub async fn open_file(
+    config: &BerthConfig,
+    group_config: &GroupConfig,
+    file: PathBuf,
+    metrics: &berth_core::Metrics,
+) -> Result<Plugin, GroupError> {
+    let copy_dir = plugin_copies(config);
+    let plugin = match group_config.isolation {
+        Isolation::Process => {
+            let settings = worker_settings(config, group_config);
+            Plugin::Worker(WorkerGroup::open(file, copy_dir, settings, metrics).await?)
+        }
+        Isolation::None => {
+            let internal = |e: tokio::task::JoinError| GroupError::Internal {
+                source_label: group_config.label(),
+                message: e.to_string(),
+            };
+            Plugin::Library(Arc::new(
+                tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??,
+            ))
+        }
+    };
+    if let Err(e) = check_loaded(group_config, &plugin) {
+        stop_unused(plugin).await;
+        return Err(e);
+    }
+    Ok(plugin)
+}
+
+/// Closes a plugin that will not serve (off the async workers; a worker is told to exit).
+pub async fn stop_unused(plugin: Plugin) {
+    match plugin {
+        Plugin::Library(p) => {
+            let _ = tokio::task::spawn_blocking(move || drop(p)).await;
+        }
+        Plugin::Worker(w) => w.shutdown().await,
+    }
+}
+
 /// Builds the group crate (if the group is configured by `path`) and opens its plugin.
-pub async fn open_plugin(config: &BerthConfig, group_config: &GroupConfig) -> Result<Arc<LoadedPlugin>, GroupError> {
+pub async fn open_plugin(
+    config: &BerthConfig,
+    group_config: &GroupConfig,
+    metrics: &berth_core::Metrics,
+) -> Result<Plugin, GroupError> {
     let label = group_config.label();
     let internal =
         |e: tokio::task::JoinError| GroupError::Internal { source_label: label.clone(), message: e.to_string() };
@@ -94,36 +193,30 @@ pub async fn open_plugin(config: &BerthConfig, group_config: &GroupConfig) -> Re
         (None, Some(file)) => file.clone(),
         (None, None) => fetch_listed(config, group_config).await?,
     };
-    let copy_dir = plugin_copies(config);
-    let plugin = tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??;
-    if let Err(e) = check_loaded(group_config, &plugin) {
-        tokio::task::spawn_blocking(move || drop(plugin)).await.map_err(internal)?;
-        return Err(e);
-    }
-    Ok(Arc::new(plugin))
+    open_file(config, group_config, file, metrics).await
 }
 
 /// Checks a loaded plugin against its `[[groups]]` entry: the group `name` says, and for a `url`
 /// group the pinned sha256 (with the hash the loader computed of the bytes it loaded; a cached
 /// copy that differs is removed, so that the next try downloads it again).
-pub fn check_loaded(group_config: &GroupConfig, plugin: &LoadedPlugin) -> Result<(), GroupError> {
+pub fn check_loaded(group_config: &GroupConfig, plugin: &Plugin) -> Result<(), GroupError> {
     if let Some(expected) = group_config.name.as_deref() {
-        if plugin.manifest.name != expected {
+        if plugin.manifest().name != expected {
             return Err(GroupError::WrongName {
                 expected: expected.to_owned(),
-                found: plugin.manifest.name.clone(),
+                found: plugin.manifest().name.clone(),
                 source_label: group_config.label(),
             });
         }
     }
     match group_config.sha256.as_deref() {
-        Some(pin) if plugin.sha256 != pin => {
-            let _ = std::fs::remove_file(&plugin.source);
+        Some(pin) if plugin.sha256() != pin => {
+            let _ = std::fs::remove_file(plugin.source());
             Err(crate::fetch::FetchError::Corrupt {
-                group: plugin.manifest.name.clone(),
-                path: plugin.source.clone(),
+                group: plugin.manifest().name.clone(),
+                path: plugin.source().to_owned(),
                 expected: pin.to_owned(),
-                actual: plugin.sha256.clone(),
+                actual: plugin.sha256().to_owned(),
             }
             .into())
         }
@@ -162,7 +255,7 @@ pub(crate) fn function_entries(
     group: &Arc<GroupInstance>,
     metrics: &berth_core::Metrics,
 ) -> (Vec<Arc<FunctionEntry>>, Vec<Route>) {
-    let manifest = &group.library().manifest;
+    let manifest = group.manifest();
     let mut routes = Vec::new();
     let mut functions = Vec::new();
     for (index, f) in manifest.functions.iter().enumerate() {
@@ -191,8 +284,8 @@ pub(crate) fn function_entries(
 }
 
 /// Refuses `[groups.functions.<name>]` overrides for functions the group does not have.
-pub(crate) fn check_overrides(group_config: &GroupConfig, plugin: &LoadedPlugin) -> Result<(), GroupError> {
-    let manifest = &plugin.manifest;
+pub(crate) fn check_overrides(group_config: &GroupConfig, plugin: &Plugin) -> Result<(), GroupError> {
+    let manifest = plugin.manifest();
     for name in group_config.functions.keys() {
         if !manifest.functions.iter().any(|f| &f.name == name) {
             return Err(GroupError::UnknownFunctionOverride {
@@ -207,7 +300,7 @@ pub(crate) fn check_overrides(group_config: &GroupConfig, plugin: &LoadedPlugin)
 }
 
 /// An opened plugin with the `[[groups]]` entry it was configured by.
-pub type Opened<'a> = (&'a GroupConfig, Arc<LoadedPlugin>);
+pub type Opened<'a> = (&'a GroupConfig, Plugin);
 
 /// Orders opened plugins so that every group comes after the groups whose exports it needs.
 /// Groups in a dependency cycle (and groups that need them) are refused. A dependency on an
@@ -222,7 +315,7 @@ pub fn dependency_order(opened: Vec<Opened<'_>>) -> (Vec<Opened<'_>>, Vec<GroupE
     }
     let mut errors = Vec::new();
     let stuck: Vec<String> =
-        (0..opened.len()).filter(|&i| !placed[i]).map(|i| format!("`{}`", opened[i].1.manifest.name)).collect();
+        (0..opened.len()).filter(|&i| !placed[i]).map(|i| format!("`{}`", opened[i].1.manifest().name)).collect();
     if !stuck.is_empty() {
         errors.push(GroupError::Cycle { groups: stuck.join(", ") });
     }
@@ -234,12 +327,12 @@ pub fn dependency_order(opened: Vec<Opened<'_>>) -> (Vec<Opened<'_>>, Vec<GroupE
 /// For each opened plugin, the indices of the plugins that export a service it needs.
 fn dependencies(opened: &[Opened<'_>]) -> Vec<Vec<usize>> {
     let provider_of =
-        |export: &str| opened.iter().position(|(_, p)| p.manifest.exports.iter().any(|e| e.name == export));
+        |export: &str| opened.iter().position(|(_, p)| p.manifest().exports.iter().any(|e| e.name == export));
     opened
         .iter()
         .enumerate()
         .map(|(i, (_, p))| {
-            p.manifest
+            p.manifest()
                 .services
                 .iter()
                 .filter(|s| s.kind == "service")
@@ -255,7 +348,7 @@ fn dependencies(opened: &[Opened<'_>]) -> Vec<Vec<usize>> {
 pub fn with_dependencies<'a>(opened: Vec<Opened<'a>>, name: &str) -> Vec<Opened<'a>> {
     let deps = dependencies(&opened);
     let mut keep = vec![false; opened.len()];
-    let mut todo: Vec<usize> = opened.iter().position(|(_, p)| p.manifest.name == name).into_iter().collect();
+    let mut todo: Vec<usize> = opened.iter().position(|(_, p)| p.manifest().name == name).into_iter().collect();
     while let Some(i) = todo.pop() {
         if !std::mem::replace(&mut keep[i], true) {
             todo.extend(&deps[i]);

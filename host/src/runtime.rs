@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use berth_core::loader::LoadedPlugin;
 use berth_core::serving::{Readiness, ServingGroups};
 use berth_core::trigger::TriggerSupervisor;
-use berth_core::{Dispatcher, GroupInstance, Metrics, Trigger};
+use berth_core::{Dispatcher, GroupCode, GroupInstance, Metrics, Trigger};
 use berth_services::host::GroupHost;
 use berth_services::registry::{GroupSettings, RegistrySettings, ServiceRegistry};
 use berth_triggers::blob::BlobTrigger;
@@ -18,7 +17,7 @@ use berth_triggers::queue::{Publishers, QueueTrigger};
 use berth_triggers::timer::TimerTrigger;
 
 use crate::config::{BerthConfig, GroupConfig};
-use crate::install::{self, GroupError, Instantiated};
+use crate::install::{self, GroupError, Instantiated, Plugin};
 use crate::worker::LibraryWorker;
 
 /// What [`Runtime::load_groups`] did.
@@ -152,14 +151,14 @@ impl Runtime {
         let mut refusals: Vec<(Option<String>, GroupError)> = Vec::new();
         let named = |gc: &GroupConfig, e: &GroupError| gc.name.clone().or_else(|| e.group().map(str::to_owned));
         for gc in &config.groups {
-            match install::open_plugin(&config, gc).await {
+            match install::open_plugin(&config, gc, &self.metrics).await {
                 Ok(plugin) => opened.push((gc, plugin)),
                 Err(e) => refusals.push((named(gc, &e), e)),
             }
         }
         if let Some(name) = only {
-            if !opened.iter().any(|(_, p)| p.manifest.name == name) {
-                let available: Vec<String> = opened.iter().map(|(_, p)| p.manifest.name.clone()).collect();
+            if !opened.iter().any(|(_, p)| p.manifest().name == name) {
+                let available: Vec<String> = opened.iter().map(|(_, p)| p.manifest().name.clone()).collect();
                 let available = if available.is_empty() { "none".to_owned() } else { available.join(", ") };
                 refusals.push((None, GroupError::NotConfigured { group: name.to_owned(), available }));
             }
@@ -169,8 +168,9 @@ impl Runtime {
         refusals.extend(refused.into_iter().map(|e| (e.group().map(str::to_owned), e)));
         let mut groups = Vec::new();
         for (gc, plugin) in ordered {
-            let name = plugin.manifest.name.clone();
+            let name = plugin.manifest().name.clone();
             if self.serving.contains(&name) {
+                install::stop_unused(plugin).await;
                 refusals.push((None, GroupError::Duplicate { group: name, source_label: gc.label() }));
                 continue;
             }
@@ -197,7 +197,7 @@ impl Runtime {
     pub async fn install(
         &self,
         group_config: &GroupConfig,
-        plugin: Arc<LoadedPlugin>,
+        plugin: Plugin,
     ) -> Result<(Arc<GroupInstance>, Option<Arc<GroupInstance>>), GroupError> {
         let instantiated = self.instantiate(group_config, plugin).await?;
         let group = instantiated.group.clone();
@@ -208,18 +208,19 @@ impl Runtime {
     /// Checks an opened plugin against its `[[groups]]` entry, resolves its services (running
     /// its migrations), runs its init hook and builds its function entries and routes. Nothing
     /// serves it yet.
-    pub async fn instantiate(
-        &self,
-        group_config: &GroupConfig,
-        plugin: Arc<LoadedPlugin>,
-    ) -> Result<Instantiated, GroupError> {
+    pub async fn instantiate(&self, group_config: &GroupConfig, plugin: Plugin) -> Result<Instantiated, GroupError> {
         let label = group_config.label();
-        let manifest = plugin.manifest.clone();
-        install::check_overrides(group_config, &plugin)?;
-        self.services
-            .exports
-            .check_exports(&manifest.name, &manifest.exports)
-            .map_err(|message| GroupError::Exports { group: manifest.name.clone(), message })?;
+        let manifest = plugin.manifest().clone();
+        let refused = |e: GroupError| async {
+            install::stop_unused(plugin.clone()).await;
+            Err(e)
+        };
+        if let Err(e) = install::check_overrides(group_config, &plugin) {
+            return refused(e).await;
+        }
+        if let Err(message) = self.services.exports.check_exports(&manifest.name, &manifest.exports) {
+            return refused(GroupError::Exports { group: manifest.name.clone(), message }).await;
+        }
         let migrations = install::migrations_dir(group_config);
         let settings = GroupSettings {
             config: &group_config.config,
@@ -227,20 +228,28 @@ impl Runtime {
             bind: &group_config.bind,
             migrations: migrations.as_deref(),
         };
-        let services =
-            self.services.resolve(&manifest.name, &manifest.services, settings).await.map_err(|e| match e {
-                berth_services::ResolveError::Refused { group, message } => {
-                    GroupError::Migrations { group, source_label: label.clone(), message }
-                }
-                other => GroupError::Services(other),
-            })?;
+        let services = match self.services.resolve(&manifest.name, &manifest.services, settings).await {
+            Ok(s) => s,
+            Err(berth_services::ResolveError::Refused { group, message }) => {
+                return refused(GroupError::Migrations { group, source_label: label.clone(), message }).await
+            }
+            Err(other) => return refused(GroupError::Services(other)).await,
+        };
         let host = GroupHost::with_services(&manifest.name, services);
-        let instance = plugin.instantiate(host.clone()).await?;
+        let code = match &plugin {
+            Plugin::Library(p) => GroupCode::Library(p.instantiate(host.clone()).await?),
+            Plugin::Worker(w) => {
+                if let Err(e) = w.instantiate(host.clone()).await {
+                    return refused(e.into()).await;
+                }
+                GroupCode::Worker(w.clone())
+            }
+        };
         let group = Arc::new(GroupInstance {
             name: manifest.name.as_str().into(),
             version: manifest.version.clone(),
             host,
-            plugin: instance,
+            code,
             calls: Default::default(),
         });
         let (functions, routes) = install::function_entries(&self.config, group_config, &group, &self.metrics);
@@ -248,8 +257,9 @@ impl Runtime {
             group = %group.name,
             version = %group.version,
             functions = manifest.functions.len(),
-            file = %group.library().source.display(),
-            sha256 = %&group.library().sha256[..16],
+            file = %group.source().display(),
+            sha256 = %&group.sha256()[..16],
+            isolation = group.isolation(),
             "group loaded"
         );
         Ok(Instantiated { group, routes, functions, source_label: label })
@@ -271,7 +281,7 @@ impl Runtime {
                 return Err(GroupError::Routes { group: group_name, source_label, source: Box::new(source) });
             }
         };
-        let exports = group.library().manifest.exports.clone();
+        let exports = group.manifest().exports.clone();
         self.http.routes.store(Arc::new(table));
         self.dispatcher.replace_group(&name, functions);
         self.services.exports.publish(&group, &exports);

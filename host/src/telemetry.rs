@@ -24,3 +24,13 @@ pub fn init(filter: &str) {
         let _ = builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init();
     }
 }
+
+/// Logging of a `berth worker` process: its own lines (the worker's, not the plugin's, which go
+/// to the host) at `warn` on stderr, marked with the worker's pid.
+pub fn init_worker() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}

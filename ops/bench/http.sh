@@ -3,55 +3,26 @@
 # JSON (ops/bench/bare-hyper). Follows ../shared/bench-method.md: servers pinned to core 0,
 # wrk to core 1, one tokio worker each, 3 s warm-up, runs alternated A B A B, medians and spread,
 # server CPU per request from /proc/PID/stat, idle CPU checked before every run and disturbed
-# runs repeated.
+# runs repeated. The machinery is in lib.sh, shared with isolation.sh.
 #
 # Usage: bash ops/bench/http.sh
-# Environment:
-#   DURATION=10     seconds per measured run          RUNS=3        measured runs per contender
-#   WARMUP=3        seconds of warm-up before each run CONNS=64      wrk connections
-#   LAT_DURATION=5  seconds of the -c1 latency run     IDLE_MIN=90   % idle each core needs before a run
-#   DISTURB_MAX=8   % of a core used by other processes during a run above which it is repeated
-#   MAX_REPEATS=6   repeated runs allowed in total     IDLE_WAIT=120 s to wait for idle cores per run
-#   BERTH_PORT=18080  HYPER_PORT=18081
+# Environment: DURATION=10 RUNS=3 WARMUP=3 CONNS=64 LAT_DURATION=5 IDLE_MIN=90 DISTURB_MAX=8
+#   MAX_REPEATS=6 IDLE_WAIT=120 (what each means: lib.sh)   BERTH_PORT=18080  HYPER_PORT=18081
 # The last line of the output is `ratio berth/hyper: X.XX` (median req/s of berth / bare hyper).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
-DURATION="${DURATION:-10}"
-RUNS="${RUNS:-3}"
-WARMUP="${WARMUP:-3}"
-CONNS="${CONNS:-64}"
-LAT_DURATION="${LAT_DURATION:-5}"
-IDLE_MIN="${IDLE_MIN:-90}"
-DISTURB_MAX="${DISTURB_MAX:-8}"
-MAX_REPEATS="${MAX_REPEATS:-6}"
-IDLE_WAIT="${IDLE_WAIT:-120}"
 BERTH_PORT="${BERTH_PORT:-18080}"
 HYPER_PORT="${HYPER_PORT:-18081}"
-SERVER_CORE=0
-LOAD_CORE=1
 URL_PATH="/hello/world"
 EXPECTED_BODY='{"message":"Hello, world!"}'
+BENCH_TAG=http
+# shellcheck source=ops/bench/lib.sh
+source "$ROOT/ops/bench/lib.sh"
 
-OUT="$ROOT/target/bench"
-mkdir -p "$OUT"
-HZ="$(getconf CLK_TCK)"
-PAGE="$(getconf PAGESIZE)"
-
-log() { echo "$@" >&2; }
-die() { log "http.sh: $*"; exit 1; }
-
-# --- tools ---------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    SUDO=""
-    [[ "$(id -u)" == 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
-fi
-for t in wrk taskset curl awk cargo; do command -v "$t" >/dev/null || die "needs \`$t\` on PATH"; done
-[[ "$(nproc)" -ge 2 ]] || die "needs 2 cores (server on core $SERVER_CORE, wrk on core $LOAD_CORE)"
+need_tools wrk taskset curl awk cargo
 
 # --- build ---------------------------------------------------------------------------------
 # Both servers in the deployment profile (`production`: release + fat LTO); the plugin as `berth up`
@@ -62,213 +33,29 @@ cargo build --profile production --quiet -p berth-host -p berth-bench-bare-hyper
 cargo build --lib --quiet --profile release --manifest-path examples/hello/Cargo.toml
 
 # --- servers -------------------------------------------------------------------------------
-BERTH_PID=""
-HYPER_PID=""
-WRK_OUT="$OUT/http-wrk.$$.out"
-cleanup() {
-    local pid
-    for pid in $BERTH_PID $HYPER_PID; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $BERTH_PID $HYPER_PID; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -f "$WRK_OUT"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_in_use "$BERTH_PORT" && die "port $BERTH_PORT is in use; set BERTH_PORT"
 port_in_use "$HYPER_PORT" && die "port $HYPER_PORT is in use; set HYPER_PORT"
 
 CONFIG="$OUT/http-berth.toml"
-cat >"$CONFIG" <<EOF
-# Written by ops/bench/http.sh: berth serving only examples/hello.
-version = 1
-log = "warn"
-data_dir = "$OUT/http-berth-data"
-
-[server]
-listen = "127.0.0.1:$BERTH_PORT"
-workers = 1
-
+write_berth_config "$CONFIG" "berth serving only examples/hello." "$BERTH_PORT" "$OUT/http-berth-data"
+cat >>"$CONFIG" <<EOF
 [build]
 profile = "release"
-
-# The admin API (hot swap) is not measured; leaving it off keeps port 8081 free.
-[admin]
-enabled = false
 
 [[groups]]
 path = "$ROOT/examples/hello"
 EOF
 
-# Waits until `url` answers 200 (the server must still be alive).
-wait_200() {
-    local url="$1" pid="$2" name="$3" i
-    for ((i = 0; i < 3000; i++)); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; see $OUT/http-$name.log"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer 200 on $url within 300 s; see $OUT/http-$name.log"
-}
-
-taskset -c "$SERVER_CORE" target/production/berth up --config "$CONFIG" >"$OUT/http-berth.log" 2>&1 &
-BERTH_PID=$!
-WORKERS=1 taskset -c "$SERVER_CORE" target/production/bare-hyper "127.0.0.1:$HYPER_PORT" >"$OUT/http-bare-hyper.log" 2>&1 &
-HYPER_PID=$!
+start_server berth target/production/berth up --config "$CONFIG"
+BERTH_PID="$STARTED_PID"
+start_server bare-hyper env WORKERS=1 target/production/bare-hyper "127.0.0.1:$HYPER_PORT"
+HYPER_PID="$STARTED_PID"
 wait_200 "http://127.0.0.1:$BERTH_PORT/readyz" "$BERTH_PID" berth
 wait_200 "http://127.0.0.1:$HYPER_PORT$URL_PATH" "$HYPER_PID" bare-hyper
 
-rss_kb() { awk -v p="$PAGE" '{ print $2 * p / 1024 }' "/proc/$1/statm"; }
-hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-declare -A PID=([berth]="$BERTH_PID" [hyper]="$HYPER_PID")
-declare -A PORT=([berth]="$BERTH_PORT" [hyper]="$HYPER_PORT")
-declare -A RSS_IDLE RSS_LOAD
-for c in berth hyper; do
-    RSS_IDLE[$c]="$(rss_kb "${PID[$c]}")"
-    RSS_LOAD[$c]=0
-    body="$(curl -s "http://127.0.0.1:${PORT[$c]}$URL_PATH")"
-    ctype="$(curl -s -o /dev/null -w '%{content_type}' "http://127.0.0.1:${PORT[$c]}$URL_PATH")"
-    [[ "$body" == "$EXPECTED_BODY" && "$ctype" == application/json ]] ||
-        die "$c answered \`$body\` ($ctype), expected \`$EXPECTED_BODY\` (application/json)"
-done
-
-# --- measurement helpers -------------------------------------------------------------------
-# "busy idle" jiffies of one core from /proc/stat (idle = idle + iowait; busy includes steal).
-core_times() {
-    awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat
-}
-# Busy jiffies of the whole machine.
-all_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-# utime + stime of a process, all threads, in jiffies.
-proc_cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# CPU time of this shell's reaped children (cutime + cstime), in jiffies.
-children_cpu() { local s; read -r s <"/proc/$$/stat"; s="${s##*) }"; set -- $s; echo $((${14} + ${15})); }
-
-# Waits (up to IDLE_WAIT s) until both cores are at least IDLE_MIN % idle over one second.
-wait_idle() {
-    local tries b0 i0 b1 i1 b0b i0b b1b i1b idle0 idle1
-    for ((tries = 0; tries < IDLE_WAIT; tries++)); do
-        read -r b0 i0 < <(core_times "$SERVER_CORE")
-        read -r b1 i1 < <(core_times "$LOAD_CORE")
-        sleep 1
-        read -r b0b i0b < <(core_times "$SERVER_CORE")
-        read -r b1b i1b < <(core_times "$LOAD_CORE")
-        idle0=$(((i0b - i0) * 100 / (b0b - b0 + i0b - i0 + 1)))
-        idle1=$(((i1b - i1) * 100 / (b1b - b1 + i1b - i1 + 1)))
-        if ((idle0 >= IDLE_MIN && idle1 >= IDLE_MIN)); then
-            IDLE_SEEN="$idle0/$idle1"
-            return 0
-        fi
-        log "  waiting for idle cores (core $SERVER_CORE ${idle0}% idle, core $LOAD_CORE ${idle1}% idle; need ${IDLE_MIN}%)"
-    done
-    IDLE_SEEN="$idle0/$idle1(busy!)"
-    log "  cores still busy after $IDLE_WAIT s; running anyway (the run will likely be repeated)"
-}
-
-# Converts a wrk latency ("1.23ms", "850.00us", "1.01s") to µs.
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else if (v ~ /s$/) m = 1000000; else m = 1
-        printf "%.1f", n * m }'
-}
-
-# One wrk run; sets W_RPS W_REQS W_P99 W_P50 W_AVG W_ERR and W_WRKCPU (wrk's own CPU, jiffies).
-wrk_run() {
-    local core="$1" conns="$2" secs="$3" port="$4" file="$WRK_OUT" before
-    before="$(children_cpu)"
-    taskset -c "$core" wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port$URL_PATH" >"$file" &
-    local wpid=$!
-    if [[ -n "${SAMPLE_PID:-}" ]]; then
-        sleep "$((secs / 2))"
-        local r
-        r="$(rss_kb "$SAMPLE_PID")"
-        if (($(printf '%.0f' "$r") > $(printf '%.0f' "${RSS_LOAD[$SAMPLE_NAME]}"))); then RSS_LOAD[$SAMPLE_NAME]="$r"; fi
-    fi
-    wait "$wpid" || die "wrk failed: $(cat "$file")"
-    W_WRKCPU=$(($(children_cpu) - before))
-    W_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$file")"
-    W_REQS="$(awk '/requests in/ { print $1 }' "$file")"
-    W_P50="$(to_us "$(awk '$1 == "50%" { print $2 }' "$file")")"
-    W_P99="$(to_us "$(awk '$1 == "99%" { print $2 }' "$file")")"
-    W_AVG="$(to_us "$(awk '$1 == "Latency" { print $2; exit }' "$file")")"
-    W_ERR="$(awk '/Non-2xx|Socket errors/ { printf "%s ", $0 }' "$file")"
-    [[ -n "$W_RPS" && -n "$W_REQS" ]] || die "could not parse wrk output: $(cat "$file")"
-    [[ -z "$W_ERR" ]] || die "wrk reported errors: $W_ERR"
-}
-
-declare -A RPS CPU P99
-REPEATED=0
-KEPT_DISTURBED=0
-declare -A LAT
-
-# One measured run of contender $1 (run number $2), mode $3: `load` (wrk -c$CONNS on the other
-# core) or `c1` (wrk -c1 on the server's core). Idle check, warm-up, run; repeated when another
-# process used more than DISTURB_MAX % of a core during the run.
-measure() {
-    local c="$1" n="$2" mode="$3" pid="${PID[$1]}" core conns secs warm
-    if [[ "$mode" == load ]]; then
-        core="$LOAD_CORE" conns="$CONNS" secs="$DURATION" warm="$WARMUP"
-    else
-        core="$SERVER_CORE" conns=1 secs="$LAT_DURATION" warm=1
-    fi
-    while :; do
-        wait_idle
-        wrk_run "$core" "$conns" "$warm" "${PORT[$c]}"
-        local s0 a0 s1 a1
-        s0="$(proc_cpu "$pid")"
-        a0="$(all_busy)"
-        if [[ "$mode" == load ]]; then
-            SAMPLE_PID="$pid" SAMPLE_NAME="$c" wrk_run "$core" "$conns" "$secs" "${PORT[$c]}"
-        else
-            wrk_run "$core" "$conns" "$secs" "${PORT[$c]}"
-        fi
-        a1="$(all_busy)"
-        s1="$(proc_cpu "$pid")"
-        local server=$((s1 - s0)) total=$((a1 - a0))
-        # Busy time of the machine not spent by the server or wrk, in % of one core.
-        local other=$(((total - server - W_WRKCPU) * 100 / (secs * HZ)))
-        ((other >= 0)) || other=0
-        local cpu_us line
-        cpu_us="$(awk -v j="$server" -v hz="$HZ" -v r="$W_REQS" 'BEGIN { printf "%.2f", j * 1e6 / hz / r }')"
-        if [[ "$mode" == load ]]; then
-            line="$(printf '%-6s run %d  %7.0f req/s  p99 %7.1f us  server CPU %6.2f us/req (%3d%% of a core)  others %2d%%  idle before %s' \
-                "$c" "$n" "$W_RPS" "$W_P99" "$cpu_us" $((server * 100 / (secs * HZ))) "$other" "$IDLE_SEEN")"
-        else
-            line="$(printf '%-6s -c1  %7.0f req/s  avg %6.1f us  p50 %6.1f us  p99 %7.1f us  server CPU %6.2f us/req  others %2d%%' \
-                "$c" "$W_RPS" "$W_AVG" "$W_P50" "$W_P99" "$cpu_us" "$other")"
-        fi
-        if ((other > DISTURB_MAX && REPEATED < MAX_REPEATS)); then
-            REPEATED=$((REPEATED + 1))
-            echo "$line  DISTURBED (others > ${DISTURB_MAX}%): repeating"
-            continue
-        fi
-        if ((other > DISTURB_MAX)); then
-            KEPT_DISTURBED=$((KEPT_DISTURBED + 1))
-            line="$line  DISTURBED (repeat budget spent; kept)"
-        fi
-        echo "$line"
-        if [[ "$mode" == load ]]; then
-            RPS[$c]+="$W_RPS "
-            CPU[$c]+="$cpu_us "
-            P99[$c]+="$W_P99 "
-        else
-            LAT[$c]="$line"
-        fi
-        return 0
-    done
-}
-
-# "median min max spread%" of a list of numbers.
-stats() {
-    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%s %s %s %.1f\n", m, v[1], v[NR], (m ? (v[NR] - v[1]) * 100 / m : 0) }'
-}
+PID=([berth]="$BERTH_PID" [hyper]="$HYPER_PID")
+PORT=([berth]="$BERTH_PORT" [hyper]="$HYPER_PORT")
+check_contenders berth hyper
 
 # --- runs ----------------------------------------------------------------------------------
 echo "berth (pid $BERTH_PID) and bare hyper (pid $HYPER_PID) on core $SERVER_CORE, 1 tokio worker each;" \
@@ -282,28 +69,8 @@ measure berth 1 c1
 measure hyper 1 c1
 
 # --- summary -------------------------------------------------------------------------------
-echo
-declare -A MED_RPS MED_CPU
-echo "summary (median [min..max] spread = (max-min)/median; $REPEATED disturbed run(s) repeated)"
-if ((KEPT_DISTURBED > 0)); then
-    echo "WARNING: $KEPT_DISTURBED run(s) kept although another process used the CPU; run again on a quiet machine"
-fi
-for c in berth hyper; do
-    read -r rm rlo rhi rsp < <(stats "${RPS[$c]}")
-    read -r cm clo chi csp < <(stats "${CPU[$c]}")
-    read -r pm plo phi psp < <(stats "${P99[$c]}")
-    printf '%-6s %9.0f req/s [%.0f..%.0f] %4.1f%%   CPU %6.2f us/req [%.2f..%.2f] %4.1f%%   p99 %7.1f us [%.1f..%.1f]\n' \
-        "$c" "$rm" "$rlo" "$rhi" "$rsp" "$cm" "$clo" "$chi" "$csp" "$pm" "$plo" "$phi"
-    MED_RPS[$c]="$rm"
-    MED_CPU[$c]="$cm"
-done
-printf '%s\n' "${LAT[berth]}" "${LAT[hyper]}"
-for c in berth hyper; do
-    printf '%-6s RSS idle %6.1f MB  under load %6.1f MB  VmHWM %6.1f MB\n' "$c" \
-        "$(awk -v k="${RSS_IDLE[$c]}" 'BEGIN { print k / 1024 }')" \
-        "$(awk -v k="${RSS_LOAD[$c]}" 'BEGIN { print k / 1024 }')" \
-        "$(awk -v k="$(hwm_kb "${PID[$c]}")" 'BEGIN { print k / 1024 }')"
-done
-awk -v b="${MED_CPU[berth]}" -v h="${MED_CPU[hyper]}" \
-    'BEGIN { printf "cpu/request berth/hyper: %.2f (%.2f us extra per request)\n", b / h, b - h }'
+summarize berth hyper
+print_latency berth hyper
+print_memory berth hyper
+print_cpu_ratio berth hyper
 awk -v b="${MED_RPS[berth]}" -v h="${MED_RPS[hyper]}" 'BEGIN { printf "ratio berth/hyper: %.2f\n", b / h }'

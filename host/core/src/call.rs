@@ -11,7 +11,8 @@ use tokio::time::Instant as TokioInstant;
 
 use crate::clock::now_unix_ms;
 use crate::error::HttpError;
-use crate::group::FunctionEntry;
+use crate::group::{FunctionEntry, GroupCode};
+use crate::isolation::WorkerCallHead;
 
 /// When a call of `entry` that arrived at `started` is cancelled: after the function's timeout,
 /// or earlier when the platform gives the call less time (`cap`: Lambda's
@@ -20,6 +21,9 @@ pub fn deadline(entry: &FunctionEntry, started: TokioInstant, cap: Option<TokioI
     let own = started + entry.timeout;
     cap.map_or(own, |cap| cap.min(own))
 }
+
+/// How far past its timeout an in-process call may finish before it counts as a runaway.
+const RUNAWAY_SLACK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A response extension the HTTP trigger sets when the call timed out (kubeless answers 408 for
 /// it, SCF marks it `X-Scf-Error-Type: Timeout`).
@@ -43,6 +47,11 @@ pub enum CallError {
     Panicked { message: String },
     /// The plugin reported something else (unknown function, unsupported input, newer error kind).
     Plugin { message: String },
+    /// The worker process of an isolated group died (or was killed) during the call.
+    WorkerCrashed { group: String, detail: String },
+    /// The isolated group cannot take calls now (its worker keeps crashing: the circuit is
+    /// open, or it is stopping); `retry_after_s` is when to try again.
+    Unavailable { group: String, detail: String, retry_after_s: u64 },
 }
 
 impl HttpError for CallError {
@@ -51,6 +60,8 @@ impl HttpError for CallError {
             CallError::Handler { status, .. } => *status,
             CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             CallError::Panicked { .. } | CallError::Plugin { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            CallError::WorkerCrashed { .. } => StatusCode::BAD_GATEWAY,
+            CallError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -60,6 +71,8 @@ impl HttpError for CallError {
             CallError::Timeout { .. } => "timeout",
             CallError::Panicked { .. } => "panic",
             CallError::Plugin { .. } => "internal",
+            CallError::WorkerCrashed { .. } => "worker_crashed",
+            CallError::Unavailable { .. } => "group_unavailable",
         }
     }
 
@@ -75,6 +88,12 @@ impl HttpError for CallError {
             }
             CallError::Plugin { .. } => {
                 "the function failed inside the host; see the host log for this request id".into()
+            }
+            CallError::WorkerCrashed { group, detail } => {
+                format!("group `{group}`: its worker process {detail} during this call; it is being restarted")
+            }
+            CallError::Unavailable { group, detail, retry_after_s } => {
+                format!("group `{group}` is unavailable: {detail}; retry in {retry_after_s} s")
             }
         }
     }
@@ -100,7 +119,27 @@ pub async fn call(
     };
     // Counted until the call's future is dropped (a swap waits for the old version's calls).
     let _inflight = entry.group.calls.enter();
-    let mut fut = entry.group.group_box().call(entry.index, ctx, Input_NE::new(input));
+    let group_box = match &entry.group.code {
+        GroupCode::Library(p) => &p.group,
+        GroupCode::Worker(w) => {
+            let head = WorkerCallHead {
+                function: entry.index,
+                function_name: entry.name.clone(),
+                request_id: request_id.to_owned(),
+                deadline_unix_ms: ctx.deadline_unix_ms,
+                trigger,
+            };
+            let outcome = match tokio::time::timeout_at(deadline, w.call(head, input)).await {
+                Err(_) => {
+                    entry.metrics.timeouts.inc();
+                    Err(CallError::Timeout { after_ms: deadline.saturating_duration_since(started).as_millis() as u64 })
+                }
+                Ok(out) => out,
+            };
+            return finish(entry, started, outcome);
+        }
+    };
+    let mut fut = group_box.call(entry.index, ctx, Input_NE::new(input));
     // Most calls finish in their first poll: only a call that has to wait arms a timer (making
     // and dropping one takes the timer driver's lock). `timeout_at` polls the call before it
     // looks at the clock too, so a call past its deadline still gets that one poll either way.
@@ -129,6 +168,21 @@ pub async fn call(
             _ => CallError::Plugin { message: describe_error(&e) },
         }),
     };
+    finish(entry, started, outcome)
+}
+
+/// Counts a call's outcome in its function's metrics.
+fn finish(
+    entry: &FunctionEntry,
+    started: TokioInstant,
+    outcome: Result<Response, CallError>,
+) -> Result<Response, CallError> {
+    if let Err(CallError::Panicked { message }) = &outcome {
+        if entry.group.worker().is_some() {
+            entry.metrics.panics.inc();
+            tracing::error!(panic = %message, "function panicked; answering 500");
+        }
+    }
     let status = match &outcome {
         Ok(r) => r.status,
         Err(e) => e.status().as_u16(),
@@ -137,6 +191,18 @@ pub async fn call(
         entry.metrics.handler_errors.inc();
     }
     entry.metrics.count(status);
-    entry.metrics.duration.observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    entry.metrics.duration.observe(took.as_secs_f64());
+    if took > entry.timeout + RUNAWAY_SLACK && entry.group.worker().is_none() {
+        // In the host's process a timeout can only fire at an await: this call held a host
+        // thread past its deadline (a loop that never yields, blocking I/O).
+        entry.metrics.runaways.inc();
+        tracing::error!(
+            timeout_ms = entry.timeout.as_millis() as u64,
+            took_ms = took.as_millis() as u64,
+            "the function ran past its timeout without yielding and held a host thread; \
+             run its group with isolation = \"process\" to have such calls cut off at their deadline"
+        );
+    }
     outcome
 }

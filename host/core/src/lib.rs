@@ -10,6 +10,7 @@
 //!   starts and stops their runners as functions come and go.
 //! - [`provider`]: the [`ServiceProvider`] trait every `[services.*]` backend implements.
 //! - [`serving`]: the serving groups and readiness.
+//! - [`isolation`]: the [`isolation::Isolated`] trait of groups that run in a worker process.
 //! - [`clock`], [`host_future`] (futures handed to plugins), [`metrics`] (Prometheus families),
 //!   [`error`] (the [`HttpError`] trait and the one JSON error body).
 //!
@@ -33,6 +34,7 @@ pub mod drain;
 pub mod error;
 pub mod group;
 pub mod host_future;
+pub mod isolation;
 pub mod metrics;
 pub mod provider;
 pub mod serving;
@@ -42,7 +44,7 @@ pub use berth_loader as loader;
 pub use call::CallError;
 pub use dispatcher::{DeliveryError, Dispatcher, EventBinding, EventData};
 pub use error::HttpError;
-pub use group::{FunctionEntry, GroupInstance};
+pub use group::{FunctionEntry, GroupCode, GroupInstance};
 pub use metrics::Metrics;
 pub use provider::ServiceProvider;
 pub use trigger::Trigger;

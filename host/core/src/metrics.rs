@@ -74,6 +74,8 @@ pub struct FunctionMetrics {
     pub panics: GenericCounter<AtomicU64>,
     pub timeouts: GenericCounter<AtomicU64>,
     pub handler_errors: GenericCounter<AtomicU64>,
+    /// In-process calls that ran well past their timeout without yielding.
+    pub runaways: GenericCounter<AtomicU64>,
     pub duration: Histogram,
 }
 
@@ -122,7 +124,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let errors = IntCounterVec::new(
-            Opts::new("berth_function_errors_total", "Function failures by kind (handler 5xx, panic, timeout)"),
+            Opts::new("berth_function_errors_total", "Function failures by kind (handler 5xx, panic, timeout, runaway: an in-process call that held a thread past its timeout)"),
             &["group", "function", "kind"],
         )
         .expect("valid metric");
@@ -197,6 +199,7 @@ impl Metrics {
             panics: kind("panic"),
             timeouts: kind("timeout"),
             handler_errors: kind("handler"),
+            runaways: kind("runaway"),
             duration: self.duration.with_label_values(&[group, function]),
         }
     }

@@ -30,6 +30,11 @@ pub struct ServingVersion {
     pub group: String,
     pub version: String,
     pub sha256: String,
+    /// `none` (in the host's process) or `process` (a supervised worker).
+    pub isolation: &'static str,
+    /// The worker of a `process` group: pid, state, restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::isolation::WorkerStatus>,
 }
 
 /// A deploy that was refused.
@@ -108,7 +113,9 @@ impl ServingGroups {
             .map(|g| ServingVersion {
                 group: g.name.to_string(),
                 version: g.version.clone(),
-                sha256: g.library().sha256.clone(),
+                sha256: g.sha256().to_owned(),
+                isolation: g.isolation(),
+                worker: g.worker().map(|w| w.status()),
             })
             .collect();
         let deploys = self.deploys.lock().expect("deploys lock").values().cloned().collect();

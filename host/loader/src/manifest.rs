@@ -5,13 +5,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth_plugin_api::{Manifest, Trigger};
+use serde::{Deserialize, Serialize};
 
 use crate::LoadError;
 
 /// A trigger as the host sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TriggerSpec {
     Http {
+        #[serde(with = "method_text")]
         method: http::Method,
         route: String,
     },
@@ -66,7 +68,7 @@ impl TriggerSpec {
 }
 
 /// One function of a loaded group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionManifest {
     pub name: String,
     pub triggers: Vec<TriggerSpec>,
@@ -76,7 +78,7 @@ pub struct FunctionManifest {
 }
 
 /// A service a group declares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceNeed {
     /// `sql`, `kv`, `redis`, `blob`, `http`, `secret`, `queue` or `service`.
     pub kind: String,
@@ -87,7 +89,7 @@ pub struct ServiceNeed {
 }
 
 /// A service a group exports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportInfo {
     pub name: String,
     pub interface: String,
@@ -95,7 +97,7 @@ pub struct ExportInfo {
 }
 
 /// A plugin's manifest, copied out of the library (so it outlives it).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupManifest {
     pub name: String,
     pub version: String,
@@ -103,6 +105,20 @@ pub struct GroupManifest {
     pub functions: Vec<FunctionManifest>,
     pub services: Vec<ServiceNeed>,
     pub exports: Vec<ExportInfo>,
+}
+
+/// An HTTP method as its text (a manifest crosses to the host from a worker process).
+mod method_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<http::Method, D::Error> {
+        let text = String::deserialize(d)?;
+        http::Method::from_bytes(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 pub(crate) fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError> {

@@ -163,7 +163,7 @@ impl ServiceClient for ExportProxy {
                     trigger: RStr::from_str("service"),
                     caller: ROption::RSome((&*me.consumer).into()),
                 };
-                let fut = p.group.group_box().call_export(me.export.as_str().into(), method, payload, ctx);
+                let fut = p.group.call_export(me.export.as_str().into(), method, payload, ctx);
                 match tokio::time::timeout(std::time::Duration::from_millis(EXPORT_CALL_TIMEOUT_MS), fut).await {
                     Ok(r) => r.into_result(),
                     Err(_) => Err(ServiceError::new(

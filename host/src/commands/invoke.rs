@@ -57,22 +57,21 @@ impl Invoke {
             // needs, in dependency order, with their services. No listener, no event triggers.
             let runtime = Runtime::new(config);
             let refused = runtime.load_groups(Some(group_name)).await.errors;
-            let outcome = match runtime.dispatcher.get(group_name, function) {
-                Some(entry) => self.call(&entry).await,
-                None => match runtime.serving.get(group_name) {
-                    Some(group) => {
-                        let names: Vec<_> = group.library().manifest.functions.iter().map(|f| f.name.clone()).collect();
-                        Err(anyhow!("the group has no function `{function}`; it has: {}", names.join(", ")))
-                    }
-                    None => {
-                        match refused.into_iter().last() {
+            let outcome =
+                match runtime.dispatcher.get(group_name, function) {
+                    Some(entry) => self.call(&entry).await,
+                    None => match runtime.serving.get(group_name) {
+                        Some(group) => {
+                            let names: Vec<_> = group.manifest().functions.iter().map(|f| f.name.clone()).collect();
+                            Err(anyhow!("the group has no function `{function}`; it has: {}", names.join(", ")))
+                        }
+                        None => match refused.into_iter().last() {
                             Some(e) => Err(anyhow::Error::new(e)
                                 .context(format!("invoking {group_name}/{function} ({config_file})"))),
                             None => Err(anyhow!("group `{group_name}` did not load ({config_file})")),
-                        }
-                    }
-                },
-            };
+                        },
+                    },
+                };
             runtime.stop_groups().await;
             outcome
         })

@@ -8,6 +8,7 @@ mod invoke;
 mod package;
 mod rollback;
 mod up;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     Groups(groups::Groups),
     /// Build the groups and the host for a platform and write the deployable artifact.
     Package(package::Package),
+    /// Run one process-isolated group for a host (started by the host itself).
+    #[command(hide = true)]
+    Worker(worker::Worker),
 }
 
 /// The `--config` option shared by commands that read berth.toml.
@@ -74,6 +78,7 @@ impl Cli {
             Command::Rollback(c) => c.run(),
             Command::Groups(c) => c.run(),
             Command::Package(c) => c.run(),
+            Command::Worker(c) => c.run(),
         }
     }
 }

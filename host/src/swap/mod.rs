@@ -33,7 +33,6 @@ pub use berth_core::loader::mapped::{self, Census, StuckLibrary};
 pub use plan::{swap, unload, SwapError, SwapPlan, SwapReport, SwapSource};
 
 use crate::runtime::Runtime;
-use berth_core::loader::LoadedPlugin;
 use berth_core::GroupInstance;
 
 use crate::config::{BerthConfig, GroupConfig};
@@ -57,13 +56,21 @@ pub struct VersionRecord {
 }
 
 impl VersionRecord {
-    fn new(plugin: &LoadedPlugin, file: &Path, via: &'static str) -> Self {
+    fn new(plugin: &crate::install::Plugin, file: &Path, via: &'static str) -> Self {
+        let copy = match plugin {
+            crate::install::Plugin::Library(p) => &p.copy,
+            crate::install::Plugin::Worker(_) => plugin.source(),
+        };
+        Self::of(&plugin.manifest().version, plugin.sha256(), copy, file, via)
+    }
+
+    fn of(version: &str, sha256: &str, copy: &Path, file: &Path, via: &'static str) -> Self {
         let now = SystemTime::now();
         VersionRecord {
-            version: plugin.manifest.version.clone(),
-            sha256: plugin.sha256.clone(),
+            version: version.to_owned(),
+            sha256: sha256.to_owned(),
             file: file.to_owned(),
-            copy: plugin.copy.clone(),
+            copy: copy.to_owned(),
             loaded_at: berth_core::clock::rfc3339_seconds(now),
             loaded_at_unix_ms: berth_core::clock::unix_ms(now),
             via,
@@ -132,6 +139,11 @@ pub struct GroupStatus {
     pub via: &'static str,
     pub functions: Vec<FunctionStatus>,
     /// Calls executing in this version right now.
+    /// `none` or `process`.
+    pub isolation: &'static str,
+    /// The worker of a `process` group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<berth_core::isolation::WorkerStatus>,
     pub inflight: usize,
     /// The version a rollback returns to.
     pub previous: Option<VersionRecord>,
@@ -184,15 +196,17 @@ impl Deployments {
 
     /// Records a group loaded from berth.toml at startup.
     pub fn record_loaded(&self, group_config: &GroupConfig, group: &Arc<GroupInstance>) {
-        let plugin = group.library();
-        self.ledger.track(plugin);
+        if let Some(library) = group.library() {
+            self.ledger.track(library);
+        }
         self.metrics.versions_loaded.inc();
-        let file = plugin.source.clone();
-        self.metrics.serving(&group.name, None, Some((&plugin.manifest.version, &plugin.sha256)));
+        let file = group.source().to_owned();
+        let copy = group.library().map_or_else(|| file.clone(), |l| l.copy.clone());
+        self.metrics.serving(&group.name, None, Some((&group.version, group.sha256())));
         let slot = Slot {
             config: group_config.clone(),
             configured: true,
-            current: Some(VersionRecord::new(plugin, &file, "config")),
+            current: Some(VersionRecord::of(&group.version, group.sha256(), &copy, &file, "config")),
             previous: None,
             reload_from: None,
         };
@@ -309,11 +323,10 @@ impl Deployments {
             .all()
             .into_iter()
             .map(|g| {
-                let plugin = g.library();
                 let slot = slots.get(&*g.name);
                 let current = slot.and_then(|s| s.current.clone());
-                let functions = plugin
-                    .manifest
+                let functions = g
+                    .manifest()
                     .functions
                     .iter()
                     .map(|f| FunctionStatus {
@@ -324,9 +337,11 @@ impl Deployments {
                 GroupStatus {
                     name: g.name.to_string(),
                     version: g.version.clone(),
-                    sha256: plugin.sha256.clone(),
-                    file: current.as_ref().map(|c| c.file.clone()).unwrap_or_else(|| plugin.source.clone()),
-                    copy: plugin.copy.clone(),
+                    sha256: g.sha256().to_owned(),
+                    file: current.as_ref().map(|c| c.file.clone()).unwrap_or_else(|| g.source().to_owned()),
+                    copy: g.library().map_or_else(|| g.source().to_owned(), |l| l.copy.clone()),
+                    isolation: g.isolation(),
+                    worker: g.worker().map(|w| w.status()),
                     loaded_at: current.as_ref().map(|c| c.loaded_at.clone()).unwrap_or_default(),
                     loaded_at_unix_ms: current.as_ref().map(|c| c.loaded_at_unix_ms).unwrap_or(0),
                     via: current.as_ref().map(|c| c.via).unwrap_or("config"),

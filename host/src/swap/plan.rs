@@ -265,31 +265,45 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
     // 2. Load and check it.
     let resolved_ms = ms(started);
     let before = d.census().await;
-    let copy_dir = crate::install::plugin_copies(&d.config);
-    let to_load = file.clone();
-    let plugin = d
-        .runtime
-        .worker
-        .run(move || loader::load(&to_load, &copy_dir))
-        .await
-        .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })??;
-    let plugin = Arc::new(plugin);
-    if plugin.manifest.name != name {
-        let found = plugin.manifest.name.clone();
-        state.close_quietly(plugin).await;
-        return Err(SwapError::WrongGroup { group: name, found, file });
-    }
-    if let Err(e) = crate::install::check_loaded(&group_config, &plugin) {
-        state.close_quietly(plugin).await;
-        return Err(e.into());
-    }
-    let limit = d.config.admin.max_stuck_libraries;
-    let copy = plugin.copy.canonicalize().unwrap_or_else(|_| plugin.copy.clone());
-    if limit > 0 && before.stuck.len() >= limit && !before.mapped.contains(&copy) {
-        state.close_quietly(plugin).await;
-        return Err(SwapError::TooManyStuck { stuck: before.stuck.len(), limit });
-    }
-    d.ledger.track(&plugin);
+    let plugin = if group_config.isolation == crate::config::Isolation::Process {
+        // A fresh worker opens the new version; nothing is mapped in this process.
+        let plugin = crate::install::open_file(&d.config, &group_config, file.clone(), &d.runtime.metrics).await?;
+        if plugin.manifest().name != name {
+            let found = plugin.manifest().name.clone();
+            crate::install::stop_unused(plugin).await;
+            return Err(SwapError::WrongGroup { group: name, found, file });
+        }
+        plugin
+    } else {
+        let copy_dir = crate::install::plugin_copies(&d.config);
+        let to_load = file.clone();
+        let plugin = d
+            .runtime
+            .worker
+            .run(move || loader::load(&to_load, &copy_dir))
+            .await
+            .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })??;
+        let plugin = Arc::new(plugin);
+        if plugin.manifest.name != name {
+            let found = plugin.manifest.name.clone();
+            state.close_quietly(plugin).await;
+            return Err(SwapError::WrongGroup { group: name, found, file });
+        }
+        let plugin = crate::install::Plugin::Library(plugin);
+        if let Err(e) = crate::install::check_loaded(&group_config, &plugin) {
+            state.close_quietly(plugin).await;
+            return Err(e.into());
+        }
+        let crate::install::Plugin::Library(library) = &plugin else { unreachable!("opened in process") };
+        let limit = d.config.admin.max_stuck_libraries;
+        let copy = library.copy.canonicalize().unwrap_or_else(|_| library.copy.clone());
+        if limit > 0 && before.stuck.len() >= limit && !before.mapped.contains(&copy) {
+            state.close_quietly(plugin).await;
+            return Err(SwapError::TooManyStuck { stuck: before.stuck.len(), limit });
+        }
+        d.ledger.track(library);
+        plugin
+    };
     let loaded_ms = ms(started);
 
     // 3. Services, init hook, routes, switch: the install path every group takes.

@@ -25,7 +25,7 @@ pub fn spawn(d: Arc<Deployments>, old: Arc<GroupInstance>) {
         id,
         name: old.name.clone(),
         version: old.version.clone(),
-        sha256: old.library().sha256.clone(),
+        sha256: old.sha256().to_owned(),
         group: Arc::downgrade(&old),
         since: std::time::Instant::now(),
     });
@@ -66,8 +66,17 @@ async fn retire(d: Arc<Deployments>, old: Arc<GroupInstance>, id: u64) {
 
     // 4. Drop everything; the last reference closes the library (on the swap worker: `dlclose`
     //    takes the dynamic loader's lock and runs the library's finalizers).
-    let plugin = Arc::downgrade(old.library());
-    let copy = old.library().copy.canonicalize().unwrap_or_else(|_| old.library().copy.clone());
+    let Some(library) = old.library() else {
+        // A worker's version: its stop hook ran in the worker, which has exited; nothing of it
+        // is mapped here.
+        drop(old);
+        d.metrics.versions_loaded.dec();
+        d.retiring.lock().expect("retiring lock").retain(|r| r.id != id);
+        tracing::info!(group = %name, version, drained_ms, "replaced version retired (its worker exited)");
+        return;
+    };
+    let plugin = Arc::downgrade(library);
+    let copy = library.copy.canonicalize().unwrap_or_else(|_| library.copy.clone());
     let _ = d.runtime.worker.run(move || drop(old)).await;
     // Calls still running past the grace period hold the instance; their own timeouts end them.
     let mut wait = Duration::from_millis(1);

@@ -4,6 +4,7 @@
 mod cli;
 mod faults;
 mod http;
+mod isolation;
 mod kubernetes;
 mod limits;
 mod loading;

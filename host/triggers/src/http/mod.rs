@@ -270,6 +270,9 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
                     );
                 }
                 let mut res = error_response(&e, Some(request_id));
+                if let CallError::Unavailable { retry_after_s, .. } = &e {
+                    res.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after_s));
+                }
                 if matches!(e, CallError::Timeout { .. }) {
                     res.extensions_mut().insert(call::TimedOut);
                 }

@@ -1,0 +1,222 @@
+//! `berth worker`: the child process that runs one isolated group. It loads the group's plugin
+//! through the same loader as the host, instantiates it with a host handle that forwards to the
+//! host ([`crate::proxy`]), and serves the calls the host sends. It applies its own limits
+//! before it opens the plugin, and dies with its host (`PR_SET_PDEATHSIG`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_plugin_api::{CallContext, Input_NE, RResult, RStr};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+
+use crate::proxy::{Link, WorkerHost};
+use crate::wire::{self, FromWorker, ToWorker, WirePluginError, WireResponse};
+
+/// What `berth worker` is started with.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerArgs {
+    /// The host's abstract socket name.
+    pub connect: String,
+    /// RLIMIT_DATA in bytes.
+    pub memory: Option<u64>,
+    /// RLIMIT_NOFILE.
+    pub open_files: Option<u64>,
+    /// RLIMIT_CPU in seconds.
+    pub cpu_seconds: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker: cannot reach the host at `{name}`: {source}")]
+    Connect { name: String, source: std::io::Error },
+    #[error("worker: cannot apply limit {what}: {source}")]
+    Limit { what: &'static str, source: nix::Error },
+    #[error("worker: cannot start its runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn limits(args: &WorkerArgs) -> Result<(), WorkerError> {
+    use nix::sys::resource::{setrlimit, Resource};
+    let set = |what, r, v: u64| setrlimit(r, v, v).map_err(|source| WorkerError::Limit { what, source });
+    if let Some(m) = args.memory {
+        set("memory (RLIMIT_DATA)", Resource::RLIMIT_DATA, m)?;
+    }
+    if let Some(n) = args.open_files {
+        set("open files (RLIMIT_NOFILE)", Resource::RLIMIT_NOFILE, n)?;
+    }
+    if let Some(s) = args.cpu_seconds {
+        set("CPU time (RLIMIT_CPU)", Resource::RLIMIT_CPU, s)?;
+    }
+    Ok(())
+}
+
+/// Runs the worker until the host says stop or goes away.
+pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
+    // Die with the host, even when a handler spins and nothing reads the socket.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    limits(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("berth-worker")
+        .enable_all()
+        .build()
+        .map_err(WorkerError::Runtime)?;
+    rt.block_on(serve(args))
+}
+
+fn connect(name: &str) -> std::io::Result<tokio::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt as _;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let std = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    std.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(std)
+}
+
+type Serving = Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>>;
+
+async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
+    let stream =
+        connect(&args.connect).map_err(|source| WorkerError::Connect { name: args.connect.clone(), source })?;
+    let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
+    let (out, mut outq) = mpsc::unbounded_channel::<FromWorker>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outq.recv().await {
+            let stop = matches!(msg, FromWorker::Stopped);
+            if sink.send(wire::encode(&msg)).await.is_err() || stop {
+                break;
+            }
+        }
+        let _ = sink.flush().await;
+    });
+    let link = Link::new(out.clone());
+    let mut plugin: Option<Arc<berth_loader::LoadedPlugin>> = None;
+    let mut group: Option<Arc<(berth_loader::PluginInstance, berth_plugin_api::HostHandle)>> = None;
+    let calls: Serving = Arc::default();
+    while let Some(frame) = frames.next().await {
+        let Ok(frame) = frame else { break };
+        let msg: ToWorker = match wire::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "worker: a frame from the host could not be read; stopping");
+                break;
+            }
+        };
+        match msg {
+            ToWorker::Open { file, copy_dir } => match berth_loader::load(&file, &copy_dir) {
+                Ok(p) => {
+                    let _ = out.send(FromWorker::Opened { manifest: p.manifest.clone(), sha256: p.sha256.clone() });
+                    plugin = Some(Arc::new(p));
+                }
+                Err(e) => {
+                    let _ = out.send(FromWorker::Failed { message: e.to_string() });
+                }
+            },
+            ToWorker::Instantiate(boot) => {
+                let Some(p) = &plugin else {
+                    let _ = out.send(FromWorker::Failed { message: "instantiate before open".into() });
+                    continue;
+                };
+                let host = WorkerHost::handle(link.clone(), boot);
+                match p.instantiate(host.clone()).await {
+                    Ok(g) => {
+                        group = Some(Arc::new((g, host)));
+                        let _ = out.send(FromWorker::Ready);
+                    }
+                    Err(e) => {
+                        let _ = out.send(FromWorker::Failed { message: e.to_string() });
+                    }
+                }
+            }
+            ToWorker::Call { id, function, meta, input } => {
+                let Some(g) = group.clone() else { continue };
+                let ctx = CallContext {
+                    request_id: meta.request_id.into(),
+                    deadline_unix_ms: meta.deadline_unix_ms,
+                    host: g.1.clone(),
+                    trigger: RStr::from_str(trigger_name(&meta.trigger)),
+                    caller: meta.caller.map(Into::into).into(),
+                };
+                let fut = g.0.group.call(function, ctx, Input_NE::new(input.into_input()));
+                let task = tokio::spawn(async move {
+                    match fut.await {
+                        RResult::ROk(r) => Ok(WireResponse::from_response(&r)),
+                        RResult::RErr(e) => Err(WirePluginError::from_plugin(&e)),
+                    }
+                });
+                watch_call(id, task, &calls, out.clone(), |id, result| FromWorker::Done { id, result });
+            }
+            ToWorker::Export { id, service, method, payload, meta } => {
+                let Some(g) = group.clone() else { continue };
+                let ctx = CallContext {
+                    request_id: meta.request_id.into(),
+                    deadline_unix_ms: meta.deadline_unix_ms,
+                    host: g.1.clone(),
+                    trigger: RStr::from_str("service"),
+                    caller: meta.caller.map(Into::into).into(),
+                };
+                let fut = g.0.group.call_export(service.into(), method.into(), payload.into(), ctx);
+                let task =
+                    tokio::spawn(async move { fut.await.into_result().map(|b| b.into_vec()).map_err(Into::into) });
+                watch_call(id, task, &calls, out.clone(), |id, result| FromWorker::ExportDone { id, result });
+            }
+            ToWorker::Cancel { id } => {
+                if let Some(h) = calls.lock().expect("calls lock").get(&id) {
+                    h.abort();
+                }
+            }
+            ToWorker::Reply { id, result } => link.reply(id, result),
+            ToWorker::Shutdown => {
+                if let Some(g) = group.take() {
+                    g.0.group.shutdown().await;
+                    drop(g);
+                }
+                let _ = out.send(FromWorker::Stopped);
+                break;
+            }
+        }
+    }
+    drop(out);
+    drop(link);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    // The library is never closed: the process ends instead (nothing the plugin made can
+    // outlive its code).
+    std::mem::forget(plugin);
+    std::mem::forget(group);
+    Ok(())
+}
+
+/// Keeps the abort handle of call `id` until it ends, then reports it (`Cancelled` when it was
+/// aborted).
+fn watch_call<T: Send + 'static>(
+    id: u64,
+    task: tokio::task::JoinHandle<T>,
+    calls: &Serving,
+    out: mpsc::UnboundedSender<FromWorker>,
+    done: fn(u64, T) -> FromWorker,
+) {
+    calls.lock().expect("calls lock").insert(id, task.abort_handle());
+    let calls = calls.clone();
+    tokio::spawn(async move {
+        let msg = match task.await {
+            Ok(v) => done(id, v),
+            Err(_) => FromWorker::Cancelled { id },
+        };
+        calls.lock().expect("calls lock").remove(&id);
+        let _ = out.send(msg);
+    });
+}
+
+/// The host's static trigger names (the ABI wants a `'static` string).
+fn trigger_name(t: &str) -> &'static str {
+    match t {
+        "http" => "http",
+        "timer" => "timer",
+        "queue" => "queue",
+        "blob" => "blob",
+        "invoke" => "invoke",
+        "service" => "service",
+        _ => "other",
+    }
+}
