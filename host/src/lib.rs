@@ -1,8 +1,8 @@
 //! `berth-host`: the composition root of the Berth host and the `berth` binary.
 //!
 //! The host is split into one-way crates (`berth-host → berth-platforms → berth-triggers →
-//! berth-services → berth-core → berth-loader → berth-plugin-api`); this crate puts them
-//! together:
+//! berth-services → berth-core → berth-loader → berth-plugin-api`, and `berth-isolation →
+//! berth-core` for groups in worker processes); this crate puts them together:
 //!
 //! - [`config`]: `berth.toml`, composed of the sections each crate owns;
 //! - [`runtime`]: the [`Runtime`](runtime::Runtime) with the one install path
@@ -44,6 +44,7 @@ pub mod watch;
 pub mod worker;
 
 pub use berth_core as core;
+pub use berth_isolation as isolation;
 pub use berth_loader as loader;
 pub use berth_platforms as platforms;
 pub use berth_services as services;

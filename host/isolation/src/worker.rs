@@ -63,7 +63,10 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         .enable_all()
         .build()
         .map_err(WorkerError::Runtime)?;
-    rt.block_on(serve(args))
+    rt.block_on(serve(args))?;
+    // Leave without dropping the runtime: its tasks hold objects the plugin made, and the
+    // process is the unit that ends here.
+    std::process::exit(0)
 }
 
 fn connect(name: &str) -> std::io::Result<tokio::net::UnixStream> {
@@ -75,6 +78,9 @@ fn connect(name: &str) -> std::io::Result<tokio::net::UnixStream> {
 }
 
 type Serving = Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>>;
+
+/// The instantiated group and the host handle its calls get.
+type Instance = Arc<(berth_loader::PluginInstance, berth_plugin_api::HostHandle)>;
 
 async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     let stream =
@@ -92,10 +98,19 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     });
     let link = Link::new(out.clone());
     let mut plugin: Option<Arc<berth_loader::LoadedPlugin>> = None;
-    let mut group: Option<Arc<(berth_loader::PluginInstance, berth_plugin_api::HostHandle)>> = None;
+    // Set by the instantiating task; taken by the stopping one. The init and stop hooks run in
+    // tasks of their own: both may call services, whose replies this loop must go on reading.
+    let instance: Arc<Mutex<Option<Instance>>> = Arc::default();
+    let (stopped_tx, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stopped_tx = Some(stopped_tx);
     let calls: Serving = Arc::default();
-    while let Some(frame) = frames.next().await {
-        let Ok(frame) = frame else { break };
+    loop {
+        let frame = tokio::select! {
+            f = frames.next() => f,
+            _ = &mut stopped => break,
+        };
+        let Some(Ok(frame)) = frame else { break };
+        let group = instance.lock().expect("instance lock").clone();
         let msg: ToWorker = match wire::decode(&frame) {
             Ok(m) => m,
             Err(e) => {
@@ -119,15 +134,18 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
                     continue;
                 };
                 let host = WorkerHost::handle(link.clone(), boot);
-                match p.instantiate(host.clone()).await {
-                    Ok(g) => {
-                        group = Some(Arc::new((g, host)));
-                        let _ = out.send(FromWorker::Ready);
+                let (p, out, instance) = (p.clone(), out.clone(), instance.clone());
+                tokio::spawn(async move {
+                    match p.instantiate(host.clone()).await {
+                        Ok(g) => {
+                            *instance.lock().expect("instance lock") = Some(Arc::new((g, host)));
+                            let _ = out.send(FromWorker::Ready);
+                        }
+                        Err(e) => {
+                            let _ = out.send(FromWorker::Failed { message: e.to_string() });
+                        }
                     }
-                    Err(e) => {
-                        let _ = out.send(FromWorker::Failed { message: e.to_string() });
-                    }
-                }
+                });
             }
             ToWorker::Call { id, function, meta, input } => {
                 let Some(g) = group.clone() else { continue };
@@ -168,12 +186,19 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
             }
             ToWorker::Reply { id, result } => link.reply(id, result),
             ToWorker::Shutdown => {
-                if let Some(g) = group.take() {
-                    g.0.group.shutdown().await;
-                    drop(g);
-                }
-                let _ = out.send(FromWorker::Stopped);
-                break;
+                let (out, instance, done) = (out.clone(), instance.clone(), stopped_tx.take());
+                tokio::spawn(async move {
+                    let g = instance.lock().expect("instance lock").take();
+                    if let Some(g) = g {
+                        g.0.group.shutdown().await;
+                        // Leaked, not dropped: the process ends instead.
+                        std::mem::forget(g);
+                    }
+                    let _ = out.send(FromWorker::Stopped);
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                });
             }
         }
     }
@@ -183,7 +208,7 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     // The library is never closed: the process ends instead (nothing the plugin made can
     // outlive its code).
     std::mem::forget(plugin);
-    std::mem::forget(group);
+    std::mem::forget(instance);
     Ok(())
 }
 

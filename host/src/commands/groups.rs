@@ -47,6 +47,17 @@ impl Groups {
                 s(&g["via"]),
                 functions.join(", ")
             );
+            if let Some(w) = g["worker"].as_object() {
+                let field = |k: &str| w.get(k).cloned().unwrap_or_default();
+                println!(
+                    "{:<16} isolation: process, worker pid {} ({}), {} restarts{}",
+                    "",
+                    field("pid").as_u64().unwrap_or(0),
+                    s(&field("state")),
+                    field("restarts").as_u64().unwrap_or(0),
+                    field("last_exit").as_str().map(|e| format!("; last {e}")).unwrap_or_default()
+                );
+            }
             if let Some(p) = g["previous"].as_object() {
                 let sha: String = p.get("sha256").and_then(|v| v.as_str()).unwrap_or("-").chars().take(12).collect();
                 println!(

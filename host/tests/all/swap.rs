@@ -636,3 +636,63 @@ async fn reloading_a_path_group_rebuilds_it_and_serves_the_build() {
     assert_eq!(request(host.addr, "GET", "/swap/version", &[], b"").await.text(), "v1");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swaps_of_an_isolated_group_start_a_fresh_worker_and_drain_the_old_one_without_a_failed_request() {
+    let (v1, v2) = (fixture("swap-v1").await, fixture("swap-v2").await);
+    let extra = format!("isolation = \"process\"\n[workers]\nbinary = \"{}\"\n", env!("CARGO_BIN_EXE_berth"));
+    let h = SwapHost::start_with_env(&v1, Some(TOKEN), &extra, &[("BERTH_ADMIN__SWAP_NICE", "0")]).await;
+    let load = Arc::new(Load::default());
+    let clients = start_load(h.addr, 8, load.clone(), alternating);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    const SWAPS: u64 = 20;
+    let mut pids = vec![h.status().await["groups"][0]["worker"]["pid"].as_u64().unwrap()];
+    for seq in 1..=SWAPS {
+        load.epoch.store(((seq - 1) << 1) | 1, Ordering::Release);
+        let (file, version) = if seq % 2 == 1 { (&v2, "2.0.0") } else { (&v1, "1.0.0") };
+        let res = h.deploy("swap", file).await;
+        assert_eq!(res.status, 200, "swap {seq}: {}", res.text());
+        assert_eq!(res.json()["current"]["version"], version, "swap {seq}");
+        load.epoch.store(seq << 1, Ordering::Release);
+        pids.push(h.status().await["groups"][0]["worker"]["pid"].as_u64().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop_load(&load, clients).await;
+    let (requests, failures, stale) = (
+        load.requests.load(Ordering::Relaxed),
+        load.failures.load(Ordering::Relaxed),
+        load.stale.load(Ordering::Relaxed),
+    );
+    let problem = load.first_problem.lock().unwrap().clone();
+    assert_eq!(failures, 0, "{failures} of {requests} requests failed; first: {problem:?}");
+    assert_eq!(stale, 0, "{stale} requests reached the old version after a swap returned; first: {problem:?}");
+
+    let status = h.retired().await;
+    assert_eq!(status["groups"][0]["isolation"], "process", "{status:#}");
+    assert_eq!(status["libraries"]["mapped"], 0, "nothing of an isolated group is mapped in the host: {status:#}");
+    let mut distinct = pids.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), pids.len(), "every version ran in a worker of its own: {pids:?}");
+    // Every replaced worker has exited (its pid no longer a `berth worker`); the serving one runs.
+    let is_worker = |pid: &u64| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"worker"))
+    };
+    let (serving, replaced) = pids.split_last().unwrap();
+    for pid in replaced {
+        assert!(!is_worker(pid), "worker {pid} of a replaced version still runs");
+    }
+    assert!(is_worker(serving));
+    h.stop().await;
+    // SIGTERM's path (shutdown) stops the serving worker too.
+    let mut gone = false;
+    for _ in 0..100 {
+        if !is_worker(serving) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the serving worker {serving} exited with its host");
+}
