@@ -79,6 +79,8 @@ struct Conn {
     /// Handshake answers (`Opened`, `Ready`, `Failed`); the sender goes when the worker ends.
     control: Mutex<Option<mpsc::UnboundedSender<FromWorker>>>,
     control_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<FromWorker>>,
+    /// The group this worker serves (set once the group exists: after its first `Open`).
+    group: OnceLock<Weak<WorkerGroup>>,
 }
 
 impl Conn {
@@ -213,7 +215,7 @@ impl WorkerGroup {
             metrics: WorkerMetrics::new(metrics),
             me: me.clone(),
         });
-        register(&group);
+        let _ = conn.group.set(Arc::downgrade(&group));
         Ok(group)
     }
 
@@ -683,9 +685,12 @@ async fn start(
         served: AtomicBool::new(false),
         control: Mutex::new(Some(control_tx)),
         control_rx: tokio::sync::Mutex::new(control_rx),
+        group: OnceLock::new(),
     });
-    let me = group.and_then(|g| g.me.upgrade());
-    tokio::spawn(read(conn.clone(), frames, child, me));
+    if let Some(g) = group {
+        let _ = conn.group.set(g.me.clone());
+    }
+    tokio::spawn(read(conn.clone(), frames, child));
     Ok(conn)
 }
 
@@ -693,12 +698,8 @@ type Frames =
     futures_util::stream::SplitStream<Framed<tokio::net::UnixStream, tokio_util::codec::LengthDelimitedCodec>>;
 
 /// Reads one worker's frames until it ends, then reaps it and reports how it ended.
-async fn read(
-    conn: Arc<Conn>,
-    mut frames: Frames,
-    mut child: tokio::process::Child,
-    mut group: Option<Arc<WorkerGroup>>,
-) {
+async fn read(conn: Arc<Conn>, mut frames: Frames, mut child: tokio::process::Child) {
+    let group = || conn.group.get().and_then(Weak::upgrade);
     let txs = Arc::new(Transactions::default());
     while let Some(Ok(frame)) = frames.next().await {
         let msg: FromWorker = match wire::decode(&frame) {
@@ -728,10 +729,7 @@ async fn read(
                 conn.pending.lock().expect("pending lock").remove(&id);
             }
             FromWorker::Service { id, call } => {
-                if group.is_none() {
-                    group = find_group(&conn);
-                }
-                let Some(host) = group.as_ref().and_then(|g| g.host.get().cloned()) else {
+                let Some(host) = group().and_then(|g| g.host.get().cloned()) else {
                     let _ = conn.out.send(ToWorker::Reply {
                         id,
                         result: Err(WireServiceError {
@@ -749,10 +747,7 @@ async fn read(
                 });
             }
             FromWorker::Log { level, target, request_id, message } => {
-                if group.is_none() {
-                    group = find_group(&conn);
-                }
-                if let Some(host) = group.as_ref().and_then(|g| g.host.get()) {
+                if let Some(host) = group().and_then(|g| g.host.get().cloned()) {
                     let span = tracing::info_span!("worker", request_id = %request_id, pid = conn.pid);
                     let _entered = span.enter();
                     host.log(LogRecord {
@@ -792,31 +787,12 @@ async fn read(
     let _ = conn.exit.set(format!("(pid {}) {exit}", conn.pid));
     txs.clear();
     *conn.control.lock().expect("control lock") = None;
-    match group.or_else(|| find_group(&conn)) {
+    match group() {
         Some(g) => g.on_exit(&conn, exit, reason),
         None => {
             conn.pending.lock().expect("pending lock").clear();
         }
     }
-}
-
-/// The group whose current worker `conn` is (set once the first worker was opened).
-fn find_group(conn: &Arc<Conn>) -> Option<Arc<WorkerGroup>> {
-    GROUPS
-        .lock()
-        .expect("groups lock")
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|g| g.inner.lock().expect("inner lock").conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)))
-}
-
-static GROUPS: Mutex<Vec<Weak<WorkerGroup>>> = Mutex::new(Vec::new());
-
-/// Makes `group` findable by its workers' readers.
-pub(crate) fn register(group: &Arc<WorkerGroup>) {
-    let mut all = GROUPS.lock().expect("groups lock");
-    all.retain(|w| w.strong_count() > 0);
-    all.push(Arc::downgrade(group));
 }
 
 impl Drop for WorkerGroup {
