@@ -407,6 +407,15 @@ pub struct WorkerConfig {
     pub crash_window: Duration,
     #[serde(default = "default_circuit_open", with = "humantime_serde")]
     pub circuit_open: Duration,
+    /// Threads the worker runs its calls on. 1 (the default) is cheapest per call; more let a
+    /// CPU-heavy group use more cores, and let its other calls go on while one handler spins
+    /// (until the watchdog kills the worker).
+    #[serde(default = "default_threads")]
+    pub threads: u16,
+}
+
+fn default_threads() -> u16 {
+    1
 }
 
 fn default_open_files() -> u64 {
@@ -435,6 +444,7 @@ impl Default for WorkerConfig {
             max_crashes: default_max_crashes(),
             crash_window: default_crash_window(),
             circuit_open: default_circuit_open(),
+            threads: default_threads(),
         }
     }
 }

@@ -131,6 +131,7 @@ pub fn worker_settings(config: &BerthConfig, group_config: &GroupConfig) -> Work
         max_crashes: w.max_crashes.max(1),
         crash_window: w.crash_window,
         circuit_open: w.circuit_open,
+        threads: w.threads.max(1),
     }
 }
 

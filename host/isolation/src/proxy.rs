@@ -18,21 +18,21 @@ use berth_plugin_api::{
     SqlExecuted, SqlHandle, SqlService, SqlService_TO, SqlTransaction, SqlTransactionBox, SqlTransaction_TO,
     SqlValue_NE,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::wire::{Boot, FromWorker, SvcCall, SvcOk, WireServiceError, WireSql};
+use crate::wire::{self, Boot, FromWorker, SvcCall, SvcOk, WireServiceError, WireSql};
 
 type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<SvcOk, WireServiceError>>>>;
 
 /// The channel to the host: frames out, and the service calls waiting for their reply.
 pub struct Link {
-    pub out: mpsc::UnboundedSender<FromWorker>,
+    pub out: wire::Out,
     pending: Pending,
     next: AtomicU64,
 }
 
 impl Link {
-    pub fn new(out: mpsc::UnboundedSender<FromWorker>) -> Arc<Self> {
+    pub fn new(out: wire::Out) -> Arc<Self> {
         Arc::new(Link { out, pending: Mutex::default(), next: AtomicU64::new(1) })
     }
 
@@ -53,7 +53,7 @@ impl Link {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
         let gone = || ServiceError::new(service_error_kind::UNAVAILABLE, &service, "the host went away");
-        if self.out.send(FromWorker::Service { id, call }).is_err() {
+        if !wire::send(&self.out, &FromWorker::Service { id, call }) {
             return Err(gone());
         }
         match rx.await {
@@ -161,12 +161,15 @@ impl Host for WorkerHost {
     }
 
     fn log(&self, r: LogRecord<'_>) {
-        let _ = self.link.out.send(FromWorker::Log {
-            level: r.level,
-            target: r.target.as_str().to_owned(),
-            request_id: r.request_id.as_str().to_owned(),
-            message: r.message.as_str().to_owned(),
-        });
+        wire::send(
+            &self.link.out,
+            &FromWorker::Log {
+                level: r.level,
+                target: r.target.as_str(),
+                request_id: r.request_id.as_str(),
+                message: r.message.as_str(),
+            },
+        );
     }
 
     fn sleep(&self, millis: u64) -> FfiFuture<()> {

@@ -8,7 +8,7 @@ use berth_plugin_api::{
     service_error_kind, HostHandle, OutboundRequest, RResult, RString, RVec, ServiceError, SqlTransactionBox, Tuple2,
 };
 
-use crate::wire::{Boot, SvcCall, SvcOk, WireResponse, WireServiceError, WireSql};
+use crate::wire::{Boot, OwnedResponse, SvcCall, SvcOk, WireServiceError, WireSql};
 
 /// Open transactions of one worker, by the id the worker gave them.
 #[derive(Default)]
@@ -138,7 +138,7 @@ pub async fn serve(host: &HostHandle, txs: &Transactions, call: SvcCall) -> Resu
                 body: body.into(),
                 timeout_ms,
             };
-            run(handle(host.http_client())?.fetch(req), |r| SvcOk::Response(WireResponse::from_response(&r))).await
+            run(handle(host.http_client())?.fetch(req), |r| SvcOk::Response(OwnedResponse::from_response(&r))).await
         }
         SvcCall::Publish { name, payload, headers } => {
             run(handle(host.queue(name.as_str().into()))?.publish(payload.into(), pairs(headers)), |id| {

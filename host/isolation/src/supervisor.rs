@@ -17,7 +17,7 @@ use berth_plugin_api::{
     log_level, service_error_kind, CallContext, HostHandle, Input, LogRecord, RResult, RStr, RString, RVec, Response,
     ServiceError, ServiceResult,
 };
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use prometheus::{IntCounterVec, Opts};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
@@ -25,7 +25,7 @@ use tokio_util::codec::Framed;
 use berth_core::host_future::FutureExt as _;
 
 use crate::serve::{self, Transactions};
-use crate::wire::{self, FromWorker, Meta, ToWorker, WireInput, WirePluginError, WireResponse, WireServiceError};
+use crate::wire::{self, FromWorker, Meta, ToWorker, WireInput, WirePluginError, WireServiceError};
 
 /// How a group's worker runs (`[groups.worker]` in berth.toml).
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub struct WorkerSettings {
     pub crash_window: Duration,
     /// How long an open circuit refuses calls before a new worker is tried.
     pub circuit_open: Duration,
+    /// The worker's runtime threads (1: one thread serves everything).
+    pub threads: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +64,23 @@ struct Waiter {
 }
 
 enum Reply {
-    Call(oneshot::Sender<Result<WireResponse, WirePluginError>>),
-    Export(oneshot::Sender<Result<Vec<u8>, WireServiceError>>),
+    Call(oneshot::Sender<Result<Response, WirePluginError>>),
+    Export(oneshot::Sender<Result<RVec<u8>, WireServiceError>>),
+}
+
+/// A worker's answers during its handshake, owned (they go to the task that started it).
+#[derive(Debug)]
+enum Control {
+    Opened { manifest: GroupManifest, sha256: String },
+    Failed { message: String },
+    Ready,
+    Stopped,
 }
 
 /// One worker process and its socket.
 struct Conn {
     pid: u32,
-    out: mpsc::UnboundedSender<ToWorker>,
+    out: wire::Out,
     pending: Mutex<HashMap<u64, Waiter>>,
     next: AtomicU64,
     /// How it ended, once it has.
@@ -77,8 +88,8 @@ struct Conn {
     killed_by_watchdog: AtomicBool,
     served: AtomicBool,
     /// Handshake answers (`Opened`, `Ready`, `Failed`); the sender goes when the worker ends.
-    control: Mutex<Option<mpsc::UnboundedSender<FromWorker>>>,
-    control_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<FromWorker>>,
+    control: Mutex<Option<mpsc::UnboundedSender<Control>>>,
+    control_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Control>>,
     /// The group this worker serves (set once the group exists: after its first `Open`).
     group: OnceLock<Weak<WorkerGroup>>,
 }
@@ -185,11 +196,11 @@ impl WorkerGroup {
         metrics: &berth_core::Metrics,
     ) -> Result<Arc<WorkerGroup>, IsolationError> {
         let conn = start(&file, &settings, None).await?;
-        send(&conn, ToWorker::Open { file: file.clone(), copy_dir: copy_dir.clone() });
+        send(&conn, &ToWorker::Open { file: file.clone(), copy_dir: copy_dir.clone() });
         let (manifest, sha256) = match next_control(&conn, &file).await? {
-            FromWorker::Opened { manifest, sha256 } => (manifest, sha256),
-            FromWorker::Failed { message } => {
-                send(&conn, ToWorker::Shutdown);
+            Control::Opened { manifest, sha256 } => (manifest, sha256),
+            Control::Failed { message } => {
+                send(&conn, &ToWorker::Shutdown);
                 return Err(IsolationError::Refused(message));
             }
             other => return Err(unexpected(&file, &other)),
@@ -237,11 +248,11 @@ impl WorkerGroup {
 
     async fn instantiate_on(&self, conn: &Arc<Conn>) -> Result<(), IsolationError> {
         let host = self.host.get().expect("host set before instantiate");
-        send(conn, ToWorker::Instantiate(serve::boot(&self.group, host, &self.manifest.services)));
+        send(conn, &ToWorker::Instantiate(serve::boot(&self.group, host, &self.manifest.services)));
         match next_control(conn, &self.file).await? {
-            FromWorker::Ready => Ok(()),
-            FromWorker::Failed { message } => {
-                send(conn, ToWorker::Shutdown);
+            Control::Ready => Ok(()),
+            Control::Failed { message } => {
+                send(conn, &ToWorker::Shutdown);
                 Err(IsolationError::Refused(message))
             }
             other => Err(unexpected(&self.file, &other)),
@@ -252,7 +263,7 @@ impl WorkerGroup {
         let mut inner = self.inner.lock().expect("inner lock");
         if inner.state == State::Stopped {
             if let Some(c) = conn {
-                send(&c, ToWorker::Shutdown);
+                send(&c, &ToWorker::Shutdown);
             }
             return;
         }
@@ -347,17 +358,17 @@ impl WorkerGroup {
 
     async fn respawn(&self) -> Result<Arc<Conn>, IsolationError> {
         let conn = start(&self.file, &self.settings, Some(self)).await?;
-        send(&conn, ToWorker::Open { file: self.file.clone(), copy_dir: self.copy_dir.clone() });
+        send(&conn, &ToWorker::Open { file: self.file.clone(), copy_dir: self.copy_dir.clone() });
         match next_control(&conn, &self.file).await? {
-            FromWorker::Opened { sha256, .. } if sha256 == self.sha256 => {}
-            FromWorker::Opened { sha256, .. } => {
-                send(&conn, ToWorker::Shutdown);
+            Control::Opened { sha256, .. } if sha256 == self.sha256 => {}
+            Control::Opened { sha256, .. } => {
+                send(&conn, &ToWorker::Shutdown);
                 return Err(IsolationError::Start {
                     file: self.file.clone(),
                     detail: format!("loaded sha256 {sha256}, not the {} this group serves", self.sha256),
                 });
             }
-            FromWorker::Failed { message } => return Err(IsolationError::Refused(message)),
+            Control::Failed { message } => return Err(IsolationError::Refused(message)),
             other => return Err(unexpected(&self.file, &other)),
         }
         self.instantiate_on(&conn).await?;
@@ -436,21 +447,17 @@ struct CallGuard<'a> {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if !self.done && self.conn.exit.get().is_none() {
-            send(&self.conn, ToWorker::Cancel { id: self.id });
+            send(&self.conn, &ToWorker::Cancel { id: self.id });
             self.group.watchdog(self.conn.clone(), self.id);
         }
     }
-}
-
-fn meta(request_id: &str, deadline_unix_ms: u64, trigger: &str, caller: Option<String>) -> Meta {
-    Meta { request_id: request_id.to_owned(), deadline_unix_ms, trigger: trigger.to_owned(), caller }
 }
 
 impl Isolated for WorkerGroup {
     fn call(&self, head: WorkerCallHead, input: Input) -> BoxFuture<'static, Result<Response, CallError>> {
         let me = self.me.upgrade().expect("a worker group is called through its Arc");
         Box::pin(async move {
-            let input = WireInput::from_input(&input).ok_or_else(|| CallError::Plugin {
+            let wire_input = WireInput::from_input(&input).ok_or_else(|| CallError::Plugin {
                 message: "an input kind the worker protocol does not carry".into(),
             })?;
             let conn = me.current().await?;
@@ -467,19 +474,25 @@ impl Isolated for WorkerGroup {
             let mut guard = CallGuard { group: &me, conn: conn.clone(), id, done: false };
             send(
                 &conn,
-                ToWorker::Call {
+                &ToWorker::Call {
                     id,
                     function: head.function,
-                    meta: meta(&head.request_id, head.deadline_unix_ms, head.trigger, None),
-                    input,
+                    meta: Meta {
+                        request_id: &head.request_id,
+                        deadline_unix_ms: head.deadline_unix_ms,
+                        trigger: head.trigger,
+                        caller: None,
+                    },
+                    input: wire_input,
                 },
             );
+            drop(input);
             let answer = rx.await;
             guard.done = true;
             match answer {
                 Ok(Ok(r)) => {
                     conn.served.store(true, Ordering::Relaxed);
-                    Ok(r.into_response())
+                    Ok(r)
                 }
                 Ok(Err(e)) => {
                     conn.served.store(true, Ordering::Relaxed);
@@ -523,21 +536,25 @@ impl Isolated for WorkerGroup {
                 },
             );
             let mut guard = CallGuard { group: &me, conn: conn.clone(), id, done: false };
-            let caller = ctx.caller.clone().into_option().map(RString::into_string);
             send(
                 &conn,
-                ToWorker::Export {
+                &ToWorker::Export {
                     id,
-                    service: name.clone(),
-                    method: method.into_string(),
-                    payload: payload.into_vec(),
-                    meta: meta(&request_id, ctx.deadline_unix_ms, "service", caller),
+                    service: &name,
+                    method: &method,
+                    payload: &payload,
+                    meta: Meta {
+                        request_id: &request_id,
+                        deadline_unix_ms: ctx.deadline_unix_ms,
+                        trigger: "service",
+                        caller: ctx.caller.as_ref().map(RString::as_str).into_option(),
+                    },
                 },
             );
             let answer = rx.await;
             guard.done = true;
             match answer {
-                Ok(r) => r.map(RVec::from).map_err(Into::into),
+                Ok(r) => r.map_err(Into::into),
                 Err(_) => Err(unavailable(format!("the provider's worker {} during the call", conn.died()))),
             }
         };
@@ -553,7 +570,7 @@ impl Isolated for WorkerGroup {
             };
             self.changed.send_modify(|g| *g += 1);
             let Some(conn) = conn else { return };
-            send(&conn, ToWorker::Shutdown);
+            send(&conn, &ToWorker::Shutdown);
             let mut waited = Duration::ZERO;
             while conn.exit.get().is_none() && waited < Duration::from_secs(10) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -596,16 +613,16 @@ impl Isolated for WorkerGroup {
     }
 }
 
-fn send(conn: &Conn, msg: ToWorker) {
-    let _ = conn.out.send(msg);
+fn send(conn: &Conn, msg: &ToWorker<'_>) {
+    wire::send(&conn.out, msg);
 }
 
-fn unexpected(file: &std::path::Path, msg: &FromWorker) -> IsolationError {
+fn unexpected(file: &std::path::Path, msg: &Control) -> IsolationError {
     IsolationError::Start { file: file.to_owned(), detail: format!("answered out of turn ({msg:?})") }
 }
 
 /// The next handshake answer, or how the worker ended.
-async fn next_control(conn: &Conn, file: &std::path::Path) -> Result<FromWorker, IsolationError> {
+async fn next_control(conn: &Conn, file: &std::path::Path) -> Result<Control, IsolationError> {
     let got = conn.control_rx.lock().await.recv().await;
     got.ok_or_else(|| IsolationError::Start {
         file: file.to_owned(),
@@ -640,6 +657,9 @@ async fn start(
     if let Some(f) = settings.open_files {
         cmd.arg("--open-files").arg(f.to_string());
     }
+    if settings.threads > 1 {
+        cmd.arg("--threads").arg(settings.threads.to_string());
+    }
     if let Some(c) = settings.cpu_time {
         cmd.arg("--cpu-seconds").arg(c.as_secs().max(1).to_string());
     }
@@ -665,15 +685,9 @@ async fn start(
         Ok(Some(p)) if p as u32 == pid => {}
         other => return Err(start_err(format!("a process other than the worker connected ({other:?})"))),
     }
-    let (mut sink, frames) = Framed::new(stream, wire::codec()).split();
-    let (out, mut outq) = mpsc::unbounded_channel::<ToWorker>();
-    tokio::spawn(async move {
-        while let Some(msg) = outq.recv().await {
-            if sink.send(wire::encode(&msg)).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (sink, frames) = Framed::new(stream, wire::codec()).split();
+    let (out, outq) = mpsc::unbounded_channel();
+    tokio::spawn(wire::pump(outq, sink));
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
         pid,
@@ -715,14 +729,14 @@ async fn read(conn: Arc<Conn>, mut frames: Frames, mut child: tokio::process::Ch
                 if let Some(Waiter { reply: Reply::Call(tx), .. }) =
                     conn.pending.lock().expect("pending lock").remove(&id)
                 {
-                    let _ = tx.send(result);
+                    let _ = tx.send(result.map(|r| r.to_response()));
                 }
             }
             FromWorker::ExportDone { id, result } => {
                 if let Some(Waiter { reply: Reply::Export(tx), .. }) =
                     conn.pending.lock().expect("pending lock").remove(&id)
                 {
-                    let _ = tx.send(result);
+                    let _ = tx.send(result.map(|b| RVec::from_slice(b.0)));
                 }
             }
             FromWorker::Cancelled { id } => {
@@ -730,20 +744,23 @@ async fn read(conn: Arc<Conn>, mut frames: Frames, mut child: tokio::process::Ch
             }
             FromWorker::Service { id, call } => {
                 let Some(host) = group().and_then(|g| g.host.get().cloned()) else {
-                    let _ = conn.out.send(ToWorker::Reply {
-                        id,
-                        result: Err(WireServiceError {
-                            kind: service_error_kind::UNAVAILABLE,
-                            service: String::new(),
-                            message: "services are not resolved yet".into(),
-                        }),
-                    });
+                    send(
+                        &conn,
+                        &ToWorker::Reply {
+                            id,
+                            result: Err(WireServiceError {
+                                kind: service_error_kind::UNAVAILABLE,
+                                service: String::new(),
+                                message: "services are not resolved yet".into(),
+                            }),
+                        },
+                    );
                     continue;
                 };
                 let (out, txs) = (conn.out.clone(), txs.clone());
                 tokio::spawn(async move {
                     let result = serve::serve(&host, &txs, call).await;
-                    let _ = out.send(ToWorker::Reply { id, result });
+                    wire::send(&out, &ToWorker::Reply { id, result });
                 });
             }
             FromWorker::Log { level, target, request_id, message } => {
@@ -752,18 +769,16 @@ async fn read(conn: Arc<Conn>, mut frames: Frames, mut child: tokio::process::Ch
                     let _entered = span.enter();
                     host.log(LogRecord {
                         level: level.clamp(log_level::ERROR, log_level::TRACE),
-                        target: RStr::from_str(&target),
-                        request_id: RStr::from_str(&request_id),
-                        message: RStr::from_str(&message),
+                        target: RStr::from_str(target),
+                        request_id: RStr::from_str(request_id),
+                        message: RStr::from_str(message),
                     });
                 }
             }
-            other => {
-                let control = conn.control.lock().expect("control lock").clone();
-                if let Some(c) = control {
-                    let _ = c.send(other);
-                }
-            }
+            FromWorker::Opened { manifest, sha256 } => control(&conn, Control::Opened { manifest, sha256 }),
+            FromWorker::Failed { message } => control(&conn, Control::Failed { message }),
+            FromWorker::Ready => control(&conn, Control::Ready),
+            FromWorker::Stopped => control(&conn, Control::Stopped),
         }
     }
     // The socket closed: the worker exited or is about to.
@@ -792,6 +807,13 @@ async fn read(conn: Arc<Conn>, mut frames: Frames, mut child: tokio::process::Ch
         None => {
             conn.pending.lock().expect("pending lock").clear();
         }
+    }
+}
+
+fn control(conn: &Conn, msg: Control) {
+    let control = conn.control.lock().expect("control lock").clone();
+    if let Some(c) = control {
+        let _ = c.send(msg);
     }
 }
 

@@ -24,9 +24,80 @@ pub fn codec() -> tokio_util::codec::LengthDelimitedCodec {
     tokio_util::codec::LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
 }
 
-/// Encodes one frame's body.
-pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
-    postcard::to_stdvec(msg).map(bytes::Bytes::from).unwrap_or_default()
+/// One encoded message on its way to the writer ([`pump`]). Messages are encoded where they
+/// are made, from borrowed data (a request's head and body are not copied into owned fields
+/// first), and the writer only writes.
+#[derive(Debug)]
+pub struct Frame {
+    bytes: bytes::Bytes,
+    /// The writer stops after this frame (the worker's `Stopped`).
+    last: bool,
+}
+
+/// The sending half of a connection's writer.
+pub type Out = tokio::sync::mpsc::UnboundedSender<Frame>;
+
+/// Encodes `msg` and queues it on `out`; false when the writer is gone. A message that cannot
+/// be encoded is logged and left out (the call it belongs to then ends at its deadline): it
+/// never becomes a frame the peer cannot read.
+pub fn send<T: Serialize>(out: &Out, msg: &T) -> bool {
+    queue(out, msg, false)
+}
+
+/// [`send`], and the writer stops after this message.
+pub fn send_last<T: Serialize>(out: &Out, msg: &T) -> bool {
+    queue(out, msg, true)
+}
+
+fn queue<T: Serialize>(out: &Out, msg: &T, last: bool) -> bool {
+    match postcard::to_stdvec(msg) {
+        Ok(b) => out.send(Frame { bytes: b.into(), last }).is_ok(),
+        Err(e) => {
+            // Not the message itself: it may hold secrets or a whole body.
+            tracing::error!(
+                error = %e,
+                kind = std::any::type_name::<T>(),
+                "worker protocol: a message could not be encoded; left out"
+            );
+            !out.is_closed()
+        }
+    }
+}
+
+/// Writes what `queue` holds to `sink` until either ends or a last frame has been written.
+/// Every frame already waiting goes into the sink's buffer before one flush writes them all: a
+/// burst of calls or answers costs one write, not one per frame (and the peer one wake-up).
+pub async fn pump<S>(mut queue: tokio::sync::mpsc::UnboundedReceiver<Frame>, mut sink: S)
+where
+    S: futures_util::Sink<bytes::Bytes> + Unpin,
+{
+    use futures_util::SinkExt as _;
+    let mut batch = Vec::with_capacity(64);
+    while queue.recv_many(&mut batch, 256).await > 0 {
+        // Let the tasks that are ready run first: under load they add their messages to this
+        // batch. Without it the first message of a burst is written alone, and the peer,
+        // woken by it, takes the core from the rest.
+        tokio::task::yield_now().await;
+        while batch.len() < 1024 {
+            match queue.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut end = false;
+        for frame in batch.drain(..) {
+            end |= frame.last;
+            if sink.feed(frame.bytes).await.is_err() {
+                return;
+            }
+            if end {
+                break;
+            }
+        }
+        if sink.flush().await.is_err() || end {
+            return;
+        }
+    }
 }
 
 /// Decodes one frame's body.
@@ -34,8 +105,10 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, postcard::Er
     postcard::from_bytes(frame)
 }
 
+/// Borrowed fields (`&'a str`, `&'a [u8]`) are encoded from the caller's data and decoded
+/// in place from the frame.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ToWorker {
+pub enum ToWorker<'a> {
     Open {
         file: PathBuf,
         copy_dir: PathBuf,
@@ -44,15 +117,19 @@ pub enum ToWorker {
     Call {
         id: u64,
         function: u32,
-        meta: Meta,
-        input: WireInput,
+        #[serde(borrow)]
+        meta: Meta<'a>,
+        #[serde(borrow)]
+        input: WireInput<'a>,
     },
     Export {
         id: u64,
-        service: String,
-        method: String,
-        payload: Vec<u8>,
-        meta: Meta,
+        service: &'a str,
+        method: &'a str,
+        #[serde(with = "serde_bytes")]
+        payload: &'a [u8],
+        #[serde(borrow)]
+        meta: Meta<'a>,
     },
     /// Give call `id` up (its deadline passed or its caller went away).
     Cancel {
@@ -67,7 +144,7 @@ pub enum ToWorker {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub enum FromWorker {
+pub enum FromWorker<'a> {
     Opened {
         manifest: GroupManifest,
         sha256: String,
@@ -79,11 +156,13 @@ pub enum FromWorker {
     Ready,
     Done {
         id: u64,
-        result: Result<WireResponse, WirePluginError>,
+        #[serde(borrow)]
+        result: Result<WireResponse<'a>, WirePluginError>,
     },
     ExportDone {
         id: u64,
-        result: Result<Vec<u8>, WireServiceError>,
+        #[serde(borrow)]
+        result: Result<Bytes<'a>, WireServiceError>,
     },
     /// Call `id` was given up (after a `Cancel`).
     Cancelled {
@@ -95,20 +174,25 @@ pub enum FromWorker {
     },
     Log {
         level: u8,
-        target: String,
-        request_id: String,
-        message: String,
+        target: &'a str,
+        request_id: &'a str,
+        message: &'a str,
     },
     Stopped,
 }
 
+/// Bytes borrowed from the frame (encoded as one byte string, not a sequence of numbers).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes<'a>(#[serde(with = "serde_bytes")] pub &'a [u8]);
+
 /// What a call carries besides its input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Meta {
-    pub request_id: String,
+pub struct Meta<'a> {
+    pub request_id: &'a str,
     pub deadline_unix_ms: u64,
-    pub trigger: String,
-    pub caller: Option<String>,
+    pub trigger: &'a str,
+    pub caller: Option<&'a str>,
 }
 
 /// What the host resolved for the group: everything the plugin's host handle answers without
@@ -143,100 +227,126 @@ impl From<WireServiceError> for ServiceError {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum WireInput {
+pub enum WireInput<'a> {
     Http {
-        method: String,
-        path: String,
-        query: String,
-        headers: Vec<(String, String)>,
-        params: Vec<(String, String)>,
-        body: Vec<u8>,
+        method: &'a str,
+        path: &'a str,
+        query: &'a str,
+        #[serde(borrow)]
+        headers: Vec<(&'a str, &'a str)>,
+        #[serde(borrow)]
+        params: Vec<(&'a str, &'a str)>,
+        #[serde(with = "serde_bytes")]
+        body: &'a [u8],
     },
     Event {
-        id: String,
-        source: String,
-        ty: String,
-        subject: Option<String>,
-        time: Option<String>,
-        datacontenttype: Option<String>,
-        data: Vec<u8>,
-        extensions: Vec<(String, String)>,
+        id: &'a str,
+        source: &'a str,
+        ty: &'a str,
+        subject: Option<&'a str>,
+        time: Option<&'a str>,
+        datacontenttype: Option<&'a str>,
+        #[serde(with = "serde_bytes")]
+        data: &'a [u8],
+        #[serde(borrow)]
+        extensions: Vec<(&'a str, &'a str)>,
     },
 }
 
-fn opt(v: &berth_plugin_api::ROption<RString>) -> Option<String> {
-    v.as_ref().map(|s| s.to_string()).into_option()
+fn opt(v: &berth_plugin_api::ROption<RString>) -> Option<&str> {
+    v.as_ref().map(|s| s.as_str()).into_option()
 }
 
-impl WireInput {
+impl<'a> WireInput<'a> {
     /// `None` for an input kind this host does not know.
-    pub fn from_input(input: &Input) -> Option<Self> {
+    pub fn from_input(input: &'a Input) -> Option<Self> {
         Some(match input {
             Input::Http(r) => WireInput::Http {
-                method: r.method().to_owned(),
-                path: r.path().to_owned(),
-                query: r.query().to_owned(),
-                headers: r.headers.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-                params: r.params().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-                body: r.body.to_vec(),
+                method: r.method(),
+                path: r.path(),
+                query: r.query(),
+                headers: r.headers.iter().collect(),
+                params: r.params().collect(),
+                body: &r.body,
             },
             Input::Event(e) => WireInput::Event {
-                id: e.id.to_string(),
-                source: e.source.to_string(),
-                ty: e.ty.to_string(),
+                id: &e.id,
+                source: &e.source,
+                ty: &e.ty,
                 subject: opt(&e.subject),
                 time: opt(&e.time),
                 datacontenttype: opt(&e.datacontenttype),
-                data: e.data.to_vec(),
-                extensions: e.extensions.iter().map(|p| (p.0.to_string(), p.1.to_string())).collect(),
+                data: &e.data,
+                extensions: e.extensions.iter().map(|p| (p.0.as_str(), p.1.as_str())).collect(),
             },
             _ => return None,
         })
     }
 
-    pub fn into_input(self) -> Input {
+    /// The plugin's input, built in one pass from the frame's bytes.
+    pub fn to_input(&self) -> Input {
         match self {
             WireInput::Http { method, path, query, headers, params, body } => {
-                let text = headers.iter().chain(&params).map(|(k, v)| k.len() + v.len()).sum();
-                let mut b = HttpRequestBuilder::new(&method, &path, &query, text, headers.len(), params.len());
-                for (k, v) in &headers {
+                let text = headers.iter().chain(params).map(|(k, v)| k.len() + v.len()).sum();
+                let mut b = HttpRequestBuilder::new(method, path, query, text, headers.len(), params.len());
+                for (k, v) in headers {
                     b.header(k, v);
                 }
-                for (k, v) in &params {
+                for (k, v) in params {
                     b.param(k, v);
                 }
-                Input::Http(b.finish(RVec::from(body)))
+                Input::Http(b.finish(RVec::from_slice(body)))
             }
             WireInput::Event { id, source, ty, subject, time, datacontenttype, data, extensions } => {
-                let o = |v: Option<String>| v.map(RString::from).into();
+                let o = |v: &Option<&str>| v.map(RString::from).into();
                 Input::Event(Event {
-                    id: id.into(),
-                    source: source.into(),
-                    ty: ty.into(),
+                    id: (*id).into(),
+                    source: (*source).into(),
+                    ty: (*ty).into(),
                     subject: o(subject),
                     time: o(time),
                     datacontenttype: o(datacontenttype),
-                    data: RVec::from(data),
-                    extensions: extensions
-                        .into_iter()
-                        .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
-                        .collect(),
+                    data: RVec::from_slice(data),
+                    extensions: extensions.iter().map(|(k, v)| Tuple2(RString::from(*k), RString::from(*v))).collect(),
                 })
             }
         }
     }
 }
 
+/// A handler's answer, borrowed from the plugin's response when encoded and from the frame
+/// when decoded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireResponse {
+pub struct WireResponse<'a> {
+    pub status: u16,
+    #[serde(borrow)]
+    pub headers: Vec<(&'a str, &'a str)>,
+    #[serde(with = "serde_bytes")]
+    pub body: &'a [u8],
+}
+
+impl<'a> WireResponse<'a> {
+    pub fn from_response(r: &'a Response) -> Self {
+        WireResponse { status: r.status, headers: r.headers.iter().collect(), body: &r.body }
+    }
+
+    pub fn to_response(&self) -> Response {
+        response(self.status, self.headers.iter().copied(), self.headers.len(), RVec::from_slice(self.body))
+    }
+}
+
+/// An outbound HTTP answer (a service reply, owned: it goes to the waiting proxy call).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnedResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
-impl WireResponse {
+impl OwnedResponse {
     pub fn from_response(r: &Response) -> Self {
-        WireResponse {
+        OwnedResponse {
             status: r.status,
             headers: r.headers.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             body: r.body.to_vec(),
@@ -244,15 +354,23 @@ impl WireResponse {
     }
 
     pub fn into_response(self) -> Response {
-        let mut head = berth_plugin_api::HeadBuilder::with_capacity(
-            self.headers.iter().map(|(k, v)| k.len() + v.len()).sum(),
-            self.headers.len(),
-        );
-        for (k, v) in &self.headers {
-            head.push(k, v, false);
-        }
-        Response { status: self.status, headers: head.finish(), body: RVec::from(self.body) }
+        let headers = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        response(self.status, headers, self.headers.len(), RVec::from(self.body))
     }
+}
+
+fn response<'h>(
+    status: u16,
+    headers: impl Iterator<Item = (&'h str, &'h str)> + Clone,
+    count: usize,
+    body: RVec<u8>,
+) -> Response {
+    let mut head =
+        berth_plugin_api::HeadBuilder::with_capacity(headers.clone().map(|(k, v)| k.len() + v.len()).sum(), count);
+    for (k, v) in headers {
+        head.push(k, v, false);
+    }
+    Response { status, headers: head.finish(), body }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,7 +399,7 @@ pub enum WireSql {
     Int(i64),
     Float(f64),
     Text(String),
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl WireSql {
@@ -355,6 +473,7 @@ pub enum SvcCall {
     KvSet {
         name: String,
         key: String,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         ttl_ms: u64,
     },
@@ -370,7 +489,9 @@ pub enum SvcCall {
     KvCas {
         name: String,
         key: String,
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
         ttl_ms: u64,
     },
@@ -386,6 +507,7 @@ pub enum SvcCall {
     BlobPut {
         name: String,
         object: String,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     BlobGet {
@@ -404,17 +526,20 @@ pub enum SvcCall {
         method: String,
         url: String,
         headers: Vec<(String, String)>,
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
         timeout_ms: u64,
     },
     Publish {
         name: String,
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         headers: Vec<(String, String)>,
     },
     Service {
         name: String,
         method: String,
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         request_id: String,
     },
@@ -427,13 +552,13 @@ pub enum SvcOk {
     Text(String),
     Bool(bool),
     Int(i64),
-    Bytes(Vec<u8>),
-    MaybeBytes(Option<Vec<u8>>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    MaybeBytes(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Keys(Vec<String>),
     Executed { rows_affected: u64, last_insert_id: i64 },
     Blob(WireBlob),
     Blobs(Vec<WireBlob>),
-    Response(WireResponse),
+    Response(OwnedResponse),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

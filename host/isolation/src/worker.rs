@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_plugin_api::{CallContext, Input_NE, RResult, RStr};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
@@ -25,6 +25,8 @@ pub struct WorkerArgs {
     pub open_files: Option<u64>,
     /// RLIMIT_CPU in seconds.
     pub cpu_seconds: Option<u64>,
+    /// Runtime threads: 1 runs everything on this thread (no cross-thread wake-ups per call).
+    pub threads: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +59,14 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     // Die with the host, even when a handler spins and nothing reads the socket.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     limits(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("berth-worker")
-        .enable_all()
-        .build()
-        .map_err(WorkerError::Runtime)?;
+    let mut rt = if args.threads > 1 {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.threads.into());
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = rt.thread_name("berth-worker").enable_all().build().map_err(WorkerError::Runtime)?;
     rt.block_on(serve(args))?;
     // Leave without dropping the runtime: its tasks hold objects the plugin made, and the
     // process is the unit that ends here.
@@ -77,7 +81,7 @@ fn connect(name: &str) -> std::io::Result<tokio::net::UnixStream> {
     tokio::net::UnixStream::from_std(std)
 }
 
-type Serving = Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>>;
+type Serving = Arc<Mutex<HashMap<u64, futures_util::future::AbortHandle>>>;
 
 /// The instantiated group and the host handle its calls get.
 type Instance = Arc<(berth_loader::PluginInstance, berth_plugin_api::HostHandle)>;
@@ -85,17 +89,9 @@ type Instance = Arc<(berth_loader::PluginInstance, berth_plugin_api::HostHandle)
 async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     let stream =
         connect(&args.connect).map_err(|source| WorkerError::Connect { name: args.connect.clone(), source })?;
-    let (mut sink, mut frames) = Framed::new(stream, wire::codec()).split();
-    let (out, mut outq) = mpsc::unbounded_channel::<FromWorker>();
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = outq.recv().await {
-            let stop = matches!(msg, FromWorker::Stopped);
-            if sink.send(wire::encode(&msg)).await.is_err() || stop {
-                break;
-            }
-        }
-        let _ = sink.flush().await;
-    });
+    let (sink, mut frames) = Framed::new(stream, wire::codec()).split();
+    let (out, outq) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(wire::pump(outq, sink));
     let link = Link::new(out.clone());
     let mut plugin: Option<Arc<berth_loader::LoadedPlugin>> = None;
     // Set by the instantiating task; taken by the stopping one. The init and stop hooks run in
@@ -121,16 +117,16 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         match msg {
             ToWorker::Open { file, copy_dir } => match berth_loader::load(&file, &copy_dir) {
                 Ok(p) => {
-                    let _ = out.send(FromWorker::Opened { manifest: p.manifest.clone(), sha256: p.sha256.clone() });
+                    wire::send(&out, &FromWorker::Opened { manifest: p.manifest.clone(), sha256: p.sha256.clone() });
                     plugin = Some(Arc::new(p));
                 }
                 Err(e) => {
-                    let _ = out.send(FromWorker::Failed { message: e.to_string() });
+                    wire::send(&out, &FromWorker::Failed { message: e.to_string() });
                 }
             },
             ToWorker::Instantiate(boot) => {
                 let Some(p) = &plugin else {
-                    let _ = out.send(FromWorker::Failed { message: "instantiate before open".into() });
+                    wire::send(&out, &FromWorker::Failed { message: "instantiate before open".into() });
                     continue;
                 };
                 let host = WorkerHost::handle(link.clone(), boot);
@@ -139,10 +135,10 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
                     match p.instantiate(host.clone()).await {
                         Ok(g) => {
                             *instance.lock().expect("instance lock") = Some(Arc::new((g, host)));
-                            let _ = out.send(FromWorker::Ready);
+                            wire::send(&out, &FromWorker::Ready);
                         }
                         Err(e) => {
-                            let _ = out.send(FromWorker::Failed { message: e.to_string() });
+                            wire::send(&out, &FromWorker::Failed { message: e.to_string() });
                         }
                     }
                 });
@@ -153,17 +149,17 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
                     request_id: meta.request_id.into(),
                     deadline_unix_ms: meta.deadline_unix_ms,
                     host: g.1.clone(),
-                    trigger: RStr::from_str(trigger_name(&meta.trigger)),
+                    trigger: RStr::from_str(trigger_name(meta.trigger)),
                     caller: meta.caller.map(Into::into).into(),
                 };
-                let fut = g.0.group.call(function, ctx, Input_NE::new(input.into_input()));
-                let task = tokio::spawn(async move {
-                    match fut.await {
-                        RResult::ROk(r) => Ok(WireResponse::from_response(&r)),
-                        RResult::RErr(e) => Err(WirePluginError::from_plugin(&e)),
-                    }
+                let fut = g.0.group.call(function, ctx, Input_NE::new(input.to_input()));
+                serve_call(id, fut, &calls, out.clone(), |id, answer| {
+                    let result = match &answer {
+                        RResult::ROk(r) => Ok(WireResponse::from_response(r)),
+                        RResult::RErr(e) => Err(WirePluginError::from_plugin(e)),
+                    };
+                    FromWorker::Done { id, result }
                 });
-                watch_call(id, task, &calls, out.clone(), |id, result| FromWorker::Done { id, result });
             }
             ToWorker::Export { id, service, method, payload, meta } => {
                 let Some(g) = group.clone() else { continue };
@@ -175,9 +171,13 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
                     caller: meta.caller.map(Into::into).into(),
                 };
                 let fut = g.0.group.call_export(service.into(), method.into(), payload.into(), ctx);
-                let task =
-                    tokio::spawn(async move { fut.await.into_result().map(|b| b.into_vec()).map_err(Into::into) });
-                watch_call(id, task, &calls, out.clone(), |id, result| FromWorker::ExportDone { id, result });
+                serve_call(id, fut, &calls, out.clone(), |id, answer| {
+                    let result = match &answer {
+                        RResult::ROk(b) => Ok(wire::Bytes(b)),
+                        RResult::RErr(e) => Err(e.clone().into()),
+                    };
+                    FromWorker::ExportDone { id, result }
+                });
             }
             ToWorker::Cancel { id } => {
                 if let Some(h) = calls.lock().expect("calls lock").get(&id) {
@@ -194,7 +194,7 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
                         // Leaked, not dropped: the process ends instead.
                         std::mem::forget(g);
                     }
-                    let _ = out.send(FromWorker::Stopped);
+                    wire::send_last(&out, &FromWorker::Stopped);
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
@@ -212,24 +212,25 @@ async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Keeps the abort handle of call `id` until it ends, then reports it (`Cancelled` when it was
-/// aborted).
-fn watch_call<T: Send + 'static>(
+/// Runs call `id` in a task of its own, abortable through `calls` until it ends, then reports
+/// it (`Cancelled` when it was aborted).
+fn serve_call<T: Send + 'static>(
     id: u64,
-    task: tokio::task::JoinHandle<T>,
+    call: impl std::future::Future<Output = T> + Send + 'static,
     calls: &Serving,
-    out: mpsc::UnboundedSender<FromWorker>,
-    done: fn(u64, T) -> FromWorker,
+    out: wire::Out,
+    done: for<'a> fn(u64, &'a T) -> FromWorker<'a>,
 ) {
-    calls.lock().expect("calls lock").insert(id, task.abort_handle());
+    let (abort, registration) = futures_util::future::AbortHandle::new_pair();
+    calls.lock().expect("calls lock").insert(id, abort);
     let calls = calls.clone();
     tokio::spawn(async move {
-        let msg = match task.await {
-            Ok(v) => done(id, v),
-            Err(_) => FromWorker::Cancelled { id },
-        };
+        let answer = futures_util::future::Abortable::new(call, registration).await;
         calls.lock().expect("calls lock").remove(&id);
-        let _ = out.send(msg);
+        match &answer {
+            Ok(v) => wire::send(&out, &done(id, v)),
+            Err(_) => wire::send(&out, &FromWorker::Cancelled { id }),
+        };
     });
 }
 

@@ -18,6 +18,9 @@ pub struct Worker {
     /// CPU-time limit in seconds (RLIMIT_CPU).
     #[arg(long)]
     cpu_seconds: Option<u64>,
+    /// Runtime threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u16,
 }
 
 impl Worker {
@@ -28,6 +31,7 @@ impl Worker {
             memory: self.memory,
             open_files: self.open_files,
             cpu_seconds: self.cpu_seconds,
+            threads: self.threads,
         })?;
         Ok(ExitCode::SUCCESS)
     }

@@ -263,3 +263,44 @@ async fn an_in_process_handler_that_runs_past_its_timeout_without_yielding_is_re
     assert_eq!(h.readiness().serving[0].isolation, "none");
     h.stop().await;
 }
+
+/// Exported services cross the worker boundary both ways: `welcome` calls the `users` service
+/// with `users` in a worker and `welcome` in the host, then the other way round. The provider's
+/// answers (a user, `None` for an unknown id) and its KV store (scoped to it in the host) are
+/// the same as in-process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_services_are_served_from_and_called_from_an_isolated_group() {
+    support::init_logs();
+    let isolated = "isolation = \"process\"\n";
+    for (users, welcome) in [(isolated, ""), ("", isolated)] {
+        let extra = format!(
+            "{}[services.userstore]\nkind = \"memory-kv\"\n{}{users}{}{welcome}",
+            workers(),
+            group("plugins/users"),
+            group("examples/welcome")
+        );
+        let h = TestHost::start(&extra).await;
+        let which = if users.is_empty() { "welcome" } else { "users" };
+        let serving = h.readiness().serving;
+        let worker = serving.iter().find(|v| v.group == which).expect("the isolated group serves");
+        assert_eq!(worker.isolation, "process", "{serving:?}");
+        assert!(worker.worker.as_ref().is_some_and(|w| w.pid > 0), "{serving:?}");
+
+        let r = h
+            .send(
+                "POST",
+                "/users",
+                &[("content-type", "application/json")],
+                br#"{"name":"Ann","email":"ann@example.com"}"#,
+            )
+            .await;
+        assert!(r.status == 200 || r.status == 201, "{} {}", r.status, r.text());
+        let r = h.get("/welcome/1").await;
+        assert_eq!(r.status, 200, "{which} isolated: {}", r.text());
+        assert_eq!(r.json()["message"], "Welcome back, Ann!", "{which} isolated");
+        let r = h.get("/welcome/2").await;
+        assert_eq!(r.status, 404, "{which} isolated: {}", r.text());
+        assert!(r.text().contains("no user 2"), "{which} isolated: {}", r.text());
+        h.stop().await;
+    }
+}
