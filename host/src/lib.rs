@@ -31,12 +31,14 @@
 pub mod admin;
 pub mod builder;
 pub mod config;
+pub mod event_file;
 pub mod fetch;
 pub mod group_list;
 pub mod install;
 pub mod package;
 pub mod platform;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod swap;
 pub mod telemetry;

@@ -28,6 +28,11 @@ pub struct Invoke {
     /// Extra request headers, `name: value`.
     #[arg(long = "header", short = 'H')]
     headers: Vec<String>,
+    /// Deliver the event(s) of a JSON file instead of an HTTP request: a CloudEvent (structured
+    /// mode), an S3 notification, an SQS batch, an EventBridge schedule, or any other JSON as a
+    /// direct-invoke payload. Works for timer, queue, blob and invoke functions alike.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "path", "method", "headers", "remote"])]
+    event: Option<std::path::PathBuf>,
     /// Call a running host instead (`http://127.0.0.1:8080`): POSTs the data as an event to
     /// `/invoke/<group>/<function>`.
     #[arg(long)]
@@ -59,6 +64,7 @@ impl Invoke {
             let refused = runtime.load_groups(Some(group_name)).await.errors;
             let outcome =
                 match runtime.dispatcher.get(group_name, function) {
+                    Some(entry) if self.event.is_some() => self.deliver(&runtime, &entry).await,
                     Some(entry) => self.call(&entry).await,
                     None => match runtime.serving.get(group_name) {
                         Some(group) => {
@@ -116,6 +122,32 @@ impl Invoke {
         })
     }
 
+    /// Delivers each event of `--event`'s file to the function, as its trigger would; prints
+    /// each answer. Fails when any delivery failed.
+    async fn deliver(&self, runtime: &Runtime, entry: &FunctionEntry) -> anyhow::Result<ExitCode> {
+        let file = self.event.as_deref().expect("called with --event");
+        let target =
+            berth_platforms::FunctionRef { group: entry.group.name.to_string(), function: entry.name.to_string() };
+        let events = berth_host::event_file::read(file, &target)?;
+        let mut failed = 0;
+        for e in events {
+            let id = e.event.id.clone();
+            match runtime.dispatcher.deliver(&target.group, &target.function, e.trigger, e.event).await {
+                Ok(res) => {
+                    std::io::stdout().write_all(&res.body)?;
+                    if !res.body.is_empty() && !res.body.ends_with(b"\n") {
+                        println!();
+                    }
+                }
+                Err(err) => {
+                    failed += 1;
+                    eprintln!("event {id} ({} trigger): {err}", e.trigger);
+                }
+            }
+        }
+        Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+
     async fn call(&self, entry: &FunctionEntry) -> anyhow::Result<ExitCode> {
         let function = &*entry.name;
         let Some((route_method, pattern)) = entry.triggers.iter().find_map(|t| match t {
@@ -123,7 +155,7 @@ impl Invoke {
             _ => None,
         }) else {
             bail!(
-                "function `{function}` has no HTTP route; call it with --remote (`POST /invoke/{}/{function}`)",
+                "function `{function}` has no HTTP route; give it an event with --event FILE (a CloudEvent, S3, SQS or schedule JSON), or call a running host with --remote (`POST /invoke/{}/{function}`)",
                 entry.group.name
             )
         };

@@ -5,6 +5,7 @@ mod deploy;
 mod groups;
 mod inspect;
 mod invoke;
+mod new;
 mod package;
 mod rollback;
 mod up;
@@ -27,6 +28,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a new function-group crate from a template (http, timer, queue, blob, service,
+    /// consumer).
+    New(new::New),
     /// Build and load the groups in berth.toml and serve them over HTTP.
     Up(up::Up),
     /// Call one function of a group directly, without a server.
@@ -71,6 +75,7 @@ impl Cli {
             return Ok(ExitCode::from(2));
         };
         match command {
+            Command::New(c) => c.run(),
             Command::Up(c) => c.run(),
             Command::Invoke(c) => c.run(),
             Command::Inspect(c) => c.run(),

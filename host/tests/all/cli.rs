@@ -123,3 +123,49 @@ fn invoke_remote_calls_a_running_host() {
     assert_eq!(code, 1);
     assert!(out.contains("not_found") && err.contains("status 404"), "{out}\n{err}");
 }
+
+/// `berth invoke --event`: a queue message as a CloudEvent file is handled by the queue
+/// function (what it recorded is read back by the next invoke), and the S3 sample of
+/// examples/unzip reaches its blob function with the object's name decoded.
+#[test]
+fn invoke_delivers_the_events_of_a_file_to_queue_and_blob_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    let groups = [group("host/fixtures/queue-worker"), group("examples/unzip")].concat();
+    let text = base_config(
+        dir.path(),
+        "",
+        &format!(
+            "{groups}[services.seen]\nkind = \"kv\"\n[services.uploads]\nkind = \"blob\"\n[services.extracted]\nkind = \"blob\"\n\
+             [queues.jobs]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"berth-cli-{}\"\n",
+            std::process::id()
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = path.display().to_string();
+
+    let event = dir.path().join("message.json");
+    std::fs::write(
+        &event,
+        r#"{"specversion":"1.0","id":"from-a-file","source":"berth/queue/jobs","type":"berth.queue.message","attempt":"1","data":{}}"#,
+    )
+    .unwrap();
+    let event = event.display().to_string();
+    let (code, out, err) = berth(&["invoke", "queue-worker/work", "--event", &event, "--config", &config]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = berth(&["invoke", "queue-worker/report", "--config", &config]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["seen"], serde_json::json!(["from-a-file"]));
+
+    // The sample's object was never uploaded: the blob function says so, naming it.
+    let sample = workspace().join("examples/unzip/events/s3-put.json").display().to_string();
+    let (code, out, err) = berth(&["invoke", "unzip/unzip", "--event", &sample, "--config", &config]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("`site.zip` is gone") && err.contains("blob trigger"), "{err}");
+
+    let (code, _, err) = berth(&["invoke", "unzip/unzip", "--event", "/nonexistent.json", "--config", &config]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read event file `/nonexistent.json`"), "{err}");
+    let (code, _, err) = berth(&["invoke", "unzip/unzip", "--event", &sample, "--data", "x", "--config", &config]);
+    assert_eq!(code, 2, "clap refuses --event with --data: {err}");
+}

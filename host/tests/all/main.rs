@@ -12,6 +12,7 @@ mod panics;
 mod peers;
 mod platforms;
 mod queue;
+mod scaffold;
 mod shutdown;
 mod sql;
 mod support;

@@ -183,7 +183,6 @@ impl BerthProcess {
 
     /// [`BerthProcess::start`] with environment variables (`BERTH_GROUPS_FILE`, …) set.
     pub fn start_with_env(server: &str, extra: &str, env: &[(&str, &str)]) -> BerthProcess {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temp dir");
         let text = base_config(dir.path(), server, extra).replace("log = \"warn\"", "log = \"info\"");
         let config = dir.path().join("berth.toml");
@@ -197,21 +196,7 @@ impl BerthProcess {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn berth");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains(" ready ") || line.contains("not every group loaded") {
-                    if let Some(addr) = line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()) {
-                        if let (Some(tx), Ok(addr)) = (tx.take(), addr.parse::<SocketAddr>()) {
-                            let _ = tx.send(addr);
-                        }
-                    }
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(300)).expect("berth up became ready");
+        let addr = wait_ready(&mut child);
         BerthProcess { child, addr, _dir: dir }
     }
 
@@ -233,6 +218,27 @@ impl BerthProcess {
             .expect("run kill");
         assert!(status.success());
     }
+}
+
+/// Waits until `berth up` (its stderr piped) logs that it is ready; its listening address. The
+/// rest of its stderr is drained in the background.
+pub fn wait_ready(child: &mut std::process::Child) -> SocketAddr {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" ready ") || line.contains("not every group loaded") {
+                if let Some(addr) = line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()) {
+                    if let (Some(tx), Ok(addr)) = (tx.take(), addr.parse::<SocketAddr>()) {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(300)).expect("berth up became ready")
 }
 
 impl Drop for BerthProcess {
