@@ -17,7 +17,7 @@ use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 
 use crate::swap::Deployments;
-use crate::swap::{self, SwapPlan, SwapSource};
+use crate::swap::{self, SwapError, SwapPlan, SwapReport, SwapSource};
 
 /// Quiet time after the last change before a swap starts.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -61,6 +61,15 @@ impl Target {
     }
 }
 
+/// Hears what the watcher does, for a display (`berth dev`). The swap's own log lines and
+/// metrics are there either way.
+pub trait WatchReport: Send + Sync {
+    /// A change of `group`'s sources was seen; a rebuild (or reload) starts.
+    fn building(&self, group: &str);
+    /// The swap that change started ended, `elapsed` after [`WatchReport::building`].
+    fn done(&self, group: &str, result: &Result<SwapReport, SwapError>, elapsed: Duration);
+}
+
 /// Watches the sources of every configured group until dropped.
 pub struct Watcher {
     _debouncer: Debouncer<RecommendedWatcher>,
@@ -80,6 +89,14 @@ fn canonical(p: &Path) -> PathBuf {
 impl Watcher {
     /// Starts watching the groups the host loaded from its configuration.
     pub fn start(deployments: Arc<Deployments>) -> Result<Watcher, WatchError> {
+        Self::start_reporting(deployments, None)
+    }
+
+    /// [`Watcher::start`], telling `report` about every rebuild and swap.
+    pub fn start_reporting(
+        deployments: Arc<Deployments>,
+        report: Option<Arc<dyn WatchReport>>,
+    ) -> Result<Watcher, WatchError> {
         let mut targets = Vec::new();
         for (group, config) in deployments.configured_groups() {
             if let Some(dir) = &config.path {
@@ -116,6 +133,9 @@ impl Watcher {
             // notify also reports reads (inotify access events), and a reload reads the very file it
             // watches: without this, a broken file would be retried every debounce period forever.
             // React only when a changed path's modification time or size differs from last time.
+            // A path seen for the first time counts only if it changed since watching began (a
+            // build reading every source must not rebuild once per file).
+            let since = std::time::SystemTime::now();
             let mut seen: std::collections::BTreeMap<PathBuf, Option<(std::time::SystemTime, u64)>> =
                 Default::default();
             while let Some(paths) = rx.recv().await {
@@ -123,17 +143,27 @@ impl Watcher {
                     .into_iter()
                     .filter(|p| {
                         let stamp = std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-                        seen.insert(p.clone(), stamp) != Some(stamp)
+                        match seen.insert(p.clone(), stamp) {
+                            Some(before) => before != stamp,
+                            None => stamp.is_none_or(|(modified, _)| modified >= since),
+                        }
                     })
                     .collect();
                 let groups: BTreeSet<&str> =
                     targets.iter().filter(|t| paths.iter().any(|p| t.affected_by(p))).map(Target::group).collect();
                 for group in groups {
                     tracing::info!(group, "source changed; reloading");
+                    let started = std::time::Instant::now();
+                    if let Some(r) = &report {
+                        r.building(group);
+                    }
                     let plan =
                         SwapPlan { group: group.to_owned(), source: SwapSource::Reload { only_if_changed: true } };
                     // Outcomes (and refusals) are logged and counted by the swap itself.
-                    let _ = swap::swap(&deployments, plan).await;
+                    let result = swap::swap(&deployments, plan).await;
+                    if let Some(r) = &report {
+                        r.done(group, &result, started.elapsed());
+                    }
                 }
             }
         });

@@ -2,6 +2,7 @@
 
 mod admin_args;
 mod deploy;
+mod dev;
 mod groups;
 mod inspect;
 mod invoke;
@@ -33,6 +34,8 @@ enum Command {
     New(new::New),
     /// Build and load the groups in berth.toml and serve them over HTTP.
     Up(up::Up),
+    /// Serve, watch the sources, rebuild on save and hot-swap, with a progress display.
+    Dev(dev::Dev),
     /// Call one function of a group directly, without a server.
     Invoke(invoke::Invoke),
     /// Print a plugin file's manifest and ABI version, or why it cannot be loaded.
@@ -77,6 +80,7 @@ impl Cli {
         match command {
             Command::New(c) => c.run(),
             Command::Up(c) => c.run(),
+            Command::Dev(c) => c.run(),
             Command::Invoke(c) => c.run(),
             Command::Inspect(c) => c.run(),
             Command::Deploy(c) => c.run(),

@@ -178,3 +178,129 @@ fn berth_new_refuses_a_bad_name_and_a_directory_with_files() {
     assert!(!out.status.success() && err.contains("not empty"), "{err}");
     assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1, "nothing was written");
 }
+
+/// `berth dev` in a new group's directory: an edit saved while a client calls the group is live
+/// after one build with no failed request; a syntax error is shown as the compiler's file and
+/// line while the edited version keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_error() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    support::init_logs();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = berth_new(parent.path(), "my-dev", "http");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("dev")
+        .current_dir(&dir)
+        .env("BERTH_SERVER__LISTEN", "127.0.0.1:0")
+        .env("BERTH_ADMIN__ENABLED", "false")
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth dev");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let _child = Kill(child);
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    std::thread::spawn({
+        let lines = lines.clone();
+        move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        }
+    });
+    let wait_line = |what: &'static str, timeout: Duration| {
+        let lines = lines.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(what)) {
+                    return l.clone();
+                }
+                assert!(
+                    started.elapsed() < timeout,
+                    "no `{what}` from berth dev:\n{}",
+                    lines.lock().unwrap().join("\n")
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let serving = wait_line("berth dev: serving", Duration::from_secs(300)).await;
+    assert!(serving.contains("my-dev 0.1.0"), "{serving}");
+    let addr: SocketAddr =
+        serving.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::new())));
+    let last = Arc::new(Mutex::new(String::new()));
+    let client = tokio::spawn({
+        let (stop, ok, failed, last) = (stop.clone(), ok.clone(), failed.clone(), last.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = request(addr, "GET", "/my-dev/hello/world", &[], b"").await;
+                if r.status == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    *last.lock().unwrap() = r.text();
+                } else {
+                    failed.lock().unwrap().push(format!("{} {}", r.status, r.text()));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    assert!(source.contains("format!(\"Hello, {who}!\")"));
+    std::fs::write(&lib, source.replace("format!(\"Hello, {who}!\")", "format!(\"Howdy, {who}!\")")).unwrap();
+    let swapped = wait_line("swapped my-dev", Duration::from_secs(300)).await;
+    assert!(swapped.contains("0.1.0+") && swapped.contains(" → "), "{swapped}");
+    let started = Instant::now();
+    while !last.lock().unwrap().contains("Howdy, world!") {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the swapped version is not answering: {}",
+            last.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A syntax error: the compiler's file and line, and the edited version serves on.
+    let edited = std::fs::read_to_string(&lib).unwrap();
+    let lines_before = edited.lines().count();
+    std::fs::write(&lib, format!("{edited}\nfn broken( {{\n")).unwrap();
+    wait_line("✗ my-dev", Duration::from_secs(300)).await;
+    let text = lines.lock().unwrap().join("\n");
+    assert!(text.contains("cargo failed to build"), "{text}");
+    // `src/lib.rs:LINE:COL: error: ...`, LINE in what was appended.
+    let line: usize = text
+        .split("src/lib.rs:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no src/lib.rs:LINE in:\n{text}"));
+    assert!(line > lines_before, "line {line} is not in the appended text:\n{text}");
+    assert!(text.contains("keeps serving"), "{text}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    client.await.unwrap();
+    assert!(last.lock().unwrap().contains("Howdy, world!"), "{}", last.lock().unwrap());
+    let failed = failed.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "{} failed requests during the swaps: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok.load(Ordering::Relaxed) > 10);
+}
