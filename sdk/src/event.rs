@@ -1,5 +1,6 @@
 //! CloudEvents delivered by timer, queue and blob triggers.
 
+use berth_plugin_api::{RString, RVec, Tuple2};
 use serde::de::DeserializeOwned;
 
 use crate::{Context, Error, FromCall, Request, Result};
@@ -7,15 +8,23 @@ use crate::{Context, Error, FromCall, Request, Result};
 /// A CloudEvents 1.0 event. Take it as a handler argument of a timer, queue or blob function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Event {
+    /// The event id; the host uses it as the request id of the call.
     pub id: String,
+    /// Where the event comes from (`berth/timer/<group>/<function>`, `berth/queue/<queue>`, ...).
     pub source: String,
+    /// The event type (`berth.timer.fired`, `berth.queue.message`, `berth.blob.created`, ...).
     pub ty: String,
+    /// What the event is about (a blob event's object name).
     pub subject: Option<String>,
     /// RFC 3339.
     pub time: Option<String>,
+    /// The media type of [`Event::data`] (`application/json`, ...).
     pub datacontenttype: Option<String>,
+    /// The payload.
     pub data: Vec<u8>,
-    /// Extension attributes (`attempt`, `deadletter_reason`, ...).
+    /// Extension attributes: `attempt` (queue and blob deliveries, 1 for the first), the
+    /// publisher's other headers (a dead-letter copy's `x-berth-error`, `x-berth-attempts`,
+    /// `x-berth-original-id`), ...
     pub extensions: Vec<(String, String)>,
 }
 
@@ -36,26 +45,26 @@ impl Event {
         Event { id: "test-event".into(), source: source.into(), ty: ty.into(), data: data.into(), ..Default::default() }
     }
 
-    /// The request form of this event (CloudEvents HTTP binary mode), as the host delivers it.
+    /// The request form of this event (CloudEvents HTTP binary mode), as the host delivers it:
+    /// the same conversion a plugin applies to the host's `Input::Event`.
     pub fn into_request(self) -> Request {
-        let mut req = Request::new("POST", "")
-            .with_header("ce-specversion", "1.0")
-            .with_header("ce-id", &self.id)
-            .with_header("ce-source", &self.source)
-            .with_header("ce-type", &self.ty);
-        if let Some(s) = &self.subject {
-            req = req.with_header("ce-subject", s);
+        Request::from_event(self.into_abi())
+    }
+
+    /// The ABI form of this event: what the host's `EventData::into_input` hands a plugin
+    /// (`host/core/src/dispatcher.rs`).
+    pub(crate) fn into_abi(self) -> berth_plugin_api::Event {
+        let opt = |v: Option<String>| v.map(RString::from).into();
+        berth_plugin_api::Event {
+            id: self.id.into(),
+            source: self.source.into(),
+            ty: self.ty.into(),
+            subject: opt(self.subject),
+            time: opt(self.time),
+            datacontenttype: opt(self.datacontenttype),
+            data: RVec::from(self.data),
+            extensions: self.extensions.into_iter().map(|(k, v)| Tuple2(RString::from(k), RString::from(v))).collect(),
         }
-        if let Some(t) = &self.time {
-            req = req.with_header("ce-time", t);
-        }
-        if let Some(ct) = &self.datacontenttype {
-            req = req.with_header("content-type", ct);
-        }
-        for (k, v) in &self.extensions {
-            req = req.with_header(&format!("ce-{k}"), v);
-        }
-        req.with_body(self.data)
     }
 }
 

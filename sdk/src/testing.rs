@@ -6,6 +6,46 @@
 //! let res = group.request(berth::Request::new("GET", "/hello/world")).unwrap();
 //! assert_eq!(res.status, berth::StatusCode::OK);
 //! ```
+//!
+//! Event functions (timer, queue, blob, or any function called by direct invoke) take the events
+//! the host's triggers deliver; the factories here build them in the same shape (type, source,
+//! id, subject, time, content type, extensions), and [`TestGroup::event`] delivers one to a
+//! function in the same request form the host's call takes:
+//!
+//! ```ignore
+//! use berth::testing::{self, TestGroup};
+//!
+//! let group = TestGroup::start(my_group::berth_group()).unwrap();
+//!
+//! // `#[berth::timer(...)] async fn cleanup(event: Event)`: `berth.timer.fired`.
+//! group.event("cleanup", testing::timer_tick("my-group", "cleanup")).unwrap();
+//!
+//! // `#[berth::queue(stream = "orders")]`: `berth.queue.message`, the `attempt` extension says
+//! // which delivery this is (here the third, after two failures).
+//! let event = testing::queue_message("orders", r#"{"order": 7}"#, 3);
+//! group.event("ship", event).unwrap();
+//!
+//! // `#[berth::blob(bucket = "uploads")]`: `berth.blob.created` / `berth.blob.deleted`, the
+//! // object name as subject and an S3-shaped notification as data.
+//! group.event("thumbnail", testing::blob_created("uploads", "cats/tom.png", 2048)).unwrap();
+//! group.event("forget", testing::blob_deleted("uploads", "cats/tom.png")).unwrap();
+//!
+//! // `POST /invoke/my-group/echo` with a body: `berth.invoke`, JSON by default.
+//! let res = group.event("echo", testing::invoke(r#"{"say": "hi"}"#)).unwrap();
+//!
+//! // Any other CloudEvent (what the Knative shim delivers).
+//! let event = testing::cloud_event("com.example.order.placed", "/shop", r#"{"id": 7}"#);
+//! group.event("on_order", event).unwrap();
+//! ```
+//!
+//! A function that fails answers `Err` (or an error status), which the host would retry or
+//! dead-letter.
+
+mod events;
+#[cfg(test)]
+mod tests_events;
+
+pub use events::{blob_created, blob_deleted, cloud_event, invoke, queue_message, timer_tick};
 
 use std::future::Future;
 use std::pin::pin;
@@ -23,7 +63,7 @@ use berth_plugin_api::{
 };
 
 use crate::__private::{FunctionDef, GroupDef, TriggerDef};
-use crate::{Context, Error, GroupContext, Request, Response, Result, StatusCode};
+use crate::{Context, Error, Event, GroupContext, Request, Response, Result, StatusCode};
 
 /// A host for in-process calls: `config` as the group configuration, no services.
 pub(crate) fn test_host(config: serde_json::Value) -> HostHandle {
@@ -59,13 +99,39 @@ impl TestGroup {
 
     /// Calls a function by name, bypassing routing.
     pub fn call(&self, function: &str, request: Request) -> Result<Response> {
-        let f = self
-            .def
-            .functions
-            .iter()
-            .find(|f| f.name == function)
-            .ok_or_else(|| Error::not_found(format!("group `{}` has no function `{function}`", self.def.name)))?;
-        self.invoke(f, request)
+        let f = self.function(function)?;
+        self.run(f, request, format!("test-{}", f.name), "test")
+    }
+
+    /// Delivers `event` to `function` as the host's triggers do: in the CloudEvents binary-mode
+    /// request form a plugin makes of the host's event (the data as the body, the attributes as
+    /// `ce-*` headers, `datacontenttype` as `content-type`), with the event id as the request id
+    /// and, as [`Context::trigger`], the trigger that delivers events of this shape (`timer`,
+    /// `queue`, `blob`, `invoke`, or `event` for other CloudEvents). Build `event` with
+    /// [`timer_tick`], [`queue_message`], [`blob_created`], [`blob_deleted`], [`invoke`] or
+    /// [`cloud_event`], or by hand.
+    ///
+    /// Like a direct invoke, this reaches any function, whatever its triggers. An unknown
+    /// function is a `not_found` error that names the group and the function and lists the
+    /// functions the group has.
+    pub fn event(&self, function: &str, event: Event) -> Result<Response> {
+        let f = self.function(function)?;
+        let trigger = events::trigger_of(&event);
+        let request_id = event.id.clone();
+        self.run(f, event.into_request(), request_id, trigger)
+    }
+
+    /// The function named `function`, or an error listing the ones there are.
+    fn function(&self, function: &str) -> Result<&FunctionDef> {
+        self.def.functions.iter().find(|f| f.name == function).ok_or_else(|| {
+            let names: Vec<String> = self.def.functions.iter().map(|f| format!("`{}`", f.name)).collect();
+            let there = if names.is_empty() {
+                "it has no functions".to_owned()
+            } else {
+                format!("its functions are {}", names.join(", "))
+            };
+            Error::not_found(format!("group `{}` has no function `{function}`; {there}", self.def.name))
+        })
     }
 
     /// Routes a request by method and path (filling route parameters) and calls the function.
@@ -79,7 +145,7 @@ impl TestGroup {
                     path_matched = true;
                     if method.eq_ignore_ascii_case(request.method()) {
                         request.set_params(params);
-                        return self.invoke(f, request);
+                        return self.run(f, request, format!("test-{}", f.name), "test");
                     }
                 }
             }
@@ -88,8 +154,8 @@ impl TestGroup {
         Ok(Response::new(status))
     }
 
-    fn invoke(&self, f: &FunctionDef, request: Request) -> Result<Response> {
-        let ctx = Context::new(format!("test-{}", f.name), 0, self.host.clone(), "test");
+    fn run(&self, f: &FunctionDef, request: Request, request_id: String, trigger: &'static str) -> Result<Response> {
+        let ctx = Context::new(request_id, 0, self.host.clone(), trigger);
         let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
             .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
         block_on(fut)
