@@ -394,6 +394,13 @@ impl FunctionGroup for SdkGroup {
     }
 }
 
+/// The group object of `def` serving with `host`, as `instantiate` makes it once the init hook
+/// has run: the test harness serves a provider group's exports through it.
+#[cfg(feature = "testing")]
+pub(crate) fn group_box(def: Arc<GroupDef>, host: HostHandle) -> GroupBox {
+    GroupBox::from_value(SdkGroup { def, host }, TD_Opaque)
+}
+
 // === The root module ===
 
 static GROUP_FN: OnceLock<fn() -> GroupDef> = OnceLock::new();
@@ -461,6 +468,7 @@ pub fn plugin_module(def: fn() -> GroupDef) -> PluginModuleRef {
 }
 
 /// Exports the ABI symbols of a plugin. Invoked by `berth::group!`.
+#[cfg(not(feature = "testing"))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_plugin {
@@ -496,4 +504,16 @@ macro_rules! __export_plugin {
             }
         };
     };
+}
+
+/// With the `testing` feature group crates export no plugin symbols: the two symbols have fixed
+/// names, so a test binary that links a group and its providers (`TestGroup::builder(..)
+/// .provider(users::berth_group())`) would define them twice. `testing` belongs under
+/// `[dev-dependencies]`, which a plugin build (`cargo build --lib`, as `berth up` and
+/// `berth package` run it) never enables: a library built with it is not a loadable plugin.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin {
+    ($def:path) => {};
 }

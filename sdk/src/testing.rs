@@ -42,8 +42,13 @@
 //! dead-letter.
 
 mod events;
+#[cfg(feature = "testing")]
+mod services;
 #[cfg(test)]
 mod tests_events;
+
+#[cfg(feature = "testing")]
+pub use services::{Published, StartError, TestGroupBuilder};
 
 pub use events::{blob_created, blob_deleted, cloud_event, invoke, queue_message, timer_tick};
 
@@ -63,17 +68,22 @@ use berth_plugin_api::{
 };
 
 use crate::__private::{FunctionDef, GroupDef, TriggerDef};
-use crate::{Context, Error, Event, GroupContext, Request, Response, Result, StatusCode};
+use crate::{Context, Error, Event, Request, Response, Result, StatusCode};
 
 /// A host for in-process calls: `config` as the group configuration, no services.
+#[cfg_attr(all(feature = "testing", not(test)), allow(dead_code, reason = "the `testing` harness has real services"))]
 pub(crate) fn test_host(config: serde_json::Value) -> HostHandle {
     Host_TO::from_ptr(RArc::new(TestHost { config: Arc::new(config) }), TD_Opaque)
 }
 
-/// A group under test.
+/// A group under test. With the `testing` feature its declared services are provisioned (see
+/// [`TestGroup::builder`]); without it, calls to services fail naming the feature.
 pub struct TestGroup {
     def: GroupDef,
     host: HostHandle,
+    /// Runtime, temporary directory and backends; dropped after `host`.
+    #[cfg(feature = "testing")]
+    env: services::Env,
 }
 
 impl std::fmt::Debug for TestGroup {
@@ -90,11 +100,16 @@ impl TestGroup {
 
     /// Like [`TestGroup::start`], with a group configuration (what `[groups.config]` gives).
     pub fn start_with_config(def: GroupDef, config: serde_json::Value) -> Result<Self> {
-        let host = test_host(config);
-        if let Some(init) = def.init {
-            block_on(init(GroupContext { host: host.clone() }))?;
+        #[cfg(feature = "testing")]
+        return Self::builder(def).config(config).start().map_err(StartError::into_error);
+        #[cfg(not(feature = "testing"))]
+        {
+            let host = test_host(config);
+            if let Some(init) = def.init {
+                block_on(init(crate::GroupContext { host: host.clone() }))?;
+            }
+            Ok(TestGroup { def, host })
         }
-        Ok(TestGroup { def, host })
     }
 
     /// Calls a function by name, bypassing routing.
@@ -158,6 +173,9 @@ impl TestGroup {
         let ctx = Context::new(request_id, 0, self.host.clone(), trigger);
         let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
             .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
+        #[cfg(feature = "testing")]
+        return self.env.block_on(fut);
+        #[cfg(not(feature = "testing"))]
         block_on(fut)
     }
 }
@@ -214,7 +232,10 @@ fn no_service<T>(kind: &str, name: &str) -> RResult<T, ServiceError> {
     RResult::RErr(ServiceError::new(
         service_error_kind::NOT_DECLARED,
         name,
-        format!("the test harness has no {kind} backends; test this through a berth host"),
+        format!(
+            "the test harness provides {kind} services with berth's `testing` feature: \
+             `berth = {{ ..., features = [\"testing\"] }}` under [dev-dependencies]"
+        ),
     ))
 }
 
