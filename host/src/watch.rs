@@ -105,6 +105,10 @@ impl Watcher {
                 targets.push(Target::File { group, file: canonical(file) });
             }
         }
+        // A path seen for the first time counts only if it changed since watching began (a
+        // build reading every source must not rebuild once per file). Taken before any watch
+        // is set up, so that no change made after it can predate it.
+        let since = std::time::SystemTime::now();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
         let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
             Ok(events) => {
@@ -133,9 +137,6 @@ impl Watcher {
             // notify also reports reads (inotify access events), and a reload reads the very file it
             // watches: without this, a broken file would be retried every debounce period forever.
             // React only when a changed path's modification time or size differs from last time.
-            // A path seen for the first time counts only if it changed since watching began (a
-            // build reading every source must not rebuild once per file).
-            let since = std::time::SystemTime::now();
             let mut seen: std::collections::BTreeMap<PathBuf, Option<(std::time::SystemTime, u64)>> =
                 Default::default();
             while let Some(paths) = rx.recv().await {

@@ -11,9 +11,17 @@ use crate::support::{self, request, workspace};
 
 const TEMPLATES: [&str; 6] = ["http", "timer", "queue", "blob", "service", "consumer"];
 
-/// One target directory for every generated crate, so their dependencies build once.
+/// One target directory for every generated crate's `cargo test`, so their dependencies build
+/// once.
 fn target_dir() -> PathBuf {
     workspace().join("target/new-groups")
+}
+
+/// Where `berth up` and `berth dev` build. Not [`target_dir`]: they build the consumer's provider
+/// (`plugins/users`) as a member of Berth's workspace, and cargo must not take that build of it
+/// for the one the consumer's tests link (the same package built in two workspaces).
+fn serve_target_dir() -> PathBuf {
+    workspace().join("target/new-groups-serve")
 }
 
 fn berth_new(parent: &Path, name: &str, template: &str) -> PathBuf {
@@ -62,7 +70,7 @@ fn berth_up(dir: &Path, env: &[(&str, &str)]) -> Up {
         .current_dir(dir)
         .env("BERTH_SERVER__LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN__ENABLED", "false")
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", serve_target_dir())
         .env("NO_COLOR", "1")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -201,7 +209,7 @@ async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_
         .current_dir(&dir)
         .env("BERTH_SERVER__LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN__ENABLED", "false")
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", serve_target_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
