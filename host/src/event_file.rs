@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use berth_core::dispatcher::EventData;
 use berth_platforms::config::FunctionRef;
-use berth_platforms::events::{self, BlobChange, QueueMessage};
-use berth_platforms::lambda::{self, Kind};
+use berth_platforms::events;
+use berth_platforms::lambda::{self, Kind, S3Record, SqsRecord};
 use serde_json::Value;
 
 /// The largest event file read (a payload is bounded by the host's body limit long before).
@@ -111,27 +111,17 @@ fn records(value: &Value) -> Result<&Vec<Value>, Parse> {
 fn blob_records(value: &Value) -> Result<Vec<FileEvent>, Parse> {
     let mut out = Vec::new();
     for (i, r) in records(value)?.iter().enumerate() {
-        let (Some(bucket), Some(raw_key)) = (r["s3"]["bucket"]["name"].as_str(), r["s3"]["object"]["key"].as_str())
-        else {
-            return Err(Parse::Bad(format!("S3 record {i} has no `s3.bucket.name` or `s3.object.key`")));
-        };
-        let name = r["eventName"].as_str().unwrap_or_default();
-        let kind = events::blob_kind(name).ok_or_else(|| {
-            Parse::Bad(format!("S3 record {i}: `eventName` {name:?} is neither ObjectCreated:* nor ObjectRemoved:*"))
+        let record = S3Record::parse(i, r).map_err(Parse::Bad)?;
+        let kind = record.kind.ok_or_else(|| {
+            Parse::Bad(format!(
+                "S3 record {i}: `eventName` {:?} is neither ObjectCreated:* nor ObjectRemoved:*",
+                r["eventName"].as_str().unwrap_or_default()
+            ))
         })?;
-        // S3 URL-encodes keys in notifications (spaces as `+`); functions get the real name.
-        let key = percent_encoding::percent_decode_str(&raw_key.replace('+', " ")).decode_utf8_lossy().into_owned();
-        let mut record = r.clone();
-        record["s3"]["object"]["key"] = Value::from(key.clone());
-        let event = events::blob_event(BlobChange {
-            id: format!("invoke-{}-{i}", std::process::id()),
-            bucket,
-            kind,
-            key,
-            time: r["eventTime"].as_str().map(str::to_owned),
-            record,
+        out.push(FileEvent {
+            trigger: "blob",
+            event: record.event(format!("invoke-{}-{i}", std::process::id()), kind),
         });
-        out.push(FileEvent { trigger: "blob", event });
     }
     Ok(out)
 }
@@ -139,21 +129,8 @@ fn blob_records(value: &Value) -> Result<Vec<FileEvent>, Parse> {
 fn sqs_records(value: &Value) -> Result<Vec<FileEvent>, Parse> {
     let mut out = Vec::new();
     for (i, r) in records(value)?.iter().enumerate() {
-        let (Some(id), Some(arn)) = (r["messageId"].as_str(), r["eventSourceARN"].as_str()) else {
-            return Err(Parse::Bad(format!("SQS record {i} has no `messageId` or `eventSourceARN`")));
-        };
-        let event = events::queue_event(QueueMessage {
-            queue: arn.rsplit(':').next().unwrap_or(arn),
-            id,
-            body: r["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
-            attempt: r["attributes"]["ApproximateReceiveCount"].as_str().and_then(|n| n.parse().ok()).unwrap_or(1),
-            time: r["attributes"]["SentTimestamp"]
-                .as_str()
-                .and_then(|t| t.parse().ok())
-                .and_then(events::unix_ms_rfc3339),
-            attributes: Vec::new(),
-        });
-        out.push(FileEvent { trigger: "queue", event });
+        let record = SqsRecord::parse(i, r).map_err(Parse::Bad)?;
+        out.push(FileEvent { trigger: "queue", event: record.event(&record.queue) });
     }
     Ok(out)
 }

@@ -239,50 +239,28 @@ async fn sqs(shim: &Arc<Shim>, event: &Value, deadline: Option<Instant>) -> Outc
     };
     let mut batch = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
-        let (Some(id), Some(arn)) = (r["messageId"].as_str(), r["eventSourceARN"].as_str()) else {
-            return Outcome::failed("Berth.BadEvent", format!("SQS record {i} has no `messageId` or `eventSourceARN`"));
+        let record = match SqsRecord::parse(i, r) {
+            Ok(m) => m,
+            Err(e) => return Outcome::failed("Berth.BadEvent", e),
         };
-        let queue = arn.rsplit(':').next().unwrap_or(arn).to_owned();
-        let targets = match shim.queue_targets(&queue) {
+        let targets = match shim.queue_targets(&record.queue) {
             Ok(t) => t,
             Err(e) => return Outcome::failed("Berth.UnknownEvent", e.to_string()),
         };
-        let attributes = r["messageAttributes"]
-            .as_object()
-            .map(|attrs| {
-                attrs
-                    .iter()
-                    .filter_map(|(k, v)| Some((extension_name(k)?, v["stringValue"].as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let message = Message {
-            id: id.to_owned(),
-            queue,
-            fifo: arn.ends_with(".fifo"),
-            body: r["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
-            attempt: r["attributes"]["ApproximateReceiveCount"].as_str().and_then(|n| n.parse().ok()).unwrap_or(1),
-            time: r["attributes"]["SentTimestamp"]
-                .as_str()
-                .and_then(|t| t.parse().ok())
-                .and_then(events::unix_ms_rfc3339),
-            attributes,
-            targets,
-        };
-        batch.push(message);
+        batch.push(Message { record, targets });
     }
     let mut failed: Vec<String> = Vec::new();
-    if batch.iter().any(|m| m.fifo) {
+    if batch.iter().any(|m| m.record.fifo) {
         for m in batch {
             if !failed.is_empty() || !m.deliver(shim, deadline).await {
-                failed.push(m.id);
+                failed.push(m.record.id);
             }
         }
     } else {
         let mut running = tokio::task::JoinSet::new();
         for m in batch {
             let shim = shim.clone();
-            running.spawn(async move { (m.deliver(&shim, deadline).await, m.id) }.in_current_span());
+            running.spawn(async move { (m.deliver(&shim, deadline).await, m.record.id) }.in_current_span());
         }
         while let Some(done) = running.join_next().await {
             match done {
@@ -296,14 +274,107 @@ async fn sqs(shim: &Arc<Shim>, event: &Value, deadline: Option<Instant>) -> Outc
     Outcome::json(&json!({ "batchItemFailures": failures }))
 }
 
+/// One SQS record, read as the queue message a queue function gets (`sqs` here, and
+/// `berth invoke --event`).
+#[derive(Debug, Clone)]
+pub struct SqsRecord {
+    pub id: String,
+    /// The queue's name (the last part of its ARN).
+    pub queue: String,
+    pub fifo: bool,
+    pub body: Vec<u8>,
+    pub attempt: u32,
+    pub time: Option<String>,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl SqsRecord {
+    /// Record `i` of an SQS batch; why not, naming it.
+    pub fn parse(i: usize, r: &Value) -> Result<Self, String> {
+        let (Some(id), Some(arn)) = (r["messageId"].as_str(), r["eventSourceARN"].as_str()) else {
+            return Err(format!("SQS record {i} has no `messageId` or `eventSourceARN`"));
+        };
+        let attributes = r["messageAttributes"]
+            .as_object()
+            .map(|attrs| {
+                attrs
+                    .iter()
+                    .filter_map(|(k, v)| Some((extension_name(k)?, v["stringValue"].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(SqsRecord {
+            id: id.to_owned(),
+            queue: arn.rsplit(':').next().unwrap_or(arn).to_owned(),
+            fifo: arn.ends_with(".fifo"),
+            body: r["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
+            attempt: r["attributes"]["ApproximateReceiveCount"].as_str().and_then(|n| n.parse().ok()).unwrap_or(1),
+            time: r["attributes"]["SentTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .and_then(events::unix_ms_rfc3339),
+            attributes,
+        })
+    }
+
+    /// The event of binding `queue` for this record.
+    pub fn event(&self, queue: &str) -> berth_core::dispatcher::EventData {
+        events::queue_event(QueueMessage {
+            queue,
+            id: &self.id,
+            body: self.body.clone(),
+            attempt: self.attempt,
+            time: self.time.clone(),
+            attributes: self.attributes.clone(),
+        })
+    }
+}
+
+/// One S3 notification record, its key decoded (S3 URL-encodes keys, spaces as `+`; functions
+/// get the real name).
+#[derive(Debug, Clone)]
+pub struct S3Record {
+    pub bucket: String,
+    pub key: String,
+    /// `created` or `deleted`; `None` for a kind blob functions do not take.
+    pub kind: Option<&'static str>,
+    /// The record as sent, with the decoded key.
+    pub record: Value,
+}
+
+impl S3Record {
+    /// Record `i` of an S3 notification; why not, naming it.
+    pub fn parse(i: usize, r: &Value) -> Result<Self, String> {
+        let (Some(bucket), Some(raw_key)) = (r["s3"]["bucket"]["name"].as_str(), r["s3"]["object"]["key"].as_str())
+        else {
+            return Err(format!("S3 record {i} has no `s3.bucket.name` or `s3.object.key`"));
+        };
+        let key = percent_encoding::percent_decode_str(&raw_key.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let mut record = r.clone();
+        record["s3"]["object"]["key"] = Value::from(key.clone());
+        Ok(S3Record {
+            bucket: bucket.to_owned(),
+            kind: events::blob_kind(r["eventName"].as_str().unwrap_or_default()),
+            key,
+            record,
+        })
+    }
+
+    /// The blob event of this record, with `id`.
+    pub fn event(&self, id: String, kind: &'static str) -> berth_core::dispatcher::EventData {
+        events::blob_event(BlobChange {
+            id,
+            bucket: &self.bucket,
+            kind,
+            key: self.key.clone(),
+            time: self.record["eventTime"].as_str().map(str::to_owned),
+            record: self.record.clone(),
+        })
+    }
+}
+
 struct Message {
-    id: String,
-    queue: String,
-    fifo: bool,
-    body: Vec<u8>,
-    attempt: u32,
-    time: Option<String>,
-    attributes: Vec<(String, String)>,
+    record: SqsRecord,
     targets: Vec<(crate::FunctionRef, String)>,
 }
 
@@ -312,16 +383,8 @@ impl Message {
     async fn deliver(&self, shim: &Shim, deadline: Option<Instant>) -> bool {
         let mut ok = true;
         for (target, binding) in &self.targets {
-            let ev = events::queue_event(QueueMessage {
-                queue: binding,
-                id: &self.id,
-                body: self.body.clone(),
-                attempt: self.attempt,
-                time: self.time.clone(),
-                attributes: self.attributes.clone(),
-            });
-            if let Err(e) = shim.deliver(target, "queue", ev, deadline).await {
-                tracing::warn!(queue = %self.queue, message = %self.id, error = %e, "SQS record failed; reported in batchItemFailures");
+            if let Err(e) = shim.deliver(target, "queue", self.record.event(binding), deadline).await {
+                tracing::warn!(queue = %self.record.queue, message = %self.record.id, error = %e, "SQS record failed; reported in batchItemFailures");
                 ok = false;
             }
         }
@@ -340,38 +403,24 @@ fn extension_name(name: &str) -> Option<String> {
 async fn s3(shim: &Shim, inv: &Invocation, event: &Value, deadline: Option<Instant>) -> Outcome {
     let records = event["Records"].as_array().cloned().unwrap_or_default();
     let mut results = Vec::new();
-    for (i, mut r) in records.into_iter().enumerate() {
-        let (Some(bucket), Some(raw_key)) = (r["s3"]["bucket"]["name"].as_str(), r["s3"]["object"]["key"].as_str())
-        else {
-            return Outcome::failed(
-                "Berth.BadEvent",
-                format!("S3 record {i} has no `s3.bucket.name` or `s3.object.key`"),
-            );
+    for (i, r) in records.iter().enumerate() {
+        let record = match S3Record::parse(i, r) {
+            Ok(rec) => rec,
+            Err(e) => return Outcome::failed("Berth.BadEvent", e),
         };
-        let bucket = bucket.to_owned();
-        // S3 URL-encodes keys in notifications (spaces as `+`); functions get the real name.
-        let key = percent_encoding::percent_decode_str(&raw_key.replace('+', " ")).decode_utf8_lossy().into_owned();
-        let Some(kind) = events::blob_kind(r["eventName"].as_str().unwrap_or_default()) else {
+        let Some(kind) = record.kind else {
             tracing::info!(event = %r["eventName"], "S3 event of a kind blob functions do not take; skipped");
             continue;
         };
-        let targets = match shim.bucket_targets(&bucket, kind) {
+        let targets = match shim.bucket_targets(&record.bucket, kind) {
             Ok(t) => t,
             Err(e) => return Outcome::failed("Berth.UnknownEvent", e.to_string()),
         };
-        r["s3"]["object"]["key"] = Value::from(key.clone());
         let id = r["s3"]["object"]["sequencer"]
             .as_str()
-            .map_or_else(|| format!("{}-{i}", inv.request_id), |s| format!("{bucket}-{s}"));
+            .map_or_else(|| format!("{}-{i}", inv.request_id), |s| format!("{}-{s}", record.bucket));
         for target in targets {
-            let ev = events::blob_event(BlobChange {
-                id: id.clone(),
-                bucket: &bucket,
-                kind,
-                key: key.clone(),
-                time: r["eventTime"].as_str().map(str::to_owned),
-                record: r.clone(),
-            });
+            let ev = record.event(id.clone(), kind);
             match shim.deliver(&target, "blob", ev, deadline).await {
                 Ok(r) => results.push(events::answer_value(&r.body)),
                 Err(e) => return Outcome::failed("Berth.FunctionError", events::failure_message(&target, &e)),
