@@ -8,10 +8,11 @@
 //! a file caught half-written or a build that fails leaves the serving version in place (and says
 //! so in the log and `berth_swap_total`); the next change tries again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
@@ -26,6 +27,23 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 pub enum WatchError {
     #[error("--watch: cannot watch `{path}`: {source}")]
     Watch { path: PathBuf, source: notify_debouncer_mini::notify::Error },
+}
+
+/// How far a file's modification time may lag the wall clock read just before the write: the
+/// kernel stamps files from its coarse clock, updated once per scheduler tick (1–10 ms).
+const COARSE_CLOCK_LAG: Duration = Duration::from_millis(50);
+
+/// What tells one version of a file from the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp { modified: m.modified().ok()?, len: m.len(), inode: m.ino() })
 }
 
 /// What a change of a path means.
@@ -105,10 +123,21 @@ impl Watcher {
                 targets.push(Target::File { group, file: canonical(file) });
             }
         }
-        // A path seen for the first time counts only if it changed since watching began (a
-        // build reading every source must not rebuild once per file). Taken before any watch
-        // is set up, so that no change made after it can predate it.
-        let since = std::time::SystemTime::now();
+        // notify also reports reads (inotify access events), and a reload reads the very file it
+        // watches: without a filter, a broken file would be retried every debounce period forever.
+        // So a path counts only when its stamp (modification time, size, inode) differs from the
+        // last one seen. A plugin file's first stamp is taken here, before any watch is set up.
+        // Any other path seen for the first time (a crate's source) counts only if it was
+        // modified after watching began, so that a build reading every source does not rebuild
+        // once per file. File times come from the kernel's coarse clock, which lags
+        // `SystemTime::now()` by up to a scheduler tick: the cut-off allows for that.
+        let mut seen: BTreeMap<PathBuf, Option<Stamp>> = BTreeMap::new();
+        for t in &targets {
+            if let Target::File { file, .. } = t {
+                seen.insert(file.clone(), stamp(file));
+            }
+        }
+        let since = std::time::SystemTime::now() - COARSE_CLOCK_LAG;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
         let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
             Ok(events) => {
@@ -134,19 +163,14 @@ impl Watcher {
             tracing::info!(group = t.group(), path = %path.display(), "watching for changes");
         }
         let task = tokio::spawn(async move {
-            // notify also reports reads (inotify access events), and a reload reads the very file it
-            // watches: without this, a broken file would be retried every debounce period forever.
-            // React only when a changed path's modification time or size differs from last time.
-            let mut seen: std::collections::BTreeMap<PathBuf, Option<(std::time::SystemTime, u64)>> =
-                Default::default();
             while let Some(paths) = rx.recv().await {
                 let paths: Vec<PathBuf> = paths
                     .into_iter()
                     .filter(|p| {
-                        let stamp = std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-                        match seen.insert(p.clone(), stamp) {
-                            Some(before) => before != stamp,
-                            None => stamp.is_none_or(|(modified, _)| modified >= since),
+                        let now = stamp(p);
+                        match seen.insert(p.clone(), now) {
+                            Some(before) => before != now,
+                            None => now.is_none_or(|s| s.modified >= since),
                         }
                     })
                     .collect();
