@@ -590,10 +590,10 @@ fn default_grace() -> Duration {
     Duration::from_secs(30)
 }
 fn default_timeout() -> Duration {
-    Duration::from_secs(30)
+    berth_core::group::DEFAULT_TIMEOUT
 }
 fn default_body_limit() -> ByteSize {
-    ByteSize::mib(6)
+    ByteSize::b(berth_core::group::DEFAULT_BODY_LIMIT)
 }
 fn default_true() -> bool {
     true

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_core::isolation::Isolated as _;
-use berth_core::loader::{self, GroupManifest, LoadError, LoadedPlugin, TriggerSpec};
-use berth_core::{FunctionEntry, GroupInstance};
+use berth_core::loader::{self, GroupManifest, LoadError, LoadedPlugin};
+use berth_core::{FunctionEntry, FunctionLimits, GroupInstance};
 use berth_isolation::{IsolationError, WorkerGroup, WorkerSettings};
 use berth_services::ResolveError;
 use berth_triggers::http::routes::{Route, RouteConflict};
@@ -256,31 +256,19 @@ pub(crate) fn function_entries(
     group: &Arc<GroupInstance>,
     metrics: &berth_core::Metrics,
 ) -> (Vec<Arc<FunctionEntry>>, Vec<Route>) {
-    let manifest = group.manifest();
-    let mut routes = Vec::new();
-    let mut functions = Vec::new();
-    for (index, f) in manifest.functions.iter().enumerate() {
-        let over = group_config.functions.get(&f.name).cloned().unwrap_or_default();
-        let entry = Arc::new(FunctionEntry {
-            group: group.clone(),
-            index: index as u32,
-            name: f.name.as_str().into(),
-            timeout: over.timeout.or(f.timeout).unwrap_or(config.defaults.timeout),
-            body_limit: over
-                .body_limit
-                .map(|b| b.as_u64())
-                .or(f.body_limit)
-                .unwrap_or(config.defaults.body_limit.as_u64()),
-            metrics: metrics.function(&manifest.name, &f.name),
-            triggers: f.triggers.clone(),
-        });
-        for t in &f.triggers {
-            if let TriggerSpec::Http { method, route } = t {
-                routes.push(Route { method: method.clone(), pattern: route.clone(), entry: entry.clone() });
-            }
+    let defaults = FunctionLimits {
+        timeout: Some(config.defaults.timeout),
+        body_limit: Some(config.defaults.body_limit.as_u64()),
+    };
+    let limits = |name: &str| {
+        let over = group_config.functions.get(name);
+        FunctionLimits {
+            timeout: over.and_then(|o| o.timeout),
+            body_limit: over.and_then(|o| o.body_limit).map(|b| b.as_u64()),
         }
-        functions.push(entry);
-    }
+    };
+    let functions = FunctionEntry::all_of(group, defaults, limits, metrics);
+    let routes = Route::of(&functions);
     (functions, routes)
 }
 

@@ -31,6 +31,11 @@ pub mod service_error_kind {
     pub const TIMEOUT: u8 = 6;
     /// The group did not declare this service, or the host has no such service configured.
     pub const NOT_DECLARED: u8 = 7;
+    /// A method of an exported service answered an error of its own (what its handler returned):
+    /// `message` is the JSON object `{"status": 422, "code": "invalid", "message": "..."}`, so
+    /// that the consumer can answer its caller the provider's status, code and message. A
+    /// plugin that predates this kind treats it as [`OTHER`].
+    pub const HANDLER: u8 = 8;
     /// Anything else.
     pub const OTHER: u8 = 255;
 }

@@ -356,18 +356,12 @@ impl FunctionGroup for SdkGroup {
         let service_name = service.clone();
         Guarded::new(fut, state, move |outcome| match outcome {
             Ok(Ok(bytes)) => RResult::ROk(RVec::from(bytes)),
-            Ok(Err(e)) => {
-                let kind = match e.status().as_u16() {
-                    404 => service_error_kind::NOT_FOUND,
-                    409 => service_error_kind::CONFLICT,
-                    413 => service_error_kind::TOO_LARGE,
-                    503 => service_error_kind::UNAVAILABLE,
-                    504 => service_error_kind::TIMEOUT,
-                    400 | 422 => service_error_kind::INVALID,
-                    _ => service_error_kind::OTHER,
-                };
-                RResult::RErr(ServiceError::new(kind, service_name.as_str(), e.message()))
-            }
+            // The handler's own error travels whole: the consumer answers its status and code.
+            Ok(Err(e)) => RResult::RErr(ServiceError::new(
+                service_error_kind::HANDLER,
+                service_name.as_str(),
+                crate::services::handler_error_json(&e),
+            )),
             Err(panic) => RResult::RErr(ServiceError::new(
                 service_error_kind::OTHER,
                 service_name.as_str(),

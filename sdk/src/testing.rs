@@ -43,10 +43,14 @@
 
 mod events;
 #[cfg(feature = "testing")]
+mod server;
+#[cfg(feature = "testing")]
 mod services;
 #[cfg(test)]
 mod tests_events;
 
+#[cfg(feature = "testing")]
+pub use server::{ServeOptions, TestRequest, TestResponse, TestServer};
 #[cfg(feature = "testing")]
 pub use services::{Published, StartError, TestGroupBuilder};
 

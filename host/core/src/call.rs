@@ -121,6 +121,7 @@ pub async fn call(
     let _inflight = entry.group.calls.enter();
     let group_box = match &entry.group.code {
         GroupCode::Library(p) => &p.group,
+        GroupCode::Linked(l) => &l.group,
         GroupCode::Worker(w) => {
             let head = WorkerCallHead {
                 function: entry.index,

@@ -17,6 +17,30 @@ pub enum GroupCode {
     Library(PluginInstance),
     /// In a supervised worker process (`isolation = "process"`).
     Worker(Arc<dyn Isolated>),
+    /// Linked into the host's own binary: a group the SDK's test harness serves (no library
+    /// to open or close).
+    Linked(LinkedGroup),
+}
+
+/// A group whose code is part of this binary: its group object (made by the SDK, with its init
+/// hook run) and its manifest.
+pub struct LinkedGroup {
+    pub group: GroupBox,
+    pub manifest: GroupManifest,
+    /// Where it comes from, for `source()` (a crate name, a test).
+    pub origin: std::path::PathBuf,
+}
+
+/// A function's limits when neither `berth.toml` nor the function sets them.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// 6 MiB: what AWS Lambda accepts synchronously.
+pub const DEFAULT_BODY_LIMIT: u64 = 6 * 1024 * 1024;
+
+/// A function's limits as `berth.toml` sets them (`None`: the function's own, else the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FunctionLimits {
+    pub timeout: Option<Duration>,
+    pub body_limit: Option<u64>,
 }
 
 /// One version of a group, instantiated and serving: what routes, dispatcher entries and
@@ -36,7 +60,7 @@ impl GroupInstance {
     pub fn library(&self) -> Option<&Arc<LoadedPlugin>> {
         match &self.code {
             GroupCode::Library(p) => Some(&p.plugin),
-            GroupCode::Worker(_) => None,
+            GroupCode::Worker(_) | GroupCode::Linked(_) => None,
         }
     }
 
@@ -44,7 +68,7 @@ impl GroupInstance {
     pub fn worker(&self) -> Option<&Arc<dyn Isolated>> {
         match &self.code {
             GroupCode::Worker(w) => Some(w),
-            GroupCode::Library(_) => None,
+            GroupCode::Library(_) | GroupCode::Linked(_) => None,
         }
     }
 
@@ -53,6 +77,7 @@ impl GroupInstance {
         match &self.code {
             GroupCode::Library(p) => &p.plugin.manifest,
             GroupCode::Worker(w) => w.manifest(),
+            GroupCode::Linked(l) => &l.manifest,
         }
     }
 
@@ -61,6 +86,7 @@ impl GroupInstance {
         match &self.code {
             GroupCode::Library(p) => &p.plugin.sha256,
             GroupCode::Worker(w) => w.sha256(),
+            GroupCode::Linked(_) => "linked",
         }
     }
 
@@ -69,6 +95,7 @@ impl GroupInstance {
         match &self.code {
             GroupCode::Library(p) => &p.plugin.source,
             GroupCode::Worker(w) => w.source(),
+            GroupCode::Linked(l) => &l.origin,
         }
     }
 
@@ -76,6 +103,7 @@ impl GroupInstance {
     pub fn group_box(&self) -> Option<&GroupBox> {
         match &self.code {
             GroupCode::Library(p) => Some(&p.group),
+            GroupCode::Linked(l) => Some(&l.group),
             GroupCode::Worker(_) => None,
         }
     }
@@ -91,6 +119,7 @@ impl GroupInstance {
         match &self.code {
             GroupCode::Library(p) => p.group.call_export(service, method, payload, ctx),
             GroupCode::Worker(w) => w.call_export(service, method, payload, ctx),
+            GroupCode::Linked(l) => l.group.call_export(service, method, payload, ctx),
         }
     }
 
@@ -99,13 +128,14 @@ impl GroupInstance {
         match &self.code {
             GroupCode::Library(p) => p.group.shutdown().await,
             GroupCode::Worker(w) => w.shutdown().await,
+            GroupCode::Linked(l) => l.group.shutdown().await,
         }
     }
 
     /// `none` or `process`.
     pub fn isolation(&self) -> &'static str {
         match &self.code {
-            GroupCode::Library(_) => "none",
+            GroupCode::Library(_) | GroupCode::Linked(_) => "none",
             GroupCode::Worker(_) => "process",
         }
     }
@@ -121,4 +151,36 @@ pub struct FunctionEntry {
     pub metrics: FunctionMetrics,
     /// Every trigger the function declares (HTTP routes are also in the routing table).
     pub triggers: Vec<TriggerSpec>,
+}
+
+impl FunctionEntry {
+    /// The entries of every function of `group`, in manifest order (an entry's index is its
+    /// function's), each with its limits: `limits(name)` (what `berth.toml` sets), else the
+    /// function's own, else [`DEFAULT_TIMEOUT`] / [`DEFAULT_BODY_LIMIT`] or the host's
+    /// `defaults` when given.
+    pub fn all_of(
+        group: &Arc<GroupInstance>,
+        defaults: FunctionLimits,
+        limits: impl Fn(&str) -> FunctionLimits,
+        metrics: &crate::Metrics,
+    ) -> Vec<Arc<FunctionEntry>> {
+        let manifest = group.manifest();
+        manifest
+            .functions
+            .iter()
+            .enumerate()
+            .map(|(index, f)| {
+                let over = limits(&f.name);
+                Arc::new(FunctionEntry {
+                    group: group.clone(),
+                    index: index as u32,
+                    name: f.name.as_str().into(),
+                    timeout: over.timeout.or(f.timeout).or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+                    body_limit: over.body_limit.or(f.body_limit).or(defaults.body_limit).unwrap_or(DEFAULT_BODY_LIMIT),
+                    metrics: metrics.function(&manifest.name, &f.name),
+                    triggers: f.triggers.clone(),
+                })
+            })
+            .collect()
+    }
 }

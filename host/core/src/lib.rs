@@ -44,7 +44,7 @@ pub use berth_loader as loader;
 pub use call::CallError;
 pub use dispatcher::{DeliveryError, Dispatcher, EventBinding, EventData};
 pub use error::HttpError;
-pub use group::{FunctionEntry, GroupCode, GroupInstance};
+pub use group::{FunctionEntry, FunctionLimits, GroupCode, GroupInstance, LinkedGroup};
 pub use metrics::Metrics;
 pub use provider::ServiceProvider;
 pub use trigger::Trigger;

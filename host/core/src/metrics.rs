@@ -63,6 +63,7 @@ fn service_error_label(kind: u8) -> &'static str {
         k::CONFLICT => "conflict",
         k::TIMEOUT => "timeout",
         k::NOT_DECLARED => "not_declared",
+        k::HANDLER => "handler",
         _ => "other",
     }
 }

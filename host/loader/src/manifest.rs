@@ -121,6 +121,14 @@ mod method_text {
     }
 }
 
+impl GroupManifest {
+    /// Checks and copies the ABI manifest a group reports (names, routes, schedules), as the
+    /// loader does for a library's: `path` names where it came from in errors.
+    pub fn from_abi(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError> {
+        convert_manifest(path, m)
+    }
+}
+
 pub(crate) fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest, LoadError> {
     let bad = |message: String| LoadError::Manifest { path: path.to_owned(), message };
     if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {

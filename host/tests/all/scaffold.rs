@@ -192,9 +192,10 @@ fn berth_new_refuses_a_bad_name_and_a_directory_with_files() {
     assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1, "nothing was written");
 }
 
-/// `berth dev` in a new group's directory: an edit saved while a client calls the group is live
-/// after one build with no failed request; a syntax error is shown as the compiler's file and
-/// line while the edited version keeps serving.
+/// `berth dev` in a project of two new groups with one `berth.toml`: an edit of one saved while a
+/// client calls both is live after one build with no failed request, and the other group is
+/// untouched; a syntax error is shown as the compiler's file and line, and an init hook that
+/// fails with its reason, while the serving versions keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_error() {
     use std::io::BufRead;
@@ -204,9 +205,16 @@ async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_
     support::init_logs();
     let parent = tempfile::tempdir().unwrap();
     let dir = berth_new(parent.path(), "my-dev", "http");
+    let other = berth_new(parent.path(), "my-other", "http");
+    std::fs::write(
+        parent.path().join("berth.toml"),
+        "version = 1\ndata_dir = \".berth\"\n[build]\nprofile = \"dev\"\n\n\
+         [[groups]]\npath = \"my-dev\"\n\n[[groups]]\npath = \"my-other\"\n",
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("dev")
-        .current_dir(&dir)
+        .current_dir(parent.path())
         .env("BERTH_SERVER__LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN__ENABLED", "false")
         .env("CARGO_TARGET_DIR", serve_target_dir())
@@ -250,7 +258,7 @@ async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_
         }
     };
     let serving = wait_line("berth dev: serving", Duration::from_secs(300)).await;
-    assert!(serving.contains("my-dev 0.1.0"), "{serving}");
+    assert!(serving.contains("my-dev 0.1.0") && serving.contains("my-other 0.1.0"), "{serving}");
     let addr: SocketAddr =
         serving.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
 
@@ -266,7 +274,11 @@ async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_
                     ok.fetch_add(1, Ordering::Relaxed);
                     *last.lock().unwrap() = r.text();
                 } else {
-                    failed.lock().unwrap().push(format!("{} {}", r.status, r.text()));
+                    failed.lock().unwrap().push(format!("my-dev: {} {}", r.status, r.text()));
+                }
+                let r = request(addr, "GET", "/my-other/hello/world", &[], b"").await;
+                if r.status != 200 || !r.text().contains("Hello, world!") {
+                    failed.lock().unwrap().push(format!("my-other: {} {}", r.status, r.text()));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -304,6 +316,18 @@ async fn berth_dev_swaps_an_edit_without_a_failed_request_and_survives_a_syntax_
         .unwrap_or_else(|| panic!("no src/lib.rs:LINE in:\n{text}"));
     assert!(line > lines_before, "line {line} is not in the appended text:\n{text}");
     assert!(text.contains("keeps serving"), "{text}");
+
+    // The other group's init hook fails: its reason is shown, and its serving version serves on.
+    let other_lib = other.join("src/lib.rs");
+    let other_source = std::fs::read_to_string(&other_lib).unwrap();
+    let failing = other_source.replace("functions: [hello, shout],", "functions: [hello, shout],\n    init: setup,")
+        + "\nasync fn setup(_ctx: berth::GroupContext) -> berth::Result<()> {\n    \
+           Err(berth::Error::unavailable(\"the ledger is not reachable\"))\n}\n";
+    assert_ne!(failing, other_source, "the template's group! has `functions: [hello, shout],`");
+    std::fs::write(&other_lib, failing).unwrap();
+    let refused = wait_line("✗ my-other", Duration::from_secs(300)).await;
+    let text = lines.lock().unwrap().join("\n");
+    assert!(refused.contains("the ledger is not reachable"), "{text}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();

@@ -28,33 +28,85 @@ pub use sql::{sql_bool, Sql, SqlValue, Transaction};
 use crate::{Error, StatusCode};
 
 /// A service call that failed. Convert with `?` into [`crate::Error`]: an unavailable or
-/// timed-out backend answers 503, a lost compare-and-swap 409, an oversized value 413.
+/// timed-out backend answers 503, a lost compare-and-swap 409, an oversized value 413, and an
+/// error a method of another group's exported service answered keeps that method's status,
+/// code and message (a provider's 422 reaches the consumer's caller as a 422).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceError {
     kind: u8,
     service: String,
     message: String,
+    /// For an exported service's own error: the status and code its method answered.
+    answered: Option<(StatusCode, String)>,
+}
+
+/// The JSON of a [`kind::HANDLER`] error: what a provider's method answered.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HandlerError<'a> {
+    status: u16,
+    #[serde(borrow)]
+    code: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    message: std::borrow::Cow<'a, str>,
+}
+
+/// The message of a [`kind::HANDLER`] error for `e`.
+pub(crate) fn handler_error_json(e: &Error) -> String {
+    let answered = HandlerError { status: e.status().as_u16(), code: e.code().into(), message: e.message().into() };
+    serde_json::to_string(&answered).unwrap_or_else(|_| e.message().to_owned())
 }
 
 impl ServiceError {
     pub(crate) fn from_abi(e: berth_plugin_api::ServiceError) -> Self {
-        ServiceError { kind: e.kind, service: e.service.into_string(), message: e.message.into_string() }
+        let service = e.service.into_string();
+        if e.kind == kind::HANDLER {
+            if let Ok(h) = serde_json::from_str::<HandlerError<'_>>(e.message.as_str()) {
+                if let Ok(status) = StatusCode::from_u16(h.status) {
+                    let message = h.message.into_owned();
+                    return ServiceError {
+                        kind: e.kind,
+                        service,
+                        message,
+                        answered: Some((status, h.code.into_owned())),
+                    };
+                }
+            }
+            // Not the shape this SDK writes: an error like any other.
+            return ServiceError { kind: kind::OTHER, service, message: e.message.into_string(), answered: None };
+        }
+        ServiceError { kind: e.kind, service, message: e.message.into_string(), answered: None }
     }
     pub(crate) fn local(kind: u8, service: &str, message: impl Into<String>) -> Self {
-        ServiceError { kind, service: service.to_owned(), message: message.into() }
+        ServiceError { kind, service: service.to_owned(), message: message.into(), answered: None }
     }
-    /// The backend is down or did not answer in time: retrying later may work.
+    fn answered_status(&self) -> Option<u16> {
+        self.answered.as_ref().map(|(s, _)| s.as_u16())
+    }
+    /// The backend is down or did not answer in time (or a provider answered 503 or 504):
+    /// retrying later may work.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self.kind, kind::UNAVAILABLE | kind::TIMEOUT)
+        matches!(self.kind, kind::UNAVAILABLE | kind::TIMEOUT) || matches!(self.answered_status(), Some(503 | 504))
     }
+    /// Not there (or a provider answered 404).
     pub fn is_not_found(&self) -> bool {
-        self.kind == kind::NOT_FOUND
+        self.kind == kind::NOT_FOUND || self.answered_status() == Some(404)
     }
+    /// A conflicting change (or a provider answered 409).
     pub fn is_conflict(&self) -> bool {
-        self.kind == kind::CONFLICT
+        self.kind == kind::CONFLICT || self.answered_status() == Some(409)
     }
+    /// Over a limit (or a provider answered 413).
     pub fn is_too_large(&self) -> bool {
-        self.kind == kind::TOO_LARGE
+        self.kind == kind::TOO_LARGE || self.answered_status() == Some(413)
+    }
+    /// Refused as invalid: bad SQL or parameters, or a provider answered 400 or 422.
+    pub fn is_invalid(&self) -> bool {
+        self.kind == kind::INVALID || matches!(self.answered_status(), Some(400 | 422))
+    }
+    /// For an error a method of another group's exported service answered: its status and code
+    /// (`(422, "invalid")`). `None` for every other failure (the backend, the host, the call).
+    pub fn answered(&self) -> Option<(StatusCode, &str)> {
+        self.answered.as_ref().map(|(s, c)| (*s, c.as_str()))
     }
     /// The service name as configured.
     pub fn service(&self) -> &str {
@@ -67,12 +119,27 @@ impl ServiceError {
 
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "service `{}`: {}", self.service, self.message)
+        match &self.answered {
+            Some((status, code)) => {
+                write!(f, "service `{}` answered {} {code}: {}", self.service, status.as_u16(), self.message)
+            }
+            None => write!(f, "service `{}`: {}", self.service, self.message),
+        }
     }
 }
 
 impl From<ServiceError> for Error {
     fn from(e: ServiceError) -> Self {
+        if let Some((status, code)) = e.answered {
+            // A client error is the caller's to fix: its message as the provider wrote it. A
+            // server error says which service failed.
+            let message = if status.is_client_error() {
+                e.message
+            } else {
+                format!("service `{}` answered {}: {}", e.service, status.as_u16(), e.message)
+            };
+            return Error::new(status, code, message);
+        }
         let (status, code) = match e.kind {
             kind::UNAVAILABLE | kind::TIMEOUT => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             kind::NOT_FOUND => (StatusCode::NOT_FOUND, "not_found"),

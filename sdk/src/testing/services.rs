@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use berth_core::isolation::{BoxFuture, Isolated, WorkerCallHead, WorkerStatus};
 use berth_core::loader::{ExportInfo, GroupManifest, ServiceNeed};
-use berth_core::{CallError, GroupCode, GroupInstance, Metrics};
+use berth_core::{GroupCode, GroupInstance, LinkedGroup, Metrics};
 use berth_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use berth_plugin_api::abi_stable::std_types::RArc;
 use berth_plugin_api::{
-    service_error_kind, BlobHandle, CallContext, FfiFuture, GroupBox, Host, HostHandle, Host_TO, HttpClientHandle,
-    Input, KvHandle, LogRecord, Pair, QueueHandle, QueuePublisher, QueuePublisher_TO, RResult, RStr, RString, RVec,
-    RedisHandle, ServiceClientHandle, ServiceError, ServiceResult, SqlHandle,
+    service_error_kind, BlobHandle, FfiFuture, Host, HostHandle, Host_TO, HttpClientHandle, KvHandle, LogRecord, Pair,
+    QueueHandle, QueuePublisher, QueuePublisher_TO, RResult, RStr, RString, RVec, RedisHandle, ServiceClientHandle,
+    ServiceError, ServiceResult, SqlHandle,
 };
 use berth_services::config::{SecretSource, ServiceSection};
 use berth_services::host::GroupHost;
@@ -148,12 +147,14 @@ impl TestGroupBuilder {
         let captured = Arc::new(Captured::default());
         let settings = RegistrySettings { data_dir: dir.path().to_owned(), services: sections, ..Default::default() };
         let queues: Arc<dyn QueueSource> = Arc::new(Recorder(captured.clone()));
-        let registry = Arc::new(ServiceRegistry::new(settings, Metrics::new(), Some(queues)));
+        let metrics = Metrics::new();
+        let registry = Arc::new(ServiceRegistry::new(settings, metrics.clone(), Some(queues)));
 
         // From here on, dropping `env` undoes what was made (schemas, keys, the directory).
         let mut env = Env {
             runtime: Some(runtime),
             registry: Some(registry.clone()),
+            metrics,
             providers: Vec::new(),
             captured,
             cleanup: Vec::new(),
@@ -210,6 +211,9 @@ pub enum StartError {
     Database { message: String },
     #[error("the init hook of group `{group}` failed: {error}")]
     Init { group: String, error: Error },
+    /// [`TestGroup::serve`] could not serve the group over HTTP.
+    #[error("group `{group}` cannot be served over HTTP: {message}")]
+    Serve { group: String, message: String },
 }
 
 impl StartError {
@@ -298,6 +302,8 @@ impl TestGroup {
 pub(super) struct Env {
     runtime: Option<tokio::runtime::Runtime>,
     registry: Option<Arc<ServiceRegistry>>,
+    /// The host metrics the registry and a [`super::TestServer`] count in.
+    pub(super) metrics: Metrics,
     providers: Vec<Arc<GroupInstance>>,
     captured: Arc<Captured>,
     cleanup: Vec<Cleanup>,
@@ -319,6 +325,17 @@ impl Env {
         std::thread::scope(|s| {
             s.spawn(|| runtime.block_on(fut)).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
+    }
+}
+
+impl Env {
+    /// Runs `fut` in the background on the runtime.
+    pub(super) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.as_ref().expect("the runtime lives until the test group drops").spawn(fut)
     }
 }
 
@@ -764,79 +781,19 @@ async fn serve_exports(
         .exports
         .check_exports(def.name, &exports)
         .map_err(|message| StartError::Exports { group: def.name.to_owned(), message })?;
-    let manifest = GroupManifest {
-        name: def.name.into(),
-        version: def.version.into(),
-        sdk_version: env!("CARGO_PKG_VERSION").into(),
-        functions: Vec::new(),
-        services: needs_of(def),
-        exports: exports.clone(),
-    };
+    let origin = PathBuf::from(format!("<berth::testing provider `{}`>", def.name));
+    let manifest = GroupManifest::from_abi(&origin, def.manifest())
+        .map_err(|e| StartError::Exports { group: def.name.to_owned(), message: e.to_string() })?;
     let group = crate::export::group_box(Arc::new(def.clone()), host.clone());
     let instance = Arc::new(GroupInstance {
         name: def.name.into(),
         version: def.version.into(),
         host,
-        code: GroupCode::Worker(Arc::new(InProcessProvider { group, manifest })),
+        code: GroupCode::Linked(LinkedGroup { group, manifest, origin }),
         calls: Default::default(),
     });
     registry.exports.publish(&instance, &exports);
     Ok(instance)
-}
-
-/// A provider group running in the test process. berth-core knows two homes for a group's code,
-/// a plugin library and a worker process; this is the second's trait over the SDK's own group
-/// object, so that the host's export directory and its proxies (interface and version checks,
-/// timeouts) serve the provider's exports exactly as in a host.
-struct InProcessProvider {
-    group: GroupBox,
-    /// Name, version, services and exports (functions are not listed: they are not served).
-    manifest: GroupManifest,
-}
-
-impl Isolated for InProcessProvider {
-    fn call(
-        &self,
-        _head: WorkerCallHead,
-        _input: Input,
-    ) -> BoxFuture<'static, Result<berth_plugin_api::Response, CallError>> {
-        let message = format!(
-            "group `{}` is loaded as a provider: it serves only its exports; call its functions through a \
-             TestGroup of its own",
-            self.manifest.name
-        );
-        Box::pin(std::future::ready(Err(CallError::Plugin { message })))
-    }
-
-    fn call_export(
-        &self,
-        service: RString,
-        method: RString,
-        payload: RVec<u8>,
-        ctx: CallContext,
-    ) -> ServiceResult<RVec<u8>> {
-        self.group.call_export(service, method, payload, ctx)
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.group.shutdown())
-    }
-
-    fn manifest(&self) -> &GroupManifest {
-        &self.manifest
-    }
-
-    fn sha256(&self) -> &str {
-        "in-process"
-    }
-
-    fn source(&self) -> &Path {
-        Path::new("<berth::testing provider>")
-    }
-
-    fn status(&self) -> WorkerStatus {
-        WorkerStatus { pid: std::process::id(), state: "running".into(), restarts: 0, last_exit: None }
-    }
 }
 
 // === the host a group under test sees ===

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+use berth_core::loader::TriggerSpec;
 use berth_core::FunctionEntry;
 
 /// Paths the host itself answers on the HTTP listener (and everything under `/invoke/`).
@@ -28,6 +29,23 @@ pub struct Route {
     pub method: Method,
     pub pattern: String,
     pub entry: Arc<FunctionEntry>,
+}
+
+impl Route {
+    /// The HTTP routes of `functions`, in order.
+    pub fn of(functions: &[Arc<FunctionEntry>]) -> Vec<Route> {
+        functions
+            .iter()
+            .flat_map(|entry| {
+                entry.triggers.iter().filter_map(move |t| match t {
+                    TriggerSpec::Http { method, route } => {
+                        Some(Route { method: method.clone(), pattern: route.clone(), entry: entry.clone() })
+                    }
+                    _ => None,
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Default)]
