@@ -318,3 +318,45 @@ pub mod decl {
         ServiceDecl { kind: "service", name: name.to_owned(), interface, version }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn abi(kind: u8, message: &str) -> berth_plugin_api::ServiceError {
+        berth_plugin_api::ServiceError::new(kind, "accounts", message)
+    }
+
+    #[test]
+    fn a_providers_answer_keeps_its_status_code_and_message() {
+        let json = handler_error_json(&Error::unprocessable("`name` must not be empty"));
+        let e = ServiceError::from_abi(abi(kind::HANDLER, &json));
+        assert_eq!(e.answered(), Some((StatusCode::UNPROCESSABLE_ENTITY, "unprocessable")));
+        assert!(e.is_invalid() && !e.is_not_found());
+        let answered = Error::from(e);
+        assert_eq!(answered.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(answered.code(), "unprocessable");
+        assert_eq!(answered.message(), "`name` must not be empty");
+
+        let gone = ServiceError::from_abi(abi(kind::HANDLER, &handler_error_json(&Error::not_found("no user 7"))));
+        assert!(gone.is_not_found());
+    }
+
+    #[test]
+    fn a_handler_error_of_another_shape_is_an_internal_error_with_its_text() {
+        let e = ServiceError::from_abi(abi(kind::HANDLER, "not json"));
+        assert_eq!(e.answered(), None);
+        let answered = Error::from(e);
+        assert_eq!(answered.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(answered.message().contains("not json"), "{}", answered.message());
+        let e = ServiceError::from_abi(abi(kind::HANDLER, r#"{"status": 99, "code": "x", "message": "m"}"#));
+        assert_eq!(e.answered(), None, "not an HTTP status");
+    }
+
+    #[test]
+    fn a_backends_invalid_is_the_functions_bug_not_the_callers() {
+        let e = ServiceError::from_abi(abi(kind::INVALID, "syntax error at or near SELEC"));
+        assert!(e.is_invalid());
+        assert_eq!(Error::from(e).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
