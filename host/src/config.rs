@@ -72,6 +72,10 @@ pub struct BerthConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// Static front ends: `[[static]] prefix = "/" dir = "web/dist" spa = true`. Routes of the
+    /// groups take precedence over them.
+    #[serde(default, rename = "static")]
+    pub statics: Vec<berth_triggers::http::static_files::StaticConfig>,
     /// A second list of groups, in a file of its own (`[[groups]]` entries with `name`, `url` and
     /// `sha256`): on Kubernetes, a mounted ConfigMap. `berth up` watches it and swaps, adds and
     /// removes the groups it lists when it changes (see `crate::group_list`).
@@ -768,6 +772,7 @@ impl BerthConfig {
             )));
         }
         berth_services::registry::check_sections(&self.services).map_err(semantic)?;
+        berth_triggers::http::static_files::check(&self.statics).map_err(|e| semantic(e.to_string()))?;
         if !self.allow_embedded {
             for (name, s) in &self.services {
                 if EMBEDDED_KINDS.contains(&s.kind.as_str()) {
@@ -870,6 +875,9 @@ impl BerthConfig {
         };
         abs(&mut self.data_dir);
         self.groups_file.as_mut().map(abs);
+        for s in &mut self.statics {
+            abs(&mut s.dir);
+        }
         for g in &mut self.groups {
             g.path.as_mut().map(abs);
             g.file.as_mut().map(abs);

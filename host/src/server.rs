@@ -20,6 +20,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    #[error(transparent)]
+    Static(#[from] berth_triggers::http::static_files::StaticError),
 }
 
 /// A host serving in the background (for tests and embedding).
@@ -52,6 +54,8 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
 /// [`start`] on `platform`: FC, SCF web functions, kubeless and Knative get their shim in front
 /// of the router (the listen address is theirs, set through [`crate::platform::layers`]).
 pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<RunningHost, ServeError> {
+    // A mount whose directory is missing refuses the start, before anything is bound.
+    let statics = berth_triggers::http::static_files::StaticFiles::new(&config.statics)?;
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
@@ -59,6 +63,7 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
     let admin_addr = admin.as_ref().map(|a| a.addr);
     let grace = config.server.shutdown_grace;
     let runtime = Arc::new(Runtime::on(config, platform));
+    runtime.http.statics.store(Arc::new(statics));
     let deployments = Deployments::new(runtime.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (admin_tx, admin_rx) = oneshot::channel::<crate::admin::AdminServer>();

@@ -15,6 +15,7 @@ mod queue;
 mod scaffold;
 mod shutdown;
 mod sql;
+mod static_files;
 mod support;
 mod swap;
 mod todo;

@@ -9,6 +9,7 @@
 pub mod invoke;
 pub mod routes;
 pub mod server;
+pub mod static_files;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct HttpTrigger {
     pub limiter: Arc<Semaphore>,
     pub request_ids: RequestIds,
     pub invoke: InvokeApi,
+    /// `[[static]]` mounts, asked when no route matches.
+    pub statics: ArcSwap<static_files::StaticFiles>,
 }
 
 impl HttpTrigger {
@@ -53,6 +56,7 @@ impl HttpTrigger {
             limiter: Arc::new(Semaphore::new(max_concurrency)),
             request_ids: RequestIds::default(),
             invoke,
+            statics: ArcSwap::from_pointee(static_files::StaticFiles::default()),
         }
     }
 }
@@ -180,6 +184,12 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
             return res;
         }
         Lookup::NotFound => {
+            let statics = state.statics.load();
+            if !statics.is_empty() {
+                if let Some(res) = statics.serve(&parts, request_id).await {
+                    return res;
+                }
+            }
             if !state.serving.is_ready() {
                 state.metrics.reject(Rejection::NotReady);
                 return reject(
