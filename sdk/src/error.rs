@@ -17,12 +17,22 @@ pub struct Error {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
+    /// For a validation error: each field that failed and why.
+    fields: Vec<FieldError>,
+}
+
+/// One field of a request that failed validation: where it is (`name`, `items[2].qty`; empty for
+/// the value as a whole) and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
 }
 
 impl Error {
     /// An error with an explicit status and code.
     pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into() }
+        Self { status, code: code.into(), message: message.into(), fields: Vec::new() }
     }
     /// 400 `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -47,6 +57,29 @@ impl Error {
     /// 503 `unavailable`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+    /// 422 `validation`, listing every field that failed. The caller gets
+    /// `{"error": "validation", "message": "...", "request_id": "...", "fields": [{"path": "name",
+    /// "message": "..."}]}`.
+    pub fn validation(fields: Vec<FieldError>) -> Self {
+        let listed: Vec<String> = fields
+            .iter()
+            .map(|f| if f.path.is_empty() { f.message.clone() } else { format!("`{}`: {}", f.path, f.message) })
+            .collect();
+        let message = match listed.len() {
+            0 => "the request is invalid".to_owned(),
+            _ => format!("invalid request: {}", listed.join("; ")),
+        };
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message).with_fields(fields)
+    }
+    /// The same error, listing `fields` (what [`Error::validation`] does).
+    pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
+        self.fields = fields;
+        self
+    }
+    /// The fields that failed validation (empty for any other error).
+    pub fn fields(&self) -> &[FieldError] {
+        &self.fields
     }
     pub fn status(&self) -> StatusCode {
         self.status

@@ -131,6 +131,9 @@ fn finish_call(
 ) -> RResult<berth_plugin_api::Response, PluginError_NE> {
     match outcome {
         Ok(Ok(response)) => RResult::ROk(to_abi_response(response)),
+        // The host's error body has no field list: a validation error is answered here, in the
+        // same shape with `fields` added (the host adds `x-request-id`).
+        Ok(Err(e)) if !e.fields().is_empty() => RResult::ROk(to_abi_response(fields_response(&e))),
         Ok(Err(e)) => RResult::RErr(handler_error(e)),
         Err(message) => RResult::RErr(plugin_error(PluginError::Panicked { message: message.into() })),
     }
@@ -243,13 +246,12 @@ impl<Fut: Future, U, F: FnOnce(Result<Fut::Output, String>) -> U> Future for Gua
     type Output = U;
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<U> {
         let mut this = self.project();
-        let outcome = {
-            let _current = CurrentGuard::enter(this.state);
-            match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(v)) => Ok(v),
-                Err(payload) => Err(panic_message(&*payload)),
-            }
+        // `finish` runs as part of the call (a validation error's body names its request id).
+        let _current = CurrentGuard::enter(this.state);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(payload) => Err(panic_message(&*payload)),
         };
         let finish = this.finish.take().expect("a berth call future polled after it completed");
         Poll::Ready(finish(outcome))
@@ -266,6 +268,23 @@ fn handler_error(e: Error) -> PluginError_NE {
         code: e.code().into(),
         message: e.message().into(),
     })
+}
+
+/// `{"error", "message", "request_id", "fields"}`: the host's error body with the failing fields.
+pub(crate) fn fields_response(e: &Error) -> Response {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        error: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        request_id: &'a str,
+        fields: &'a [crate::FieldError],
+    }
+    let request_id = crate::context::with_current(|c| c.map(|c| c.request_id.clone()).unwrap_or_default());
+    let body = Body { error: e.code(), message: e.message(), request_id: &request_id, fields: e.fields() };
+    Response::new(e.status())
+        .with_header("content-type", "application/json")
+        .with_body(serde_json::to_vec(&body).unwrap_or_default())
 }
 
 fn to_abi_response(r: Response) -> berth_plugin_api::Response {

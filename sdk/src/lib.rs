@@ -49,10 +49,12 @@ pub mod testing;
 pub use berth_macros::{blob, group, http, queue, timer};
 pub use berth_plugin_api::SqlExecuted;
 pub use context::{sleep, Context};
-pub use error::{Error, Result};
+pub use error::{Error, FieldError, Result};
 pub use event::Event;
 pub use export::ExportDef;
 pub use http::{Method, StatusCode};
+#[cfg(feature = "validate")]
+pub use request::{validate, Valid};
 pub use request::{Bytes, FromCall, Headers, Json, Path, Query, Request};
 pub use response::{IntoResponse, Response};
 pub use services::{

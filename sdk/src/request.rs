@@ -358,3 +358,65 @@ mod tests {
         assert!(req.body().is_empty());
     }
 }
+
+/// An extractor whose value is checked with its `garde` rules (cargo feature `validate`):
+/// `Valid<Json<T>>`, `Valid<Query<T>>`, `Valid<Path<T>>`. A value that breaks a rule answers 422
+/// `validation` with every failing field (see [`Error::validation`]); one that does not parse is
+/// the inner extractor's 400.
+///
+/// ```ignore
+/// #[derive(serde::Deserialize, garde::Validate)]
+/// struct NewNote {
+///     #[garde(length(chars, min = 1, max = 200))]
+///     text: String,
+///     #[garde(range(min = 1, max = 5))]
+///     priority: u8,
+/// }
+///
+/// #[berth::http(POST, "/notes")]
+/// async fn add(Valid(Json(note)): Valid<Json<NewNote>>) -> berth::Result<StatusCode> { ... }
+/// ```
+///
+/// Add `garde = { version = "0.23", features = ["derive"] }` (and the rule features you use,
+/// such as `email`) to the group's dependencies.
+#[cfg(feature = "validate")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Valid<E>(pub E);
+
+/// Checks `value` with its `garde` rules: `Err` is 422 `validation` with every failing field, as
+/// [`Valid`] answers. For values that do not come through an extractor (an exported service's
+/// request: `berth::validate(&req)?`).
+#[cfg(feature = "validate")]
+pub fn validate<T: garde::Validate>(value: &T) -> Result<()>
+where
+    T::Context: Default,
+{
+    value.validate().map_err(|report| {
+        Error::validation(
+            report
+                .iter()
+                .map(|(path, e)| crate::FieldError { path: path.to_string(), message: e.message().to_owned() })
+                .collect(),
+        )
+    })
+}
+
+#[cfg(feature = "validate")]
+macro_rules! valid_extractors {
+    ($($wrapper:ident),*) => {$(
+        impl<T> FromCall for Valid<$wrapper<T>>
+        where
+            T: DeserializeOwned + garde::Validate,
+            T::Context: Default,
+        {
+            fn from_call(ctx: &Context, req: &mut Request) -> Result<Self> {
+                let $wrapper(value) = $wrapper::<T>::from_call(ctx, req)?;
+                validate(&value)?;
+                Ok(Valid($wrapper(value)))
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "validate")]
+valid_extractors!(Json, Query, Path);

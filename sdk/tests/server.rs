@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use berth::__private::{ExportDef, GroupDef};
 use berth::testing::{ServeOptions, TestGroup};
-use berth::{Context, Error, Json, Path, Request, Result, StatusCode};
+use berth::{Context, Error, Json, Path, Query, Request, Result, StatusCode, Valid};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -70,9 +70,29 @@ async fn signup_checked(ctx: Context, Json(name): Json<String>) -> Result<Json<V
     }
 }
 
+#[derive(Deserialize, garde::Validate)]
+struct Page {
+    #[garde(range(min = 1, max = 100))]
+    size: u32,
+    #[garde(length(max = 20))]
+    after: Option<String>,
+}
+
+/// Paging parameters checked with garde rules.
+#[berth::http(GET, "/page")]
+async fn page(Valid(Query(p)): Valid<Query<Page>>) -> String {
+    format!("{} after {:?}", p.size, p.after)
+}
+
+/// Opens an account through the provider's validated `open_checked`.
+#[berth::http(POST, "/signup/validated")]
+async fn signup_validated(ctx: Context, Json(body): Json<Value>) -> Result<Json<Value>> {
+    Ok(Json(ctx.service("accounts")?.call("open_checked", &body).await?))
+}
+
 berth::group! {
     name: "notes",
-    functions: [add, get, whoami, sleep, boom, signup, signup_checked],
+    functions: [add, get, whoami, sleep, boom, signup, signup_checked, page, signup_validated],
     services: [kv("notes"), service("accounts", "accounts-api", "1.0.0")],
 }
 
@@ -82,8 +102,19 @@ fn accounts_group() -> GroupDef {
     struct Open {
         name: String,
     }
-    let export =
-        ExportDef::new("accounts", "accounts-api", "1.0.0").method("open", |_ctx: Context, o: Open| async move {
+    #[derive(Deserialize, garde::Validate)]
+    struct Checked {
+        #[garde(length(min = 3))]
+        name: String,
+        #[garde(range(min = 18))]
+        age: u8,
+    }
+    let export = ExportDef::new("accounts", "accounts-api", "1.0.0")
+        .method("open_checked", |_ctx: Context, c: Checked| async move {
+            berth::validate(&c)?;
+            Ok(json!({ "account": c.name }))
+        })
+        .method("open", |_ctx: Context, o: Open| async move {
             match o.name.as_str() {
                 "" => Err(Error::unprocessable("`name` must not be empty")),
                 "root" => Err(Error::conflict("`root` is taken")),
@@ -251,4 +282,42 @@ fn a_server_works_from_inside_a_tokio_test_and_stops_when_dropped() {
     });
     // Dropped: nothing listens on its port any more.
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(), "{addr} still listens");
+}
+
+#[test]
+fn a_rule_broken_answers_422_with_every_failing_field() {
+    let server = group().serve().unwrap();
+    assert_eq!(server.get("/page?size=10").send().text(), "10 after None");
+    let res = server.get(&format!("/page?size=0&after={}", "x".repeat(30))).send();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", res.text());
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    let body = res.json::<Value>();
+    assert_eq!(body["error"], "validation");
+    assert_eq!(body["request_id"].as_str(), res.header("x-request-id"), "{body}");
+    let paths: Vec<&str> = body["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["after", "size"], "{body}");
+    assert!(body["message"].as_str().unwrap().contains("`size`"), "{body}");
+    // What does not parse is the extractor's 400, not a validation error.
+    assert_eq!(server.get("/page?size=many").send().status(), StatusCode::BAD_REQUEST);
+
+    // In-process, the same error with its fields.
+    let err = group().request(Request::new("GET", "/page?size=500")).unwrap_err();
+    assert_eq!((err.status(), err.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation"));
+    assert_eq!(err.fields()[0].path, "size");
+    let metrics = server.metrics();
+    let refused = r#"berth_function_invocations_total{function="page",group="notes",status_class="4xx"}"#;
+    assert_eq!(metric(&metrics, refused), Some(2.0), "the 422 and the 400: {metrics}");
+}
+
+#[test]
+fn a_providers_validation_error_reaches_the_caller_with_its_fields() {
+    let server = group().serve().unwrap();
+    let ok = server.post("/signup/validated").json(&json!({ "name": "ann", "age": 30 })).send();
+    assert_eq!(ok.json::<Value>(), json!({ "account": "ann" }));
+    let res = server.post("/signup/validated").json(&json!({ "name": "a", "age": 9 })).send();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", res.text());
+    let body = res.json::<Value>();
+    assert_eq!(body["error"], "validation");
+    let paths: Vec<&str> = body["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["age", "name"], "{body}");
 }

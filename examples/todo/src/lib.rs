@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use berth::{Context, Error, Json, Path, Result, StatusCode};
+use berth::{Context, Error, Json, Path, Result, StatusCode, Valid};
 use serde::{Deserialize, Serialize};
 use users_api::UsersClient;
 
@@ -28,28 +28,33 @@ pub struct Todo {
     pub owner_id: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What `POST /todos` takes; its `garde` rules are checked by the `Valid` extractor (422 with
+/// the failing fields).
+#[derive(Debug, Deserialize, garde::Validate)]
 #[serde(deny_unknown_fields)]
 pub struct NewTodo {
+    #[garde(custom(not_blank), length(max = 500))]
     pub title: String,
     #[serde(default)]
+    #[garde(skip)]
     pub done: bool,
+    #[garde(skip)]
     pub owner_id: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What `PUT /todos/{id}` takes: the fields to change.
+#[derive(Debug, Deserialize, garde::Validate)]
 #[serde(deny_unknown_fields)]
 pub struct TodoUpdate {
+    #[garde(inner(custom(not_blank), length(max = 500)))]
     pub title: Option<String>,
+    #[garde(skip)]
     pub done: Option<bool>,
 }
 
-fn validate_title(title: &str) -> Result<()> {
-    if title.trim().is_empty() {
-        return Err(Error::unprocessable("`title` must not be empty"));
-    }
-    if title.len() > 500 {
-        return Err(Error::unprocessable("`title` must be at most 500 bytes"));
+fn not_blank(value: &str, _ctx: &()) -> garde::Result {
+    if value.trim().is_empty() {
+        return Err(garde::Error::new("must not be empty"));
     }
     Ok(())
 }
@@ -83,8 +88,7 @@ pub async fn list(ctx: Context) -> Result<Json<Vec<Todo>>> {
 
 /// `POST /todos` → 201 with the created todo.
 #[berth::http(POST, "/todos", body_limit = "16KiB")]
-pub async fn create(ctx: Context, Json(new): Json<NewTodo>) -> Result<(StatusCode, Json<Todo>)> {
-    validate_title(&new.title)?;
+pub async fn create(ctx: Context, Valid(Json(new)): Valid<Json<NewTodo>>) -> Result<(StatusCode, Json<Todo>)> {
     check_owner(&ctx, new.owner_id).await?;
     let sql = format!("INSERT INTO todos (title, done, owner_id) VALUES ($1, $2, $3) RETURNING {COLUMNS}");
     let todo: Todo = ctx
@@ -118,10 +122,11 @@ pub async fn read(ctx: Context, Path(id): Path<i64>) -> Result<Json<Todo>> {
 
 /// `PUT /todos/{id}`: changes the given fields, in one transaction.
 #[berth::http(PUT, "/todos/{id}", body_limit = "16KiB")]
-pub async fn update(ctx: Context, Path(id): Path<i64>, Json(change): Json<TodoUpdate>) -> Result<Json<Todo>> {
-    if let Some(title) = &change.title {
-        validate_title(title)?;
-    }
+pub async fn update(
+    ctx: Context,
+    Path(id): Path<i64>,
+    Valid(Json(change)): Valid<Json<TodoUpdate>>,
+) -> Result<Json<Todo>> {
     let tx = ctx.sql("db")?.begin().await?;
     let select = format!("SELECT {COLUMNS} FROM todos WHERE id = $1");
     let mut todo: Todo = tx

@@ -83,8 +83,10 @@ fn invalid_todos_are_refused() {
     let g = start();
     for title in ["", "   ", &"x".repeat(501)] {
         let e = send(&g, "POST", "/todos", Some(json!({ "title": title }))).unwrap_err();
-        assert_eq!((e.status(), e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"), "{title:?}: {e}");
+        assert_eq!((e.status(), e.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation"), "{title:?}: {e}");
         assert!(e.message().contains("`title`"), "{e}");
+        assert_eq!(e.fields().len(), 1, "{title:?}: {e}");
+        assert_eq!(e.fields()[0].path, "title");
     }
     let e = send(&g, "POST", "/todos", Some(json!({ "title": "ok", "colour": "red" }))).unwrap_err();
     assert_eq!(e.status(), StatusCode::BAD_REQUEST, "unknown fields are refused: {e}");

@@ -47,7 +47,13 @@ async fn suite(h: &TestHost) {
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
     // Bad input: clear errors, nothing stored.
-    assert_eq!(h.send("POST", "/todos", &[], br#"{"title":""}"#).await.status, 422);
+    let empty = h.send("POST", "/todos", &[], br#"{"title":""}"#).await;
+    assert_eq!(empty.status, 422);
+    let body = empty.json();
+    assert_eq!(body["error"], "validation");
+    assert_eq!(body["fields"], serde_json::json!([{ "path": "title", "message": "must not be empty" }]));
+    assert_eq!(body["request_id"].as_str(), empty.header("x-request-id"), "{body}");
+    assert_eq!(empty.header("content-type"), Some("application/json"));
     let long = format!(r#"{{"title":"{}"}}"#, "x".repeat(501));
     assert_eq!(h.send("POST", "/todos", &[], long.as_bytes()).await.status, 422);
     assert_eq!(h.send("POST", "/todos", &[], b"{not json").await.status, 400);

@@ -38,6 +38,8 @@ pub struct ServiceError {
     message: String,
     /// For an exported service's own error: the status and code its method answered.
     answered: Option<(StatusCode, String)>,
+    /// And the fields of its validation error.
+    fields: Vec<crate::FieldError>,
 }
 
 /// The JSON of a [`kind::HANDLER`] error: what a provider's method answered.
@@ -48,11 +50,19 @@ struct HandlerError<'a> {
     code: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     message: std::borrow::Cow<'a, str>,
+    /// A validation error's fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<crate::FieldError>,
 }
 
 /// The message of a [`kind::HANDLER`] error for `e`.
 pub(crate) fn handler_error_json(e: &Error) -> String {
-    let answered = HandlerError { status: e.status().as_u16(), code: e.code().into(), message: e.message().into() };
+    let answered = HandlerError {
+        status: e.status().as_u16(),
+        code: e.code().into(),
+        message: e.message().into(),
+        fields: e.fields().to_vec(),
+    };
     serde_json::to_string(&answered).unwrap_or_else(|_| e.message().to_owned())
 }
 
@@ -68,16 +78,23 @@ impl ServiceError {
                         service,
                         message,
                         answered: Some((status, h.code.into_owned())),
+                        fields: h.fields,
                     };
                 }
             }
             // Not the shape this SDK writes: an error like any other.
-            return ServiceError { kind: kind::OTHER, service, message: e.message.into_string(), answered: None };
+            return ServiceError {
+                kind: kind::OTHER,
+                service,
+                message: e.message.into_string(),
+                answered: None,
+                fields: Vec::new(),
+            };
         }
-        ServiceError { kind: e.kind, service, message: e.message.into_string(), answered: None }
+        ServiceError { kind: e.kind, service, message: e.message.into_string(), answered: None, fields: Vec::new() }
     }
     pub(crate) fn local(kind: u8, service: &str, message: impl Into<String>) -> Self {
-        ServiceError { kind, service: service.to_owned(), message: message.into(), answered: None }
+        ServiceError { kind, service: service.to_owned(), message: message.into(), answered: None, fields: Vec::new() }
     }
     fn answered_status(&self) -> Option<u16> {
         self.answered.as_ref().map(|(s, _)| s.as_u16())
@@ -107,6 +124,10 @@ impl ServiceError {
     /// (`(422, "invalid")`). `None` for every other failure (the backend, the host, the call).
     pub fn answered(&self) -> Option<(StatusCode, &str)> {
         self.answered.as_ref().map(|(s, c)| (*s, c.as_str()))
+    }
+    /// The fields of a provider's validation error (empty otherwise).
+    pub fn fields(&self) -> &[crate::FieldError] {
+        &self.fields
     }
     /// The service name as configured.
     pub fn service(&self) -> &str {
@@ -138,7 +159,7 @@ impl From<ServiceError> for Error {
             } else {
                 format!("service `{}` answered {}: {}", e.service, status.as_u16(), e.message)
             };
-            return Error::new(status, code, message);
+            return Error::new(status, code, message).with_fields(e.fields);
         }
         let (status, code) = match e.kind {
             kind::UNAVAILABLE | kind::TIMEOUT => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
