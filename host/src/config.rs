@@ -72,6 +72,10 @@ pub struct BerthConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// Host layers around every group's routes: `[middleware.cors]`, `[middleware.auth]`,
+    /// `access_log`.
+    #[serde(default)]
+    pub middleware: berth_triggers::http::middleware::MiddlewareConfig,
     /// Static front ends: `[[static]] prefix = "/" dir = "web/dist" spa = true`. Routes of the
     /// groups take precedence over them.
     #[serde(default, rename = "static")]
@@ -371,6 +375,10 @@ pub struct GroupConfig {
     /// Limits and supervision of a `process` group's worker.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// Host layers for this group's routes (CORS, auth, access log); each replaces the host's
+    /// `[middleware]` of the same kind. Needs `name`.
+    #[serde(default)]
+    pub middleware: berth_triggers::http::middleware::MiddlewareConfig,
     /// True for an entry of `groups_file` (what its watcher adds, swaps and removes).
     #[serde(skip)]
     pub listed: bool,
@@ -846,6 +854,16 @@ impl BerthConfig {
         for (i, g) in self.groups.iter_mut().enumerate() {
             g.check_source(&format!("groups[{i}]"))
                 .map_err(|message| ConfigError::Semantic { path: PathBuf::from("<text>"), message })?;
+            if g.name.is_none() && g.middleware != Default::default() {
+                return Err(ConfigError::Semantic {
+                    path: PathBuf::from("<text>"),
+                    message: format!(
+                        "groups[{i}] ({}) sets `[groups.middleware]` but no `name`: add the group's name, so that its \
+                         layers are in place before its routes serve",
+                        g.label()
+                    ),
+                });
+            }
         }
         Ok(())
     }

@@ -22,6 +22,8 @@ pub enum ServeError {
     Admin(#[from] crate::admin::AdminError),
     #[error(transparent)]
     Static(#[from] berth_triggers::http::static_files::StaticError),
+    #[error(transparent)]
+    Middleware(#[from] berth_triggers::http::middleware::MiddlewareError),
 }
 
 /// A host serving in the background (for tests and embedding).
@@ -56,6 +58,12 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
 pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<RunningHost, ServeError> {
     // A mount whose directory is missing refuses the start, before anything is bound.
     let statics = berth_triggers::http::static_files::StaticFiles::new(&config.statics)?;
+    // So are middleware settings that cannot work (a token variable unset): before any route serves.
+    let layers = berth_triggers::http::middleware::Layers::new(
+        &config.middleware,
+        config.groups.iter().filter_map(|g| Some((g.name.as_deref()?, &g.middleware))),
+        &|var| std::env::var(var).ok(),
+    )?;
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
@@ -64,6 +72,7 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
     let grace = config.server.shutdown_grace;
     let runtime = Arc::new(Runtime::on(config, platform));
     runtime.http.statics.store(Arc::new(statics));
+    runtime.http.layers.store(Arc::new(layers));
     let deployments = Deployments::new(runtime.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (admin_tx, admin_rx) = oneshot::channel::<crate::admin::AdminServer>();

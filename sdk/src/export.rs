@@ -149,6 +149,8 @@ pub struct GroupDef {
     pub stop: Option<Hook>,
     pub services: Vec<crate::services::decl::ServiceDecl>,
     pub exports: Vec<ExportDef>,
+    /// Author middleware around every function call, outermost first.
+    pub middleware: Arc<[crate::middleware::Middleware]>,
 }
 
 impl GroupDef {
@@ -332,10 +334,16 @@ impl FunctionGroup for SdkGroup {
         };
         let context = Context::from_abi(ctx);
         let state = context.state.clone();
-        let call = f.call;
         let made = {
             let _current = CurrentGuard::enter(&state);
-            catch_unwind(AssertUnwindSafe(|| call(context, request)))
+            catch_unwind(AssertUnwindSafe(|| {
+                if self.def.middleware.is_empty() {
+                    (f.call)(context, request)
+                } else {
+                    let chained = crate::middleware::run(&self.def.middleware, f, context, request);
+                    Guarded::new(chained, state.clone(), finish_call).into_ffi()
+                }
+            }))
         };
         made.unwrap_or_else(|payload| {
             ready(RResult::RErr(plugin_error(PluginError::Panicked { message: panic_message(&*payload).into() })))

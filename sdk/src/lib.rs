@@ -41,6 +41,7 @@ mod error;
 mod event;
 mod export;
 mod log;
+pub mod middleware;
 mod request;
 mod response;
 pub mod services;
@@ -53,6 +54,7 @@ pub use error::{Error, FieldError, Result};
 pub use event::Event;
 pub use export::ExportDef;
 pub use http::{Method, StatusCode};
+pub use middleware::Next;
 #[cfg(feature = "validate")]
 pub use request::{validate, Valid};
 pub use request::{Bytes, FromCall, Headers, Json, Path, Query, Request};

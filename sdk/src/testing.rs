@@ -175,8 +175,15 @@ impl TestGroup {
 
     fn run(&self, f: &FunctionDef, request: Request, request_id: String, trigger: &'static str) -> Result<Response> {
         let ctx = Context::new(request_id, 0, self.host.clone(), trigger);
-        let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.handler)(ctx, request)))
-            .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
+        let chain = &self.def.middleware;
+        let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if chain.is_empty() {
+                (f.handler)(ctx, request)
+            } else {
+                crate::middleware::run(chain, f, ctx, request)
+            }
+        }))
+        .map_err(|p| Error::internal(format!("handler panicked: {}", crate::__private::panic_message(&*p))))?;
         #[cfg(feature = "testing")]
         return self.env.block_on(fut);
         #[cfg(not(feature = "testing"))]

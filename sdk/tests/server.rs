@@ -130,6 +130,7 @@ fn accounts_group() -> GroupDef {
         stop: None,
         services: Vec::new(),
         exports: vec![export],
+        middleware: Default::default(),
     }
 }
 

@@ -131,6 +131,7 @@ fn greeter_group() -> GroupDef {
         stop: None,
         services: vec![decl::kv("counts")],
         exports: vec![export],
+        middleware: Default::default(),
     }
 }
 

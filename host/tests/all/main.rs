@@ -8,6 +8,7 @@ mod isolation;
 mod kubernetes;
 mod limits;
 mod loading;
+mod middleware;
 mod panics;
 mod peers;
 mod platforms;

@@ -13,7 +13,7 @@ use syn::{
 
 use crate::options::{error_until_comma, one_of, parse_spanned, unknown};
 
-const KEYS: &[&str] = &["name", "version", "functions", "init", "stop", "services", "exports"];
+const KEYS: &[&str] = &["name", "version", "functions", "init", "stop", "services", "exports", "middleware"];
 
 struct GroupArgs {
     /// `group!{ key: value, .. }` rather than `group!(f1, f2)`.
@@ -25,6 +25,7 @@ struct GroupArgs {
     stop: Option<syn::Path>,
     services: Vec<syn::Expr>,
     exports: Vec<syn::Expr>,
+    middleware: Vec<syn::Expr>,
 }
 
 impl Parse for GroupArgs {
@@ -38,6 +39,7 @@ impl Parse for GroupArgs {
             stop: None,
             services: Vec::new(),
             exports: Vec::new(),
+            middleware: Vec::new(),
         };
         // `name: ..` (or the slip `name = ..`); `a::b` is a path in the plain list.
         args.keyed = input.peek(Ident::peek_any)
@@ -93,6 +95,7 @@ fn example(key: &str) -> &'static str {
         "init" => "setup",
         "stop" => "teardown",
         "services" => "[sql(\"db\"), kv(\"cache\")]",
+        "middleware" => "[timing, require_tenant]",
         _ => "[my_api::export(\"name\", MyImpl)]",
     }
 }
@@ -147,10 +150,10 @@ fn parse_value(input: ParseStream, key: &Ident, args: &mut GroupArgs) -> syn::Re
             syn::bracketed!(content in input);
             let list: Vec<syn::Expr> =
                 Punctuated::<syn::Expr, Token![,]>::parse_terminated(&content)?.into_iter().collect();
-            if key_str == "services" {
-                args.services = list;
-            } else {
-                args.exports = list;
+            match key_str.as_str() {
+                "services" => args.services = list,
+                "middleware" => args.middleware = list,
+                _ => args.exports = list,
             }
         }
     }
@@ -229,6 +232,7 @@ pub(crate) fn group(input: TokenStream2) -> syn::Result<TokenStream2> {
     };
     let services = &args.services;
     let exports = &args.exports;
+    let middleware = &args.middleware;
     Ok(quote! {
         /// This crate's function group, as the `berth` host and test harness see it.
         pub fn berth_group() -> ::berth::__private::GroupDef {
@@ -242,6 +246,7 @@ pub(crate) fn group(input: TokenStream2) -> syn::Result<TokenStream2> {
                 stop: #stop,
                 services: ::std::vec![#(#services),*],
                 exports: ::std::vec![#(#exports),*],
+                middleware: ::std::vec![#(::berth::middleware::Middleware::new(#middleware)),*].into(),
             }
         }
         ::berth::__export_plugin!(berth_group);

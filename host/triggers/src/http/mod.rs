@@ -7,6 +7,7 @@
 //! - [`invoke`]: direct invoke over HTTP, under `/invoke/`.
 
 pub mod invoke;
+pub mod middleware;
 pub mod routes;
 pub mod server;
 pub mod static_files;
@@ -45,6 +46,8 @@ pub struct HttpTrigger {
     pub invoke: InvokeApi,
     /// `[[static]]` mounts, asked when no route matches.
     pub statics: ArcSwap<static_files::StaticFiles>,
+    /// `[middleware]` and `[groups.middleware]` layers around the routes.
+    pub layers: ArcSwap<middleware::Layers>,
 }
 
 impl HttpTrigger {
@@ -57,6 +60,7 @@ impl HttpTrigger {
             request_ids: RequestIds::default(),
             invoke,
             statics: ArcSwap::from_pointee(static_files::StaticFiles::default()),
+            layers: ArcSwap::from_pointee(middleware::Layers::default()),
         }
     }
 }
@@ -175,6 +179,12 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
     let (entry, input) = match table.lookup(&parts.method, parts.uri.path()) {
         Lookup::Found { entry, params } => (entry.clone(), http_request(&parts, &params)),
         Lookup::MethodNotAllowed { allow } => {
+            // A CORS preflight for a route: answered by the layers of the group it would reach.
+            if parts.method == Method::OPTIONS {
+                if let Some(res) = preflight(state, &table, &parts, request_id) {
+                    return res;
+                }
+            }
             state.metrics.reject(Rejection::MethodNotAllowed);
             let msg = format!("{} is not allowed on {}; allowed: {allow}", parts.method, parts.uri.path());
             let mut res = reject(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg, request_id);
@@ -206,6 +216,45 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
     };
     drop(table);
 
+    let layers = state.layers.load();
+    let Some(set) = layers.for_group(&entry.group.name).cloned() else {
+        return invoke_route(state, &parts, body, entry, input, request_id, cap).await;
+    };
+    drop(layers);
+    let started = std::time::Instant::now();
+    let res = match set.before(&parts, request_id) {
+        Some(res) => res,
+        None => invoke_route(state, &parts, body, entry.clone(), input, request_id, cap).await,
+    };
+    set.after(&parts, res, started, (&entry.group.name, &entry.name), request_id)
+}
+
+/// The preflight answer for `OPTIONS` on a path whose route takes the method the browser asks
+/// about, when that route's group has CORS.
+fn preflight(
+    state: &HttpTrigger,
+    table: &RouteTable,
+    parts: &http::request::Parts,
+    request_id: &str,
+) -> Option<Response<Body>> {
+    let asked = parts.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let method = Method::from_bytes(asked.as_bytes()).ok()?;
+    let Lookup::Found { entry, .. } = table.lookup(&method, parts.uri.path()) else { return None };
+    let layers = state.layers.load();
+    layers.for_group(&entry.group.name)?.before(parts, request_id)
+}
+
+/// Calls the function behind a matched route: the concurrency limit, the body (its limit and
+/// deadline), the call, and its answer.
+async fn invoke_route<B: RequestBody>(
+    state: &Arc<HttpTrigger>,
+    parts: &http::request::Parts,
+    body: B,
+    entry: Arc<berth_core::FunctionEntry>,
+    input: HttpRequestBuilder,
+    request_id: &str,
+    cap: Option<Instant>,
+) -> Response<Body> {
     // No queue: when every slot is taken, answer 503 at once.
     let Ok(_permit) = state.limiter.clone().try_acquire_owned() else {
         state.metrics.reject(Rejection::Overloaded);
