@@ -72,6 +72,9 @@ pub struct BerthConfig {
     pub build: BuildConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// `[openapi]`: the OpenAPI document of the groups' HTTP functions (`GET /openapi.json`).
+    #[serde(default)]
+    pub openapi: berth_triggers::http::openapi::OpenApiConfig,
     /// Host layers around every group's routes: `[middleware.cors]`, `[middleware.auth]`,
     /// `access_log`.
     #[serde(default)]
@@ -781,6 +784,15 @@ impl BerthConfig {
         }
         berth_services::registry::check_sections(&self.services).map_err(semantic)?;
         berth_triggers::http::static_files::check(&self.statics).map_err(|e| semantic(e.to_string()))?;
+        let api = &self.openapi.path;
+        if !api.starts_with('/')
+            || berth_triggers::http::routes::RESERVED_PATHS.contains(&api.as_str())
+            || api.starts_with("/invoke/")
+        {
+            return Err(semantic(format!(
+                "`openapi.path = \"{api}\"` must start with `/` and not be one of the host's own paths (/healthz, /readyz, /metrics, /invoke/)"
+            )));
+        }
         if !self.allow_embedded {
             for (name, s) in &self.services {
                 if EMBEDDED_KINDS.contains(&s.kind.as_str()) {

@@ -73,6 +73,7 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
     let runtime = Arc::new(Runtime::on(config, platform));
     runtime.http.statics.store(Arc::new(statics));
     runtime.http.layers.store(Arc::new(layers));
+    let _ = runtime.http.openapi.set(runtime.config.openapi.clone());
     let deployments = Deployments::new(runtime.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (admin_tx, admin_rx) = oneshot::channel::<crate::admin::AdminServer>();

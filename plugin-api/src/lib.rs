@@ -497,6 +497,10 @@ pub struct PluginModule {
     /// Creates the group, running its init hook.
     #[sabi(last_prefix_field)]
     pub instantiate: extern "C" fn(InstantiateArgs) -> FfiFuture<RResult<GroupBox, PluginError_NE>>,
+    /// The group's HTTP API as JSON (what its functions' signatures say: parameters, bodies,
+    /// answers, schemas), for the host's OpenAPI document. Absent from plugins built before it.
+    #[sabi(missing_field(option))]
+    pub describe: extern "C" fn() -> RString,
 }
 
 impl RootModule for PluginModuleRef {

@@ -112,6 +112,8 @@ pub struct FunctionDef {
     pub body_limit: u64,
     pub handler: Handler,
     pub call: Caller,
+    /// For an HTTP function: what its signature says of its API.
+    pub describe: Option<fn(&mut crate::openapi::Describer)>,
 }
 
 /// Runs `handler` for the host: `#[berth::http]` generates a [`Caller`] that is this function
@@ -445,6 +447,23 @@ extern "C" fn manifest() -> RResult<Manifest, PluginError_NE> {
     }
 }
 
+/// The group's HTTP API: `{"functions": {"<name>": Operation}, "schemas": {...}}`.
+extern "C" fn describe() -> RString {
+    let made = catch_unwind(|| {
+        let def = group_def();
+        let mut d = crate::openapi::Describer::default();
+        let mut functions = serde_json::Map::new();
+        for f in &def.functions {
+            if let Some(describe) = f.describe {
+                describe(&mut d);
+                functions.insert(f.name.to_owned(), serde_json::to_value(d.take()).unwrap_or_default());
+            }
+        }
+        serde_json::json!({ "functions": functions, "schemas": d.schemas() }).to_string()
+    });
+    made.unwrap_or_default().into()
+}
+
 #[allow(improper_ctypes_definitions, reason = "see `manifest`")]
 extern "C" fn instantiate(args: InstantiateArgs) -> FfiFuture<RResult<GroupBox, PluginError_NE>> {
     let made = catch_unwind(AssertUnwindSafe(|| {
@@ -485,7 +504,7 @@ extern "C" fn instantiate(args: InstantiateArgs) -> FfiFuture<RResult<GroupBox, 
 /// Builds this plugin's root module (called once per loaded library by the exported header).
 pub fn plugin_module(def: fn() -> GroupDef) -> PluginModuleRef {
     let _ = GROUP_FN.set(def);
-    PluginModule { abi_version, manifest, instantiate }.leak_into_prefix()
+    PluginModule { abi_version, manifest, instantiate, describe }.leak_into_prefix()
 }
 
 /// Exports the ABI symbols of a plugin. Invoked by `berth::group!`.

@@ -42,6 +42,7 @@ mod event;
 mod export;
 mod log;
 pub mod middleware;
+pub mod openapi;
 mod request;
 mod response;
 pub mod services;
@@ -89,6 +90,7 @@ services::service_accessors!(GroupContext, |s| &s.host);
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::*;
+    pub use crate::openapi;
     pub use crate::services::decl;
     pub use berth_plugin_api::PluginModuleRef;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use berth::{Context, Error, Json, Path, Query, Request, Result, StatusCode};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Greeting {
     pub message: String,
 }
@@ -25,7 +25,7 @@ pub async fn text() -> &'static str {
     "Hello from a Berth function group\n"
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EchoIn {
     pub message: String,
     #[serde(default = "one")]
@@ -36,7 +36,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct EchoOut {
     pub echoed: Vec<String>,
     pub request_id: String,

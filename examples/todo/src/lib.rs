@@ -19,7 +19,7 @@ use users_api::UsersClient;
 const CACHE_TTL: Duration = Duration::from_secs(60);
 const COLUMNS: &str = "id, title, done, owner_id";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Todo {
     pub id: i64,
     pub title: String,
@@ -30,7 +30,7 @@ pub struct Todo {
 
 /// What `POST /todos` takes; its `garde` rules are checked by the `Valid` extractor (422 with
 /// the failing fields).
-#[derive(Debug, Deserialize, garde::Validate)]
+#[derive(Debug, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTodo {
     #[garde(custom(not_blank), length(max = 500))]
@@ -43,7 +43,7 @@ pub struct NewTodo {
 }
 
 /// What `PUT /todos/{id}` takes: the fields to change.
-#[derive(Debug, Deserialize, garde::Validate)]
+#[derive(Debug, Deserialize, garde::Validate, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TodoUpdate {
     #[garde(inner(custom(not_blank), length(max = 500)))]

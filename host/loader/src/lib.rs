@@ -196,10 +196,12 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
     let header = unsafe { lib_header_from_raw_library(&library) }
         .map_err(|e| LoadError::Incompatible { path: path.to_owned(), detail: e.to_string() })?;
     let module = check_root_module(path, header)?;
-    let manifest = match (module.manifest())() {
+    let mut manifest = match (module.manifest())() {
         RResult::ROk(m) => convert_manifest(path, m)?,
         RResult::RErr(e) => return Err(LoadError::Manifest { path: path.to_owned(), message: describe_error(&e) }),
     };
+    // A plugin built before `describe` existed has none: its API is listed without schemas.
+    manifest.api = module.describe().map(|describe| describe().into_string()).filter(|a| !a.is_empty());
     Ok(LoadedPlugin { manifest, source: path.to_owned(), copy, sha256, module, _library: library })
 }
 

@@ -105,6 +105,10 @@ pub struct GroupManifest {
     pub functions: Vec<FunctionManifest>,
     pub services: Vec<ServiceNeed>,
     pub exports: Vec<ExportInfo>,
+    /// What the plugin says of its HTTP functions' API (JSON: parameters, bodies, answers and
+    /// their schemas), for the OpenAPI document; `None` from a plugin that predates it.
+    #[serde(default)]
+    pub api: Option<String>,
 }
 
 /// An HTTP method as its text (a manifest crosses to the host from a worker process).
@@ -204,5 +208,6 @@ pub(crate) fn convert_manifest(path: &Path, m: Manifest) -> Result<GroupManifest
         functions,
         services,
         exports,
+        api: None,
     })
 }

@@ -7,6 +7,7 @@ mod groups;
 mod inspect;
 mod invoke;
 mod new;
+mod openapi;
 mod package;
 mod rollback;
 mod up;
@@ -40,6 +41,8 @@ enum Command {
     Invoke(invoke::Invoke),
     /// Print a plugin file's manifest and ABI version, or why it cannot be loaded.
     Inspect(inspect::Inspect),
+    /// Print the OpenAPI 3.1 document of the configured groups' HTTP functions.
+    Openapi(openapi::Openapi),
     /// Swap a new version of a group into a running host (admin API).
     Deploy(deploy::Deploy),
     /// Swap a running host's group back to its previous version (admin API).
@@ -83,6 +86,7 @@ impl Cli {
             Command::Dev(c) => c.run(),
             Command::Invoke(c) => c.run(),
             Command::Inspect(c) => c.run(),
+            Command::Openapi(c) => c.run(),
             Command::Deploy(c) => c.run(),
             Command::Rollback(c) => c.run(),
             Command::Groups(c) => c.run(),

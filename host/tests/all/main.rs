@@ -9,6 +9,7 @@ mod kubernetes;
 mod limits;
 mod loading;
 mod middleware;
+mod openapi;
 mod panics;
 mod peers;
 mod platforms;

@@ -92,7 +92,7 @@ pub(crate) fn timer(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     let timezone = opts.string("timezone").map(|t| t.value()).unwrap_or_default();
     let overlap = opts.boolean("overlap");
     let trigger = quote!(::berth::__private::TriggerDef::Timer { schedule: #schedule, timezone: #timezone, allow_overlap: #overlap });
-    expand_function(trigger, opts.timeout_ms()?, 0, func)
+    expand_function(trigger, opts.timeout_ms()?, 0, false, func)
 }
 
 const QUEUE: &[Spec] = &[
@@ -135,7 +135,7 @@ pub(crate) fn queue(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     };
     let (concurrency, max_attempts) = (opts.int("concurrency")?, opts.int("max_attempts")?);
     let trigger = quote!(::berth::__private::TriggerDef::Queue { queue: #name, concurrency: #concurrency, max_attempts: #max_attempts });
-    expand_function(trigger, opts.timeout_ms()?, 0, func)
+    expand_function(trigger, opts.timeout_ms()?, 0, false, func)
 }
 
 const BLOB: &[Spec] = &[
@@ -165,5 +165,5 @@ pub(crate) fn blob(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
         events = vec![LitStr::new("created", Span::call_site()), LitStr::new("deleted", Span::call_site())];
     }
     let trigger = quote!(::berth::__private::TriggerDef::Blob { bucket: #bucket, events: &[#(#events),*] });
-    expand_function(trigger, opts.timeout_ms()?, 0, func)
+    expand_function(trigger, opts.timeout_ms()?, 0, false, func)
 }

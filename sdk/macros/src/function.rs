@@ -39,6 +39,7 @@ pub(crate) fn expand_function(
     trigger: TokenStream2,
     timeout_ms: u64,
     body_limit: u64,
+    describe: bool,
     func: ItemFn,
 ) -> syn::Result<TokenStream2> {
     if func.sig.asyncness.is_none() {
@@ -57,6 +58,7 @@ pub(crate) fn expand_function(
     let def_fn = format_ident!("__berth_fn_{}", name);
     let mut extract = Vec::new();
     let mut call_args = Vec::new();
+    let mut arg_types = Vec::new();
     for (i, arg) in func.sig.inputs.iter().enumerate() {
         let FnArg::Typed(pat) = arg else {
             return Err(syn::Error::new_spanned(
@@ -65,6 +67,7 @@ pub(crate) fn expand_function(
             ));
         };
         let ty = &pat.ty;
+        arg_types.push(ty.clone());
         let var = format_ident!("__arg{}", i);
         extract.push(quote! {
             let #var = <#ty as ::berth::FromCall>::from_call(&__ctx, &mut __req)?;
@@ -72,6 +75,7 @@ pub(crate) fn expand_function(
         call_args.push(var);
     }
     let name_str = name.to_string();
+    let describe = if describe { describer(&func, &arg_types) } else { quote!(::std::option::Option::None) };
     Ok(quote! {
         #func
 
@@ -101,7 +105,75 @@ pub(crate) fn expand_function(
                 body_limit: #body_limit,
                 handler: __handler,
                 call: __call,
+                describe: #describe,
             }
         }
     })
+}
+
+/// `Some(describe)`: what the function's signature says of its API (its argument types, its
+/// answer type peeled of `Result`, its doc comment), through the SDK's `openapi` probes.
+fn describer(func: &ItemFn, arg_types: &[Box<syn::Type>]) -> TokenStream2 {
+    let doc: Vec<String> = func
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|line| line.strip_prefix(' ').map(str::to_owned).unwrap_or(line))
+        .collect();
+    let doc = doc.join("\n");
+    let (answer, errors) = match &func.sig.output {
+        syn::ReturnType::Default => (quote!(()), false),
+        syn::ReturnType::Type(_, ty) => match peel_result(ty) {
+            Some(inner) => (answer_type(inner), true),
+            None => (answer_type(ty), false),
+        },
+    };
+    let set_errors = errors.then(|| quote!(__d.set_errors();));
+    let probes = arg_types
+        .iter()
+        .filter(|ty| !matches!(***ty, syn::Type::ImplTrait(_)))
+        .map(|ty| quote!((&&&::berth::__private::openapi::Probe::<#ty>::new()).describe_arg(__d);));
+    quote! {{
+        #[allow(clippy::needless_borrow)]
+        fn __describe(__d: &mut ::berth::__private::openapi::Describer) {
+            #[allow(unused_imports)]
+            use ::berth::__private::openapi::{
+                AnswerKind as _, AnswerOther as _, AnswerSchema as _, ArgKind as _, ArgOther as _, ArgSchema as _,
+            };
+            __d.set_doc(#doc);
+            #(#probes)*
+            #set_errors
+            (&&&::berth::__private::openapi::Probe::<#answer>::new()).describe_answer(__d);
+        }
+        ::std::option::Option::Some(__describe as fn(&mut ::berth::__private::openapi::Describer))
+    }}
+}
+
+/// `T` of `Result<T>` / `Result<T, E>` / `berth::Result<T>`.
+fn peel_result(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+/// The type to probe for the answer: as written, or `Response` for an `impl Trait`.
+fn answer_type(ty: &syn::Type) -> TokenStream2 {
+    match ty {
+        syn::Type::ImplTrait(_) => quote!(::berth::Response),
+        other => quote!(#other),
+    }
 }

@@ -92,5 +92,5 @@ pub(crate) fn http(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenS
     let func = parse_fn(item, "http")?;
     let (method, route) = (args.method.to_string(), &args.route);
     let trigger = quote!(::berth::__private::TriggerDef::Http { method: #method, route: #route });
-    expand_function(trigger, args.timeout_ms, args.body_limit, func)
+    expand_function(trigger, args.timeout_ms, args.body_limit, true, func)
 }

@@ -8,6 +8,7 @@
 
 pub mod invoke;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod static_files;
@@ -48,6 +49,8 @@ pub struct HttpTrigger {
     pub statics: ArcSwap<static_files::StaticFiles>,
     /// `[middleware]` and `[groups.middleware]` layers around the routes.
     pub layers: ArcSwap<middleware::Layers>,
+    /// `[openapi]`: where the document is served (set once, at start; unset: not served).
+    pub openapi: std::sync::OnceLock<openapi::OpenApiConfig>,
 }
 
 impl HttpTrigger {
@@ -61,6 +64,7 @@ impl HttpTrigger {
             invoke,
             statics: ArcSwap::from_pointee(static_files::StaticFiles::default()),
             layers: ArcSwap::from_pointee(middleware::Layers::default()),
+            openapi: std::sync::OnceLock::new(),
         }
     }
 }
@@ -136,6 +140,12 @@ pub async fn handle<B: RequestBody>(
         (&Method::GET, "/readyz") => readyz(&state),
         (&Method::GET, "/metrics") => {
             with_content_type(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(state.metrics.render()))
+        }
+        (&Method::GET, path) if state.openapi.get().is_some_and(|c| c.enabled && c.path == path) => {
+            let groups = state.serving.all();
+            let manifests: Vec<_> = groups.iter().map(|g| g.manifest()).collect();
+            let config = state.openapi.get().cloned().unwrap_or_default();
+            json_response(StatusCode::OK, &openapi::document(&manifests, &config))
         }
         (_, path) if path.starts_with("/invoke/") => {
             let request_id = state.request_ids.for_request(&req);
