@@ -89,7 +89,6 @@ pub struct TestServer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
-    instance: Option<Arc<GroupInstance>>,
     /// Dropped last: its runtime runs the listener.
     group: TestGroup,
 }
@@ -153,7 +152,7 @@ impl TestServer {
             .map_err(|e| StartError::Serve { group: def.name.to_owned(), message: e.to_string() })?;
         http.routes.store(Arc::new(table));
         dispatcher.replace_group(def.name, functions);
-        serving.replace(def.name, Some(instance.clone()));
+        serving.replace(def.name, Some(instance));
         serving.set_ready();
 
         let listener = group
@@ -170,7 +169,7 @@ impl TestServer {
         let served = group.env.spawn(berth_triggers::http::server::serve("http", listener, handler, DRAIN, async {
             let _ = stopped.await;
         }));
-        Ok(TestServer { addr, stop: Some(stop), served: Some(served), instance: Some(instance), group })
+        Ok(TestServer { addr, stop: Some(stop), served: Some(served), group })
     }
 
     /// The address the server listens on (127.0.0.1 and a free port).
@@ -232,11 +231,6 @@ impl Drop for TestServer {
         }
         if let Some(served) = self.served.take() {
             let _ = self.group.env.block_on(served);
-        }
-        if let Some(instance) = self.instance.take() {
-            // The routing table and dispatcher hold entries of the instance; its stop hook is
-            // the test group's own business (it never ran one under `request` either).
-            drop(instance);
         }
     }
 }

@@ -126,12 +126,12 @@ pub struct LayerSet {
     access_log: bool,
 }
 
-/// Every group's layers: the host's, and the groups that set their own.
+/// Every group's layers: the host's, and those of the groups that set their own (`None`: the
+/// group's settings leave it without any).
 #[derive(Default)]
 pub struct Layers {
-    any: bool,
     host: Option<Arc<LayerSet>>,
-    groups: HashMap<String, Arc<LayerSet>>,
+    groups: HashMap<String, Option<Arc<LayerSet>>>,
 }
 
 fn header_list(items: &[String], scope: &str) -> Result<HeaderValue, MiddlewareError> {
@@ -267,6 +267,11 @@ impl LayerSet {
         Ok((cors.is_some() || auth.is_some() || access_log).then_some(LayerSet { cors, auth, access_log }))
     }
 
+    /// The answer to a CORS preflight, when these layers have CORS.
+    pub fn preflight_answer(&self, parts: &http::request::Parts) -> Option<Response<Body>> {
+        self.cors.as_ref().map(|cors| self.preflight(cors, parts))
+    }
+
     /// What answers before the function runs: a preflight, or a refused credential.
     pub fn before(&self, parts: &http::request::Parts, request_id: &str) -> Option<Response<Body>> {
         if let Some(cors) = &self.cors {
@@ -365,20 +370,20 @@ impl Layers {
                 access_log: c.access_log.or(host.access_log),
             };
             let scope = format!("[groups.middleware] of group `{group}`");
-            match LayerSet::new(&merged, &scope, env)? {
-                Some(set) => sets.insert(group.to_owned(), Arc::new(set)),
-                None => sets.insert(group.to_owned(), Arc::new(LayerSet { cors: None, auth: None, access_log: false })),
-            };
+            sets.insert(group.to_owned(), LayerSet::new(&merged, &scope, env)?.map(Arc::new));
         }
-        Ok(Layers { any: host_set.is_some() || !sets.is_empty(), host: host_set, groups: sets })
+        Ok(Layers { host: host_set, groups: sets })
     }
 
     /// The layers of `group`'s routes, if any.
     pub fn for_group(&self, group: &str) -> Option<&Arc<LayerSet>> {
-        if !self.any {
-            return None;
+        if self.groups.is_empty() {
+            return self.host.as_ref();
         }
-        self.groups.get(group).or(self.host.as_ref())
+        match self.groups.get(group) {
+            Some(own) => own.as_ref(),
+            None => self.host.as_ref(),
+        }
     }
 }
 
@@ -413,6 +418,8 @@ mod tests {
             let res = set.before(&parts("GET", &[("authorization", wrong)]), "r").expect("refused");
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{wrong}");
         }
+        let pre = parts("OPTIONS", &[("origin", "https://a.example"), ("access-control-request-method", "GET")]);
+        assert!(set.preflight_answer(&pre).is_none(), "no CORS, no preflight answer (the route's 405 stands)");
         let key = toml("[auth]\nkind = \"api_key\"\nheader = \"x-key\"\ntokens = [{ env = \"TOKEN\" }]\n");
         let layers = Layers::new(&key, [], &env).unwrap();
         let set = layers.for_group("g").unwrap();
@@ -426,6 +433,14 @@ mod tests {
         let public = toml("[auth]\nkind = \"none\"\n");
         let layers = Layers::new(&host, [("public", &public)], &env).unwrap();
         assert!(layers.for_group("public").unwrap().before(&parts("GET", &[]), "r").is_none());
+        let quiet = toml("[auth]\nkind = \"none\"\n");
+        let bare = Layers::new(
+            &toml("[auth]\nkind = \"bearer\"\ntokens = [{ env = \"TOKEN\" }]\n"),
+            [("quiet", &quiet)],
+            &env,
+        )
+        .unwrap();
+        assert!(bare.for_group("quiet").is_none(), "a group its settings leave without layers has none");
         assert!(layers.for_group("public").unwrap().access_log, "the host's access log still applies");
         assert!(layers.for_group("private").unwrap().before(&parts("GET", &[]), "r").is_some());
         assert!(Layers::new(&MiddlewareConfig::default(), [], &env).unwrap().for_group("g").is_none());

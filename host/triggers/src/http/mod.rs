@@ -191,7 +191,7 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
         Lookup::MethodNotAllowed { allow } => {
             // A CORS preflight for a route: answered by the layers of the group it would reach.
             if parts.method == Method::OPTIONS {
-                if let Some(res) = preflight(state, &table, &parts, request_id) {
+                if let Some(res) = preflight(state, &table, &parts) {
                     return res;
                 }
             }
@@ -241,17 +241,12 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
 
 /// The preflight answer for `OPTIONS` on a path whose route takes the method the browser asks
 /// about, when that route's group has CORS.
-fn preflight(
-    state: &HttpTrigger,
-    table: &RouteTable,
-    parts: &http::request::Parts,
-    request_id: &str,
-) -> Option<Response<Body>> {
+fn preflight(state: &HttpTrigger, table: &RouteTable, parts: &http::request::Parts) -> Option<Response<Body>> {
     let asked = parts.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
     let method = Method::from_bytes(asked.as_bytes()).ok()?;
     let Lookup::Found { entry, .. } = table.lookup(&method, parts.uri.path()) else { return None };
     let layers = state.layers.load();
-    layers.for_group(&entry.group.name)?.before(parts, request_id)
+    layers.for_group(&entry.group.name)?.preflight_answer(parts)
 }
 
 /// Calls the function behind a matched route: the concurrency limit, the body (its limit and
