@@ -14,7 +14,7 @@
 //! - [`install`]: opening plugins, dependency order, the group errors;
 //! - [`swap`], [`admin`], [`watch`]: hot swap, the admin API and `--watch`;
 //! - [`fetch`], [`group_list`]: `url` groups and the watched group list (a Kubernetes ConfigMap);
-//! - [`builder`]: building group crates with cargo.
+//! - [`builder`]: building group crates with cargo; [`client`]: `berth client`'s typed clients.
 //!
 //! Embedders and tests use it directly:
 //!
@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod builder;
+pub mod client;
 pub mod config;
 pub mod event_file;
 pub mod fetch;

@@ -197,6 +197,21 @@ impl<T> ArgKind for &Probe<crate::Valid<Json<T>>> {
     }
 }
 
+/// A query type without a schema: free-form parameters.
+impl<T> ArgKind for &Probe<Query<T>> {
+    fn describe_arg(&self, d: &mut Describer) {
+        d.op.query = Some(json!({ "type": "object" }));
+    }
+}
+
+#[cfg(feature = "validate")]
+impl<T> ArgKind for &Probe<crate::Valid<Query<T>>> {
+    fn describe_arg(&self, d: &mut Describer) {
+        d.op.query = Some(json!({ "type": "object" }));
+        d.op.validated = true;
+    }
+}
+
 impl ArgKind for &Probe<String> {
     fn describe_arg(&self, d: &mut Describer) {
         d.op.body = Some(Body { content_type: "text/plain", schema: json!({ "type": "string" }) });

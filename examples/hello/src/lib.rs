@@ -53,7 +53,7 @@ pub async fn echo(ctx: Context, Json(input): Json<EchoIn>) -> Result<(StatusCode
     Ok((StatusCode::CREATED, Json(EchoOut { echoed, request_id: ctx.request_id().to_owned() })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct DivideQuery {
     pub a: i64,
     pub b: i64,
@@ -74,7 +74,7 @@ pub async fn panic(req: Request) -> Result<String> {
     panic!("deliberate panic for {}", req.path());
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SlowQuery {
     #[serde(default)]
     pub ms: u64,

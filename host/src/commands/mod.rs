@@ -1,6 +1,7 @@
 //! One module per subcommand, each a clap struct with a `run()`.
 
 mod admin_args;
+mod client;
 mod deploy;
 mod dev;
 mod groups;
@@ -43,6 +44,8 @@ enum Command {
     Inspect(inspect::Inspect),
     /// Print the OpenAPI 3.1 document of the configured groups' HTTP functions.
     Openapi(openapi::Openapi),
+    /// Write a typed client (TypeScript) of the configured groups' HTTP functions.
+    Client(client::Client),
     /// Swap a new version of a group into a running host (admin API).
     Deploy(deploy::Deploy),
     /// Swap a running host's group back to its previous version (admin API).
@@ -87,6 +90,7 @@ impl Cli {
             Command::Invoke(c) => c.run(),
             Command::Inspect(c) => c.run(),
             Command::Openapi(c) => c.run(),
+            Command::Client(c) => c.run(),
             Command::Deploy(c) => c.run(),
             Command::Rollback(c) => c.run(),
             Command::Groups(c) => c.run(),

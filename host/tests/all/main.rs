@@ -2,6 +2,7 @@
 //! groups (and one fixture plugin per loader failure) loaded. One binary, a module per area.
 
 mod cli;
+mod client;
 mod faults;
 mod http;
 mod isolation;

