@@ -36,6 +36,8 @@
 #[cfg(test)]
 extern crate self as berth;
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod context;
 mod error;
 mod event;

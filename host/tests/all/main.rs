@@ -1,6 +1,7 @@
 //! Integration tests of the berth host: real HTTP against a host with the real cdylib example
 //! groups (and one fixture plugin per loader failure) loaded. One binary, a module per area.
 
+mod axum_app;
 mod cli;
 mod client;
 mod faults;
