@@ -216,6 +216,10 @@ pub struct AdminConfig {
     /// the more a deploy on a busy host yields the CPU to requests (and the longer it takes).
     #[serde(default = "default_swap_nice")]
     pub swap_nice: i32,
+    /// Refuse a deploy (`POST /groups/{name}/deploy`) that does not carry the sha256 of the
+    /// plugin it sends (`berth deploy --sha256`).
+    #[serde(default)]
+    pub require_sha256: bool,
 }
 
 impl Default for AdminConfig {
@@ -227,6 +231,7 @@ impl Default for AdminConfig {
             max_upload: default_max_upload(),
             max_stuck_libraries: default_max_stuck_libraries(),
             swap_nice: default_swap_nice(),
+            require_sha256: false,
         }
     }
 }
@@ -354,7 +359,9 @@ pub struct GroupConfig {
     /// A prebuilt plugin served over `http(s)`, fetched at start and when the group list changes,
     /// cached in `<data_dir>/fetched/` by its sha256.
     pub url: Option<String>,
-    /// The sha256 (hex) the file at `url` must have; a file with another one is refused.
+    /// The sha256 (hex) the group's plugin must have: the file at `url`, the `file`, or for a
+    /// `path` group the plugin cargo builds. A plugin with another one is refused before it is
+    /// opened (at start, on `--watch`, on a swap, on a fetch), and the serving version stays.
     pub sha256: Option<String>,
     /// Per-function overrides, by function name.
     #[serde(default)]
@@ -503,29 +510,39 @@ impl GroupConfig {
                 return Err(format!("{at}: `name = \"{name}\"` is not a group name (ASCII letters, digits, `-`, `_`)"));
             }
         }
-        let Some(url) = &self.url else {
-            if self.sha256.is_some() {
-                return Err(format!("{at}: `sha256` pins a `url` group's file; `path` and `file` groups take none"));
-            }
-            return Ok(());
-        };
-        let label = self.name.as_deref().map(|n| format!("{at} (`{n}`)")).unwrap_or_else(|| at.to_owned());
+        let label =
+            self.name.as_deref().map(|n| format!("{at} (`{n}`)")).unwrap_or_else(|| format!("{at} ({})", self.label()));
+        // A pin on any source: for `path` it is the plugin file cargo builds, for `file` the file.
+        if let Some(raw) = self.sha256.take() {
+            self.sha256 = Some(normalize_sha256(&raw).map_err(|e| format!("{label}: `sha256 = \"{raw}\"` {e}"))?);
+        }
+        let Some(url) = &self.url else { return Ok(()) };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!("{label}: `url = \"{url}\"` must be an http:// or https:// address"));
         }
         if self.name.is_none() {
             return Err(format!("{label}: a `url` group needs `name`, the group its plugin must be"));
         }
-        let sha = self.sha256.as_deref().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if self.sha256.is_none() {
             return Err(format!(
-                "{label}: a `url` group needs `sha256 = \"<64 hex digits>\"` (`sha256sum plugin.so` prints it); got {}",
-                self.sha256.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "none".into())
+                "{label}: a `url` group needs `sha256 = \"<64 hex digits>\"` (`sha256sum plugin.so` prints it); got none"
             ));
         }
-        self.sha256 = Some(sha);
         Ok(())
     }
+}
+
+/// A `sha256` pin as written (in berth.toml, a group list or a deploy request), normalised:
+/// trimmed, lower case, exactly 64 hex digits. The error completes "`sha256 = \"…\"` …".
+pub fn normalize_sha256(raw: &str) -> Result<String, String> {
+    let sha = raw.trim().to_ascii_lowercase();
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "is not a sha256: expected 64 hex digits, got {} characters (`sha256sum plugin.so` prints it)",
+            sha.chars().count()
+        ));
+    }
+    Ok(sha)
 }
 
 /// A group name as manifests allow it (it becomes a file name and a metric label).
@@ -1085,8 +1102,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http:// or https://"), "{err}");
-        let err = parse(&format!("[[groups]]\nfile = \"a.so\"\nsha256 = \"{SHA}\"\n"), &[]).unwrap_err().to_string();
-        assert!(err.contains("`url` group's file"), "{err}");
+    }
+
+    #[test]
+    fn path_and_file_groups_take_a_normalised_pin_and_a_malformed_one_is_refused_by_group_and_key() {
+        let padded = format!("  {}\n", SHA.to_uppercase());
+        let c = parse(
+            &format!(
+                "[[groups]]\nfile = \"a.so\"\nsha256 = \"{SHA}\"\n[[groups]]\nname = \"p\"\npath = \"crate\"\nsha256 = {padded:?}\n[[groups]]\nfile = \"b.so\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.groups[0].sha256.as_deref(), Some(SHA));
+        assert_eq!(c.groups[1].sha256.as_deref(), Some(SHA), "trimmed and lower-cased");
+        assert_eq!(c.groups[2].sha256, None, "a pin stays optional for `path` and `file` groups");
+        let err =
+            parse("[[groups]]\nname = \"hello\"\nfile = \"a.so\"\nsha256 = \"abc\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("groups[0] (`hello`)") && err.contains("`sha256 = \"abc\"`"), "{err}");
+        assert!(err.contains("64 hex digits") && err.contains("got 3 characters"), "{err}");
+        let not_hex = "g".repeat(64);
+        let err =
+            parse(&format!("[[groups]]\npath = \"crate\"\nsha256 = \"{not_hex}\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("groups[0] (") && err.contains("crate") && err.contains("not a sha256"), "{err}");
+        let err = parse(&format!("[[groups]]\nname = \"h\"\nurl = \"https://a/h.so\"\nsha256 = \"{SHA}0\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`h`") && err.contains("got 65 characters"), "{err}");
+        assert_eq!(normalize_sha256(&format!(" {} ", SHA.to_uppercase())).as_deref(), Ok(SHA));
+        assert!(normalize_sha256("").is_err());
+    }
+
+    #[test]
+    fn admin_require_sha256_is_off_unless_set() {
+        assert!(!parse("", &[]).unwrap().admin.require_sha256);
+        assert!(parse("[admin]\nrequire_sha256 = true\n", &[]).unwrap().admin.require_sha256);
+        assert!(parse("", &[("BERTH_ADMIN__REQUIRE_SHA256", "true")]).unwrap().admin.require_sha256);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! temporary file and renamed only once its sha256 matches the pin: a download that breaks off,
 //! or a file that is not the one pinned, never becomes a plugin file, and a version already
 //! fetched (a restart, a rollback of the list) is not downloaded again. What is loaded is
-//! checked against the pin once more, with the hash the loader computes of every file it opens
-//! (`install::check_loaded`): a cached copy changed on disk is refused and removed.
+//! checked against the pin again before it is opened (`install::verify_file`) and once more with
+//! the hash the loader computes of every file it opens (`install::check_loaded`): a cached copy
+//! changed on disk is refused and removed. `path` and `file` groups take a pin too.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,8 +78,8 @@ pub async fn fetch(data_dir: &Path, pin: Pinned<'_>, limit: u64) -> Result<PathB
     let path = dir.join(format!("{}-{}.{}", pin.group, pin.sha256, std::env::consts::DLL_EXTENSION));
     let store =
         |source| FetchError::Store { group: pin.group.to_owned(), url: shown_url(pin.url), path: path.clone(), source };
-    // Only a verified download is renamed to this name; the loader hashes every byte it loads
-    // anyway, and `install::check_loaded` compares that hash with the pin.
+    // Only a verified download is renamed to this name; `install::verify_file` hashes it again
+    // before it is opened, and `install::check_loaded` compares the loader's hash with the pin.
     if path.is_file() {
         tracing::debug!(group = pin.group, file = %path.display(), "plugin already fetched");
         return Ok(path);

@@ -192,7 +192,7 @@ impl Applier {
                 serving.group_serves(&name);
                 continue;
             }
-            let plan = SwapPlan { group: name.clone(), source: SwapSource::Listed(Box::new(entry.clone())) };
+            let plan = SwapPlan::new(name.clone(), SwapSource::Listed(Box::new(entry.clone())));
             // The swap logs and counts its own outcome.
             match swap::swap(&self.deployments, plan).await {
                 Ok(_) => {

@@ -50,9 +50,104 @@ pub enum GroupError {
         "`{source_label}` is group `{found}`, but its [[groups]] entry names it `{expected}`; fix `name` or the file"
     )]
     WrongName { expected: String, found: String, source_label: String },
+    #[error(
+        "{}: plugin `{}` has sha256 {actual}, but {} pins {expected}; refused: {}",
+        who(.group.as_deref(), .source_label, .file), .file.display(), .pinned_by.what(), .pinned_by.fix(.actual)
+    )]
+    PinMismatch {
+        group: Option<String>,
+        source_label: String,
+        file: PathBuf,
+        expected: String,
+        actual: String,
+        pinned_by: PinnedBy,
+    },
+}
+
+/// The group a pin refusal is about: its name, and its source when that is not the file.
+fn who(group: Option<&str>, source_label: &str, file: &Path) -> String {
+    let shown = Path::new(source_label) != file;
+    match group {
+        Some(g) if shown => format!("group `{g}` ({source_label})"),
+        Some(g) => format!("group `{g}`"),
+        None => format!("group `{source_label}`"),
+    }
+}
+
+/// Who pinned the sha256 a plugin file must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinnedBy {
+    /// `sha256` of the group's `[[groups]]` entry in berth.toml.
+    Config,
+    /// `sha256` of the group's entry in the group list (`groups_file`).
+    GroupList,
+    /// The `sha256` a deploy request carried.
+    Deploy,
+    /// The version a rollback returns to: its sha256 when it served.
+    Previous,
+}
+
+impl PinnedBy {
+    fn what(self) -> &'static str {
+        match self {
+            PinnedBy::Config => "its [[groups]] entry",
+            PinnedBy::GroupList => "the group list",
+            PinnedBy::Deploy => "the deploy",
+            PinnedBy::Previous => "the version to roll back to",
+        }
+    }
+
+    fn fix(self, actual: &str) -> String {
+        match self {
+            PinnedBy::Config | PinnedBy::GroupList => format!(
+                "if this file is the one to serve, update the pin to `sha256 = \"{actual}\"`; otherwise put the \
+                 pinned file back (a version already serving stays)"
+            ),
+            PinnedBy::Deploy => "the serving version stays; send the sha256 of the file deployed (`sha256sum \
+                                 plugin.so`), or deploy the file that was pinned"
+                .to_owned(),
+            PinnedBy::Previous => "the serving version stays; the previous version's private copy changed on disk: \
+                                   deploy that version again from its file"
+                .to_owned(),
+        }
+    }
+}
+
+/// The sha256 a plugin file must have before it is opened, and who said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// Lower-case hex.
+    pub sha256: String,
+    pub by: PinnedBy,
+}
+
+impl Pin {
+    /// The pin of a `[[groups]]` or group list entry, if it has one.
+    pub fn of_config(group_config: &GroupConfig) -> Option<Pin> {
+        let by = if group_config.listed { PinnedBy::GroupList } else { PinnedBy::Config };
+        group_config.sha256.clone().map(|sha256| Pin { sha256, by })
+    }
 }
 
 impl GroupError {
+    /// Names the group in a pin refusal that could not (the file was refused before it was
+    /// opened, and its entry has no `name`).
+    pub fn for_group(self, name: &str) -> Self {
+        match self {
+            GroupError::PinMismatch { group: None, source_label, file, expected, actual, pinned_by } => {
+                GroupError::PinMismatch {
+                    group: Some(name.to_owned()),
+                    source_label,
+                    file,
+                    expected,
+                    actual,
+                    pinned_by,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The group a problem is about, when the entry names it (what `/readyz` keys it by).
     pub fn group(&self) -> Option<&str> {
         match self {
@@ -61,6 +156,7 @@ impl GroupError {
             | GroupError::Migrations { group, .. }
             | GroupError::UnknownFunctionOverride { group, .. } => Some(group),
             GroupError::WrongName { expected, .. } => Some(expected),
+            GroupError::PinMismatch { group, .. } => group.as_deref(),
             GroupError::Fetch(
                 crate::fetch::FetchError::Download { group, .. }
                 | crate::fetch::FetchError::Mismatch { group, .. }
@@ -135,13 +231,33 @@ pub fn worker_settings(config: &BerthConfig, group_config: &GroupConfig) -> Work
     }
 }
 
-/// Opens plugin `file` as `group_config` says: in this process, or in a new worker.
+/// Opens plugin `file` as `group_config` says: in this process, or in a new worker; checked
+/// against the entry's `sha256` when it has one.
 pub async fn open_file(
     config: &BerthConfig,
     group_config: &GroupConfig,
     file: PathBuf,
     metrics: &berth_core::Metrics,
 ) -> Result<Plugin, GroupError> {
+    let pin = Pin::of_config(group_config);
+    open_file_pinned(config, group_config, file, pin.as_ref(), metrics).await
+}
+
+/// [`open_file`] with the pin given (a deploy's, a rollback's) instead of the entry's. A file
+/// that does not have the pinned sha256 is refused before it is opened.
+pub async fn open_file_pinned(
+    config: &BerthConfig,
+    group_config: &GroupConfig,
+    file: PathBuf,
+    pin: Option<&Pin>,
+    metrics: &berth_core::Metrics,
+) -> Result<Plugin, GroupError> {
+    if let Some(pin) = pin {
+        let (d, g, f, p) = (config.data_dir.clone(), group_config.clone(), file.clone(), pin.clone());
+        tokio::task::spawn_blocking(move || verify_file(&d, &g, &p, &f))
+            .await
+            .map_err(|e| GroupError::Internal { source_label: group_config.label(), message: e.to_string() })??;
+    }
     let copy_dir = plugin_copies(config);
     let plugin = match group_config.isolation {
         Isolation::Process => {
@@ -158,7 +274,7 @@ pub async fn open_file(
             ))
         }
     };
-    if let Err(e) = check_loaded(group_config, &plugin) {
+    if let Err(e) = check_loaded(config, group_config, pin, &plugin) {
         stop_unused(plugin).await;
         return Err(e);
     }
@@ -197,10 +313,74 @@ pub async fn open_plugin(
     open_file(config, group_config, file, metrics).await
 }
 
-/// Checks a loaded plugin against its `[[groups]]` entry: the group `name` says, and for a `url`
-/// group the pinned sha256 (with the hash the loader computed of the bytes it loaded; a cached
-/// copy that differs is removed, so that the next try downloads it again).
-pub fn check_loaded(group_config: &GroupConfig, plugin: &Plugin) -> Result<(), GroupError> {
+/// Checks a plugin file against `pin` before anything opens it (a plugin's code runs as soon
+/// as it is opened). An unreadable file passes: opening it says why it cannot be read.
+pub fn verify_file(data_dir: &Path, group_config: &GroupConfig, pin: &Pin, file: &Path) -> Result<(), GroupError> {
+    match sha256_of_file(file) {
+        Ok(actual) => check_pin(data_dir, group_config, pin, file, &actual),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The sha256 of a file, lower-case hex (read in chunks).
+pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Compares `actual`, the sha256 of `file`, with `pin`. A fetched copy in the cache that differs
+/// is removed (the next try downloads it again); any other file is left as it is.
+pub fn check_pin(
+    data_dir: &Path,
+    group_config: &GroupConfig,
+    pin: &Pin,
+    file: &Path,
+    actual: &str,
+) -> Result<(), GroupError> {
+    if actual == pin.sha256 {
+        return Ok(());
+    }
+    let fetched = group_config.url.is_some() && file.starts_with(crate::fetch::cache_dir(data_dir));
+    if fetched {
+        let _ = std::fs::remove_file(file);
+        return Err(crate::fetch::FetchError::Corrupt {
+            group: group_config.name.clone().unwrap_or_else(|| group_config.label()),
+            path: file.to_owned(),
+            expected: pin.sha256.clone(),
+            actual: actual.to_owned(),
+        }
+        .into());
+    }
+    Err(GroupError::PinMismatch {
+        group: group_config.name.clone(),
+        source_label: group_config.label(),
+        file: file.to_owned(),
+        expected: pin.sha256.clone(),
+        actual: actual.to_owned(),
+        pinned_by: pin.by,
+    })
+}
+
+/// Checks a loaded plugin against its `[[groups]]` entry: the group `name` says, and `pin`
+/// once more with the hash the loader computed of the bytes it really loaded (the file may have
+/// changed since [`verify_file`] read it).
+pub fn check_loaded(
+    config: &BerthConfig,
+    group_config: &GroupConfig,
+    pin: Option<&Pin>,
+    plugin: &Plugin,
+) -> Result<(), GroupError> {
     if let Some(expected) = group_config.name.as_deref() {
         if plugin.manifest().name != expected {
             return Err(GroupError::WrongName {
@@ -210,18 +390,10 @@ pub fn check_loaded(group_config: &GroupConfig, plugin: &Plugin) -> Result<(), G
             });
         }
     }
-    match group_config.sha256.as_deref() {
-        Some(pin) if plugin.sha256() != pin => {
-            let _ = std::fs::remove_file(plugin.source());
-            Err(crate::fetch::FetchError::Corrupt {
-                group: plugin.manifest().name.clone(),
-                path: plugin.source().to_owned(),
-                expected: pin.to_owned(),
-                actual: plugin.sha256().to_owned(),
-            }
-            .into())
-        }
-        _ => Ok(()),
+    match pin {
+        Some(pin) => check_pin(&config.data_dir, group_config, pin, plugin.source(), plugin.sha256())
+            .map_err(|e| e.for_group(&plugin.manifest().name)),
+        None => Ok(()),
     }
 }
 

@@ -2,6 +2,10 @@
 //! platform starts (`bootstrap`, `scf_bootstrap`), the groups' plugins, their migrations and a
 //! `berth.toml` with the platform's defaults; a zip for the function platforms, a container
 //! build context (glibc base, non-root) for kubeless, Knative and plain containers.
+//!
+//! Every packaged plugin is pinned: the packaged `berth.toml` gives each group the `sha256` of
+//! the file under `plugins/` (after stripping), so a package whose plugin was altered refuses to
+//! serve it. A group already pinned in the source `berth.toml` is checked against its pin first.
 
 use std::fs;
 use std::io::Write as _;
@@ -130,6 +134,19 @@ pub enum PackageError {
     Zip { path: PathBuf, message: String },
     #[error("berth.toml cannot be rewritten for the package: {0}")]
     Toml(String),
+    #[error(transparent)]
+    Pin(Box<crate::install::GroupError>),
+}
+
+/// A group's plugin as the package holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placed {
+    /// `plugins/<name>.so`, relative to the packaged berth.toml.
+    file: String,
+    /// `migrations/<name>`, when the group has migrations.
+    migrations: Option<String>,
+    /// The packaged file's sha256 (what the packaged entry pins).
+    sha256: String,
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PackageError + 'a {
@@ -163,10 +180,16 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
                 continue;
             }
         };
+        // A pinned group is packaged only with the plugin it pins.
+        if let Some(pin) = crate::install::Pin::of_config(g) {
+            crate::install::verify_file(&config.data_dir, g, &pin, &file)
+                .map_err(|e| PackageError::Pin(Box::new(e)))?;
+        }
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| format!("group{i}.so"));
         let dest = staging.join("plugins").join(&name);
         fs::copy(&file, &dest).map_err(io("cannot copy the plugin", &file))?;
         strip(&dest, "--strip-unneeded");
+        let sha256 = crate::install::sha256_of_file(&dest).map_err(io("cannot read the packaged plugin", &dest))?;
         let migrations = match crate::install::migrations_dir(g) {
             Some(dir) if dir.is_dir() => {
                 let rel = format!("migrations/{}", name.trim_end_matches(".so"));
@@ -175,7 +198,7 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
             }
             _ => None,
         };
-        placed.push(Some((format!("plugins/{name}"), migrations)));
+        placed.push(Some(Placed { file: format!("plugins/{name}"), migrations, sha256 }));
     }
 
     // The host binary, named as the platform starts it.
@@ -248,15 +271,15 @@ fn build_host(profile: &str, quiet: bool) -> Result<PathBuf, PackageError> {
     Ok(target_dir.join(dir).join("berth"))
 }
 
-/// `berth.toml` as the package carries it: groups as files under `plugins/`, the platform
-/// named, its defaults left to it.
 /// Where a package keeps berth.toml's group list.
 const PACKAGED_LIST: &str = "groups.toml";
 
+/// `berth.toml` as the package carries it: groups as files under `plugins/`, each pinned by
+/// its sha256, the platform named, its defaults left to it.
 fn packaged_toml(
     text: &str,
     target: Target,
-    placed: &[Option<(String, Option<String>)>],
+    placed: &[Option<Placed>],
     has_list: bool,
 ) -> Result<String, PackageError> {
     let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| PackageError::Toml(e.to_string()))?;
@@ -265,10 +288,11 @@ fn packaged_toml(
     }
     if let Some(toml::Value::Array(groups)) = doc.get_mut("groups") {
         for (g, placed) in groups.iter_mut().zip(placed) {
-            let Some((file, migrations)) = placed else { continue };
+            let Some(Placed { file, migrations, sha256 }) = placed else { continue };
             if let toml::Value::Table(t) = g {
                 t.remove("path");
                 t.insert("file".into(), toml::Value::String(file.clone()));
+                t.insert("sha256".into(), toml::Value::String(sha256.clone()));
                 if let Some(m) = migrations {
                     t.insert("migrations".into(), toml::Value::String(m.clone()));
                 }
@@ -436,10 +460,15 @@ mod tests {
     #[test]
     fn the_packaged_config_names_the_platform_and_points_at_the_plugins() {
         let text = "data_dir = \".berth\"\n[build]\nprofile = \"dev\"\n[[groups]]\npath = \"examples/todo\"\n[[groups]]\nname = \"far\"\nurl = \"https://a.example/far.so\"\nsha256 = \"ab\"\n[[groups]]\nfile = \"x/libhello.so\"\n[services.db]\nkind = \"sqlite\"\n";
+        let (todo_sha, hello_sha) = ("a".repeat(64), "b".repeat(64));
         let placed = vec![
-            Some(("plugins/libtodo.so".to_owned(), Some("migrations/libtodo".to_owned()))),
+            Some(Placed {
+                file: "plugins/libtodo.so".to_owned(),
+                migrations: Some("migrations/libtodo".to_owned()),
+                sha256: todo_sha.clone(),
+            }),
             None,
-            Some(("plugins/libhello.so".to_owned(), None)),
+            Some(Placed { file: "plugins/libhello.so".to_owned(), migrations: None, sha256: hello_sha.clone() }),
         ];
         let out = packaged_toml(text, Target::Lambda, &placed, false).unwrap();
         let doc: toml::Table = out.parse().unwrap();
@@ -454,6 +483,9 @@ mod tests {
         );
         assert!(doc["groups"][1].get("file").is_none());
         assert_eq!(doc["groups"][2]["file"].as_str(), Some("plugins/libhello.so"));
+        assert_eq!(doc["groups"][0]["sha256"].as_str(), Some(todo_sha.as_str()), "each packaged plugin is pinned");
+        assert_eq!(doc["groups"][2]["sha256"].as_str(), Some(hello_sha.as_str()));
+        assert_eq!(doc["groups"][1]["sha256"].as_str(), Some("ab"), "a url group keeps its own pin");
         assert_eq!(doc["admin"]["enabled"].as_bool(), Some(false));
         assert_eq!(doc["platform"]["name"].as_str(), Some("lambda"));
         assert_eq!(doc["services"]["db"]["kind"].as_str(), Some("sqlite"));

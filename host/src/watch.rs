@@ -182,8 +182,7 @@ impl Watcher {
                     if let Some(r) = &report {
                         r.building(group);
                     }
-                    let plan =
-                        SwapPlan { group: group.to_owned(), source: SwapSource::Reload { only_if_changed: true } };
+                    let plan = SwapPlan::new(group, SwapSource::Reload { only_if_changed: true });
                     // Outcomes (and refusals) are logged and counted by the swap itself.
                     let result = swap::swap(&deployments, plan).await;
                     if let Some(r) = &report {

@@ -47,14 +47,14 @@ pub(super) async fn handle(ctx: Arc<AdminContext>, req: Request<Incoming>) -> Re
         }
         Endpoint::Unload(name) => outcome(swap::unload(d, &name).await),
         Endpoint::Deploy(group) => match deploy_source(&ctx, req).await {
-            Ok(source) => outcome(swap::swap(d, SwapPlan { group, source }).await),
+            Ok((source, sha256)) => outcome(swap::swap(d, SwapPlan { group, source, sha256 }).await),
             Err(res) => res,
         },
         Endpoint::Reload(group) => {
             let source = SwapSource::Reload { only_if_changed: false };
-            outcome(swap::swap(d, SwapPlan { group, source }).await)
+            outcome(swap::swap(d, SwapPlan::new(group, source)).await)
         }
-        Endpoint::Rollback(group) => outcome(swap::swap(d, SwapPlan { group, source: SwapSource::Rollback }).await),
+        Endpoint::Rollback(group) => outcome(swap::swap(d, SwapPlan::new(group, SwapSource::Rollback)).await),
         Endpoint::WrongMethod => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("{method} is not allowed on /{path}"))
         }
@@ -112,11 +112,40 @@ fn outcome(result: Result<swap::SwapReport, SwapError>) -> Response<Body> {
 #[serde(deny_unknown_fields)]
 struct DeployPath {
     path: PathBuf,
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
-/// The new version of a deploy: JSON `{"path": ...}` names a file on the host; any other body is
-/// the plugin file itself.
-async fn deploy_source(ctx: &AdminContext, req: Request<Incoming>) -> Result<SwapSource, Response<Body>> {
+/// The `sha256` a deploy pins: `?sha256=<hex>` in the query (for an upload) or `"sha256"` in
+/// the JSON body, normalised; both must agree when both are given. The error is the message of
+/// a 400 `bad_sha256`.
+fn deploy_pin(query: Option<&str>, body: Option<&str>) -> Result<Option<String>, String> {
+    let parse = |raw: &str, at: &str| crate::config::normalize_sha256(raw).map_err(|e| format!("{at} `{raw}` {e}"));
+    let query = query.map(|q| parse(q, "query parameter sha256")).transpose()?;
+    let body = body.map(|b| parse(b, "`sha256` of the JSON body")).transpose()?;
+    match (query, body) {
+        (Some(q), Some(b)) if q != b => Err(format!("the query pins sha256 {q} and the JSON body {b}; send one")),
+        (q, b) => Ok(q.or(b)),
+    }
+}
+
+fn bad_pin(message: String) -> Response<Body> {
+    error(StatusCode::BAD_REQUEST, "bad_sha256", &message)
+}
+
+/// The value of query parameter `name` (hex needs no percent-decoding; anything else is left
+/// for [`deploy_pin`] to refuse).
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The new version of a deploy, and the sha256 it pins: JSON `{"path": ..., "sha256": ...}`
+/// names a file on the host; any other body is the plugin file itself (`?sha256=` pins it).
+async fn deploy_source(
+    ctx: &AdminContext,
+    req: Request<Incoming>,
+) -> Result<(SwapSource, Option<String>), Response<Body>> {
+    let query_pin = query_param(req.uri().query(), "sha256").map(str::to_owned);
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -136,7 +165,11 @@ async fn deploy_source(ctx: &AdminContext, req: Request<Incoming>) -> Result<Swa
     };
     if is_json {
         let parsed: DeployPath = serde_json::from_slice(&body).map_err(|e| {
-            error(StatusCode::BAD_REQUEST, "bad_json", &format!("expected {{\"path\": \"/abs/plugin.so\"}}: {e}"))
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                &format!("expected {{\"path\": \"/abs/plugin.so\", \"sha256\": \"<hex, optional>\"}}: {e}"),
+            )
         })?;
         if !parsed.path.is_absolute() {
             return Err(error(
@@ -145,7 +178,8 @@ async fn deploy_source(ctx: &AdminContext, req: Request<Incoming>) -> Result<Swa
                 &format!("`{}`: the path is read by the host, so it must be absolute", parsed.path.display()),
             ));
         }
-        return Ok(SwapSource::File(parsed.path));
+        let pin = deploy_pin(query_pin.as_deref(), parsed.sha256.as_deref()).map_err(bad_pin)?;
+        return Ok((SwapSource::File(parsed.path), pin));
     }
     if body.is_empty() {
         return Err(error(
@@ -154,5 +188,29 @@ async fn deploy_source(ctx: &AdminContext, req: Request<Incoming>) -> Result<Swa
             "send the plugin file's bytes as the body (application/octet-stream), or JSON {\"path\": \"/abs/plugin.so\"}",
         ));
     }
-    Ok(SwapSource::Upload(body))
+    let pin = deploy_pin(query_pin.as_deref(), None).map_err(bad_pin)?;
+    Ok((SwapSource::Upload(body), pin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn a_deploy_pin_comes_from_the_query_or_the_json_body_normalised() {
+        assert_eq!(query_param(Some(&format!("a=1&sha256={SHA}")), "sha256"), Some(SHA));
+        assert_eq!(query_param(Some("sha256x=1"), "sha256"), None);
+        assert_eq!(query_param(None, "sha256"), None);
+        assert_eq!(deploy_pin(Some(&SHA.to_uppercase()), None).ok().flatten().as_deref(), Some(SHA));
+        assert_eq!(deploy_pin(None, Some(SHA)).ok().flatten().as_deref(), Some(SHA));
+        assert_eq!(deploy_pin(Some(SHA), Some(SHA)).ok().flatten().as_deref(), Some(SHA));
+        assert!(deploy_pin(None, None).is_ok_and(|p| p.is_none()));
+        let bad = deploy_pin(Some("abc"), None).unwrap_err();
+        assert!(bad.contains("query parameter sha256 `abc`") && bad.contains("64 hex digits"), "{bad}");
+        let other = "0".repeat(64);
+        let both = deploy_pin(Some(SHA), Some(&other)).unwrap_err();
+        assert!(both.contains(SHA) && both.contains(&other), "{both}");
+    }
 }

@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | `GET /groups` | every serving group (version, sha256, file, loaded at, functions, in-flight calls, previous version), unloaded and retiring versions, mapped libraries |
 //! | `GET /groups/{name}` | one group |
-//! | `POST /groups/{name}/deploy` | deploy a new version: the plugin file's bytes as the body, or `{"path": "/abs/file.so"}` (JSON) naming a file on the host |
+//! | `POST /groups/{name}/deploy` | deploy a new version: the plugin file's bytes as the body (`?sha256=<hex>` pins them), or `{"path": "/abs/file.so", "sha256": "<hex>"}` (JSON) naming a file on the host; with `admin.require_sha256` a deploy without a pin is refused |
 //! | `POST /groups/{name}/reload` | load the group's source again (rebuilds a `path` group) |
 //! | `POST /groups/{name}/rollback` | swap back to the previous version |
 //! | `DELETE /groups/{name}` | unload the group |

@@ -4,8 +4,11 @@
 //!
 //! 1. resolve the file: store an upload under `data_dir/uploads/`, rebuild a `path` group, or
 //!    take the previous version's private copy (rollback);
-//! 2. load it from its own content-addressed private copy (`loader::load`: ELF completeness, ABI
-//!    version, abi_stable layout, manifest), and check it is the same group;
+//! 2. check its sha256 against the pin, before anything opens it: the deploy's own, else the
+//!    group's `sha256`, a rollback's the one the version served with (`admin.require_sha256`
+//!    refuses a deploy without a pin); load it from its own content-addressed private copy
+//!    (`loader::load`: ELF completeness, ABI version, abi_stable layout, manifest), and check it
+//!    is the same group;
 //! 3. install it (`Runtime::install`, the same path `berth up` takes): resolve its services, run
 //!    its init hook and build its routes; build the new routing table (refused on a conflict with
 //!    another group's route); switch routing table, trigger dispatcher, exports and group list,
@@ -25,7 +28,7 @@ use http::StatusCode;
 use super::{Deployments, Slot, VersionRecord};
 use crate::builder::BuildError;
 use crate::config::GroupConfig;
-use crate::install::GroupError;
+use crate::install::{GroupError, Pin, PinnedBy};
 use crate::runtime::Runtime;
 
 /// What to swap in, for which group.
@@ -33,6 +36,16 @@ use crate::runtime::Runtime;
 pub struct SwapPlan {
     pub group: String,
     pub source: SwapSource,
+    /// The sha256 a deploy's file must have (normalised lower-case hex): for `Upload` and
+    /// `File`; without one a deploy is checked against the group's own `sha256`, if it has one.
+    pub sha256: Option<String>,
+}
+
+impl SwapPlan {
+    /// A plan with no pin of its own (reload, rollback, group list entries carry theirs).
+    pub fn new(group: impl Into<String>, source: SwapSource) -> Self {
+        SwapPlan { group: group.into(), source, sha256: None }
+    }
 }
 
 /// Where the new version comes from.
@@ -108,6 +121,12 @@ pub enum SwapError {
          this version would map another one; restart berth to reclaim their memory (GET /libraries says why they stayed)"
     )]
     TooManyStuck { stuck: usize, limit: usize },
+    #[error(
+        "deploy of group `{group}` refused: admin.require_sha256 is set, and the deploy names no sha256; send the \
+         plugin's sha256 (`sha256sum plugin.so`): `berth deploy {group} plugin.so --sha256 <hex>`, `?sha256=<hex>` on \
+         an upload, or `\"sha256\"` beside `\"path\"` in a JSON deploy"
+    )]
+    Unpinned { group: String },
     #[error("the host is shutting down; no more swaps")]
     ShuttingDown,
     #[error("swap of group `{group}` stopped unexpectedly: {message}")]
@@ -119,6 +138,7 @@ impl HttpError for SwapError {
     fn status(&self) -> StatusCode {
         match self {
             SwapError::BadName { .. } => StatusCode::BAD_REQUEST,
+            SwapError::Unpinned { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             SwapError::UnknownGroup { .. } | SwapError::NotLoaded { .. } => StatusCode::NOT_FOUND,
             SwapError::NoPrevious { .. } => StatusCode::CONFLICT,
             SwapError::Group(GroupError::Exports { .. } | GroupError::Routes { .. }) => StatusCode::CONFLICT,
@@ -169,6 +189,8 @@ impl SwapError {
             SwapError::Group(GroupError::Routes { .. }) => "route_conflict",
             SwapError::Group(GroupError::Fetch(e)) => e.code(),
             SwapError::Group(GroupError::WrongName { .. }) => "wrong_group",
+            SwapError::Group(GroupError::PinMismatch { .. }) => "sha256_mismatch",
+            SwapError::Unpinned { .. } => "sha256_required",
             SwapError::TooManyStuck { .. } => "too_many_stuck",
             SwapError::ShuttingDown => "shutting_down",
             SwapError::Group(_) | SwapError::Internal { .. } => "internal",
@@ -225,6 +247,17 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
     }
     let slot = d.slot(&name);
     let via = plan.source.via();
+    let deploy = matches!(plan.source, SwapSource::Upload(_) | SwapSource::File(_));
+    if deploy && plan.sha256.is_none() && d.config.admin.require_sha256 {
+        return Err(SwapError::Unpinned { group: name });
+    }
+    // What the new file must hash to: a deploy's own pin, else the group's; a rollback's, the
+    // sha256 the version had when it served.
+    let mut pin = match (&plan.sha256, &slot) {
+        (Some(sha256), _) if deploy => Some(Pin { sha256: sha256.clone(), by: PinnedBy::Deploy }),
+        (_, Some(slot)) => Pin::of_config(&slot.config),
+        (_, None) => None,
+    };
 
     // 1. The file.
     let (file, group_config) = match (&plan.source, slot) {
@@ -250,10 +283,12 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
             if let Some(slot) = slot.as_ref().filter(|_| d.serves(entry)) {
                 return Ok(unchanged(name, slot, started));
             }
+            pin = Pin::of_config(entry);
             (crate::install::fetch_listed(&d.config, entry).await?, (**entry).clone())
         }
         (SwapSource::Rollback, Some(slot)) => {
             let previous = slot.previous.clone().ok_or_else(|| SwapError::NoPrevious { group: name.clone() })?;
+            pin = Some(Pin { sha256: previous.sha256.clone(), by: PinnedBy::Previous });
             let file = if previous.copy.exists() { previous.copy } else { previous.file };
             (file, slot.config)
         }
@@ -262,12 +297,15 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
         }
     };
 
-    // 2. Load and check it.
+    // 2. Check it against its pin (before anything opens it), load and check it.
     let resolved_ms = ms(started);
     let before = d.census().await;
     let plugin = if group_config.isolation == crate::config::Isolation::Process {
         // A fresh worker opens the new version; nothing is mapped in this process.
-        let plugin = crate::install::open_file(&d.config, &group_config, file.clone(), &d.runtime.metrics).await?;
+        let plugin =
+            crate::install::open_file_pinned(&d.config, &group_config, file.clone(), pin.as_ref(), &d.runtime.metrics)
+                .await
+                .map_err(|e| e.for_group(&name))?;
         if plugin.manifest().name != name {
             let found = plugin.manifest().name.clone();
             crate::install::stop_unused(plugin).await;
@@ -275,6 +313,15 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
         }
         plugin
     } else {
+        if let Some(pin) = &pin {
+            let (data_dir, gc, f, p) = (d.config.data_dir.clone(), group_config.clone(), file.clone(), pin.clone());
+            d.runtime
+                .worker
+                .run(move || crate::install::verify_file(&data_dir, &gc, &p, &f))
+                .await
+                .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })?
+                .map_err(|e| e.for_group(&name))?;
+        }
         let copy_dir = crate::install::plugin_copies(&d.config);
         let to_load = file.clone();
         let plugin = d
@@ -290,7 +337,7 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
             return Err(SwapError::WrongGroup { group: name, found, file });
         }
         let plugin = crate::install::Plugin::Library(plugin);
-        if let Err(e) = crate::install::check_loaded(&group_config, &plugin) {
+        if let Err(e) = crate::install::check_loaded(&d.config, &group_config, pin.as_ref(), &plugin) {
             state.close_quietly(plugin).await;
             return Err(e.into());
         }

@@ -14,6 +14,7 @@ mod middleware;
 mod openapi;
 mod panics;
 mod peers;
+mod pinning;
 mod platforms;
 mod queue;
 mod scaffold;

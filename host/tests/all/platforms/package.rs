@@ -28,7 +28,13 @@ fn each_target_gets_its_entry_point_and_every_target_the_same_plugin() {
         let doc: toml::Table = config.parse().unwrap();
         let file = doc["groups"][0]["file"].as_str().unwrap().to_owned();
         assert!(file.starts_with("plugins/"), "{target}: {config}");
-        plugins.push((target, sha(&root.join(&file))));
+        let packaged = sha(&root.join(&file));
+        assert_eq!(
+            doc["groups"][0]["sha256"].as_str(),
+            Some(packaged.as_str()),
+            "{target}: the plugin is pinned: {config}"
+        );
+        plugins.push((target, packaged));
         assert!(pkg.stdout.contains(&format!("packaged {target}: ")), "{}", pkg.stdout);
         if pkg.artifact.extension().is_some_and(|e| e == "zip") {
             let mut zip = zip::ZipArchive::new(std::fs::File::open(&pkg.artifact).unwrap()).unwrap();
