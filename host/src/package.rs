@@ -201,6 +201,16 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
         placed.push(Some(Placed { file: format!("plugins/{name}"), migrations, sha256 }));
     }
 
+    // The static front ends, under static/ (their mounts point there).
+    let mut statics = Vec::new();
+    for (i, mount) in config.statics.iter().enumerate() {
+        let name = mount.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "site".into());
+        let rel = format!("static/{i}-{name}");
+        let root = mount.dir.canonicalize().map_err(io("cannot read the static dir", &mount.dir))?;
+        copy_confined(&root, &root, &staging.join(&rel))?;
+        statics.push(rel);
+    }
+
     // The host binary, named as the platform starts it.
     let host = match &opts.host_binary {
         Some(p) => p.clone(),
@@ -218,7 +228,7 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
         fs::copy(list, staging.join(PACKAGED_LIST)).map_err(io("cannot copy the group list", list))?;
     }
     // berth.toml with the platform's defaults.
-    let packaged_config = packaged_toml(&text, target, &placed, config.groups_file.is_some())?;
+    let packaged_config = packaged_toml(&text, target, &placed, &statics, config.groups_file.is_some())?;
     fs::write(staging.join("berth.toml"), packaged_config).map_err(io("cannot write", &staging))?;
 
     let mut files = list_files(&staging)?;
@@ -230,8 +240,11 @@ pub fn package(opts: &Options) -> Result<Packaged, PackageError> {
         zip
     } else {
         fs::write(staging.join("Dockerfile"), dockerfile(target)).map_err(io("cannot write", &staging))?;
-        fs::write(staging.join(".dockerignore"), "*\n!berth\n!berth.toml\n!groups.toml\n!plugins\n!migrations\n")
-            .map_err(io("cannot write", &staging))?;
+        fs::write(
+            staging.join(".dockerignore"),
+            "*\n!berth\n!berth.toml\n!groups.toml\n!plugins\n!migrations\n!static\n",
+        )
+        .map_err(io("cannot write", &staging))?;
         files.push("Dockerfile".into());
         let dir = opts.out.join(format!("berth-{}", target.name()));
         if dir.exists() {
@@ -280,6 +293,7 @@ fn packaged_toml(
     text: &str,
     target: Target,
     placed: &[Option<Placed>],
+    statics: &[String],
     has_list: bool,
 ) -> Result<String, PackageError> {
     let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| PackageError::Toml(e.to_string()))?;
@@ -296,6 +310,13 @@ fn packaged_toml(
                 if let Some(m) = migrations {
                     t.insert("migrations".into(), toml::Value::String(m.clone()));
                 }
+            }
+        }
+    }
+    if let Some(toml::Value::Array(mounts)) = doc.get_mut("static") {
+        for (mount, dir) in mounts.iter_mut().zip(statics) {
+            if let toml::Value::Table(t) = mount {
+                t.insert("dir".into(), toml::Value::String(dir.clone()));
             }
         }
     }
@@ -364,6 +385,33 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), PackageError> {
             copy_dir(&path, &to.join(entry.file_name()))?;
         } else {
             fs::copy(&path, to.join(entry.file_name())).map_err(io("cannot copy", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a static front end: what the host would serve of it, and nothing it would refuse —
+/// a symlink that leads out of `root` is left out (with a warning), not copied as its target.
+fn copy_confined(root: &Path, from: &Path, to: &Path) -> Result<(), PackageError> {
+    fs::create_dir_all(to).map_err(io("cannot create", to))?;
+    for entry in fs::read_dir(from).map_err(io("cannot read", from))? {
+        let entry = entry.map_err(io("cannot read", from))?;
+        let path = entry.path();
+        let real = match path.canonicalize() {
+            Ok(real) if real.starts_with(root) => real,
+            _ => {
+                tracing::warn!(file = %path.display(), "left out of the package: a link that leads out of the static dir (the host would refuse it)");
+                continue;
+            }
+        };
+        if real.is_dir() {
+            if from.starts_with(&real) {
+                tracing::warn!(dir = %path.display(), "left out of the package: a link back up its own tree");
+                continue;
+            }
+            copy_confined(root, &real, &to.join(entry.file_name()))?;
+        } else {
+            fs::copy(&real, to.join(entry.file_name())).map_err(io("cannot copy", &path))?;
         }
     }
     Ok(())
@@ -470,7 +518,7 @@ mod tests {
             None,
             Some(Placed { file: "plugins/libhello.so".to_owned(), migrations: None, sha256: hello_sha.clone() }),
         ];
-        let out = packaged_toml(text, Target::Lambda, &placed, false).unwrap();
+        let out = packaged_toml(text, Target::Lambda, &placed, &[], false).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert!(!doc.contains_key("data_dir") && !doc.contains_key("build"), "{out}");
         assert_eq!(doc["groups"][0]["file"].as_str(), Some("plugins/libtodo.so"));
@@ -489,16 +537,41 @@ mod tests {
         assert_eq!(doc["admin"]["enabled"].as_bool(), Some(false));
         assert_eq!(doc["platform"]["name"].as_str(), Some("lambda"));
         assert_eq!(doc["services"]["db"]["kind"].as_str(), Some("sqlite"));
-        let out = packaged_toml(text, Target::Container, &placed, false).unwrap();
+        let out = packaged_toml(text, Target::Container, &placed, &[], false).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert_eq!(doc["server"]["listen"].as_str(), Some("0.0.0.0:8080"));
         assert_eq!(doc["data_dir"].as_str(), Some("/var/lib/berth"));
         assert!(doc.get("admin").is_none(), "a long-lived container keeps its admin API settings");
         assert!(doc.get("groups_file").is_none());
         let listed = format!("groups_file = \"/home/dev/shop/groups.toml\"\n{text}");
-        let out = packaged_toml(&listed, Target::Container, &placed, true).unwrap();
+        let out = packaged_toml(&listed, Target::Container, &placed, &[], true).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert_eq!(doc["groups_file"].as_str(), Some("groups.toml"), "the list is packaged beside berth.toml");
+    }
+
+    #[test]
+    fn static_front_ends_are_packed_without_links_that_lead_out() {
+        let text = "[[static]]\nprefix = \"/\"\ndir = \"web/dist\"\nspa = true\n";
+        let out = packaged_toml(text, Target::Container, &[], &["static/0-dist".to_owned()], false).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        assert_eq!(doc["static"][0]["dir"].as_str(), Some("static/0-dist"), "{out}");
+        assert_eq!(doc["static"][0]["spa"].as_bool(), Some(true));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("dist");
+        fs::create_dir_all(site.join("assets")).unwrap();
+        fs::write(site.join("index.html"), "<h1>hi</h1>").unwrap();
+        fs::write(site.join("assets/app.js"), "1").unwrap();
+        fs::write(tmp.path().join("secret"), "no").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret"), site.join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(site.join("index.html"), site.join("home.html")).unwrap();
+        std::os::unix::fs::symlink(&site, site.join("assets/loop")).unwrap();
+        let to = tmp.path().join("packed");
+        let root = site.canonicalize().unwrap();
+        copy_confined(&root, &root, &to).unwrap();
+        let mut files = list_files(&to).unwrap();
+        files.sort();
+        assert_eq!(files, ["assets/app.js", "home.html", "index.html"]);
     }
 
     #[test]
