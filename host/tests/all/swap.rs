@@ -547,6 +547,19 @@ async fn watch_swaps_a_file_group_when_its_file_changes_and_keeps_it_when_the_fi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_follows_a_swap() {
+    let (v1, v2) = (fixture("swap-v1").await, fixture("swap-v2").await);
+    let h = SwapHost::start(&v1, Some(TOKEN), "").await;
+    let tag = |doc: serde_json::Value| doc["tags"][0]["description"].as_str().map(str::to_owned);
+    assert_eq!(tag(h.get("/openapi.json").await.json()).as_deref(), Some("group swap 1.0.0"));
+    // Served again from the cache: the same document.
+    assert_eq!(tag(h.get("/openapi.json").await.json()).as_deref(), Some("group swap 1.0.0"));
+    assert_eq!(h.deploy("swap", &v2).await.status, 200);
+    assert_eq!(tag(h.get("/openapi.json").await.json()).as_deref(), Some("group swap 2.0.0"), "rebuilt for v2");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_library_that_cannot_unload_is_reported_reused_and_bounded() {
     let (v1, v2, tls) = (fixture("swap-v1").await, fixture("swap-v2").await, fixture("swap-tls").await);
     let env = [("BERTH_ADMIN__MAX_STUCK_LIBRARIES", "1")];

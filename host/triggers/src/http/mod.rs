@@ -51,6 +51,9 @@ pub struct HttpTrigger {
     pub layers: ArcSwap<middleware::Layers>,
     /// `[openapi]`: where the document is served (set once, at start; unset: not served).
     pub openapi: std::sync::OnceLock<openapi::OpenApiConfig>,
+    /// The last document served, with the group instances it describes (weakly: a cached
+    /// document never keeps a swapped-out version loaded). Rebuilt when they change.
+    openapi_cache: std::sync::Mutex<Option<(Vec<std::sync::Weak<berth_core::group::GroupInstance>>, Bytes)>>,
 }
 
 impl HttpTrigger {
@@ -65,7 +68,25 @@ impl HttpTrigger {
             statics: ArcSwap::from_pointee(static_files::StaticFiles::default()),
             layers: ArcSwap::from_pointee(middleware::Layers::default()),
             openapi: std::sync::OnceLock::new(),
+            openapi_cache: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The OpenAPI document of the serving groups, built once per set of group versions.
+    fn openapi_document(&self) -> Bytes {
+        let groups = self.serving.all();
+        let mut cache = self.openapi_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A weak pointer keeps its allocation, so an equal pointer is the same instance.
+        let fresh = cache.as_ref().is_some_and(|(of, _)| {
+            of.len() == groups.len() && of.iter().zip(&groups).all(|(w, g)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(g)))
+        });
+        if !fresh {
+            let manifests: Vec<_> = groups.iter().map(|g| g.manifest()).collect();
+            let config = self.openapi.get().cloned().unwrap_or_default();
+            let body = Bytes::from(serde_json::to_vec(&openapi::document(&manifests, &config)).unwrap_or_default());
+            *cache = Some((groups.iter().map(Arc::downgrade).collect(), body));
+        }
+        cache.as_ref().map(|(_, body)| body.clone()).unwrap_or_default()
     }
 }
 
@@ -142,10 +163,7 @@ pub async fn handle<B: RequestBody>(
             with_content_type(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(state.metrics.render()))
         }
         (&Method::GET, path) if state.openapi.get().is_some_and(|c| c.enabled && c.path == path) => {
-            let groups = state.serving.all();
-            let manifests: Vec<_> = groups.iter().map(|g| g.manifest()).collect();
-            let config = state.openapi.get().cloned().unwrap_or_default();
-            json_response(StatusCode::OK, &openapi::document(&manifests, &config))
+            with_content_type(StatusCode::OK, "application/json", state.openapi_document())
         }
         (_, path) if path.starts_with("/invoke/") => {
             let request_id = state.request_ids.for_request(&req);
