@@ -108,6 +108,9 @@ pub struct BerthConfig {
     /// The admin API (hot swap): its listener and token.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[auth_limit]`: how many wrong tokens a client may send before it is refused unchecked.
+    #[serde(default)]
+    pub auth_limit: AuthLimitConfig,
     /// Queue bindings, by the name triggers and publishers use: `[queues.orders] kind = "redis"`.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
@@ -261,10 +264,20 @@ pub struct ServerConfig {
     /// Tokio worker threads (default: one per core).
     #[serde(default)]
     pub workers: Option<usize>,
-    /// Bearer token for `POST /invoke/...` from non-loopback addresses (loopback needs none).
-    /// Its `Debug` never shows it.
+    /// Bearer token for `POST /invoke/...` from non-loopback addresses (loopback needs none,
+    /// unless `invoke_loopback_exempt = false`). Its `Debug` never shows it.
     #[serde(default)]
     pub invoke_token: Option<SecretToken>,
+    /// Whether `/invoke/...` is served. Unset: on standalone; on a platform's listener (FC, SCF
+    /// web functions, kubeless, Knative) only when `invoke_token` is set. On with a non-loopback
+    /// `listen` and no `invoke_token`, the host refuses to start.
+    #[serde(default)]
+    pub direct_invoke: Option<bool>,
+    /// Whether loopback callers of `/invoke/...` need no token. Unset: yes standalone, no on a
+    /// platform (its sidecars, like Knative's queue-proxy, connect from loopback). Set it to false
+    /// behind a reverse proxy or service-mesh sidecar on the same host.
+    #[serde(default)]
+    pub invoke_loopback_exempt: Option<bool>,
 }
 
 impl Default for ServerConfig {
@@ -275,8 +288,56 @@ impl Default for ServerConfig {
             shutdown_grace: default_grace(),
             workers: None,
             invoke_token: None,
+            direct_invoke: None,
+            invoke_loopback_exempt: None,
         }
     }
+}
+
+/// `[auth_limit]`: failed-token limiting of the admin API, `/invoke/` and `[middleware.auth]`
+/// (see `berth_core::auth_limit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthLimitConfig {
+    /// Missing or wrong tokens per client address and surface within `window` before its
+    /// attempts get 429 unchecked; 0 turns the limit off.
+    #[serde(default = "default_auth_failures")]
+    pub failures: u32,
+    #[serde(default = "default_auth_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Client addresses (per surface) remembered at once; past it the oldest window is dropped.
+    #[serde(default = "default_auth_clients")]
+    pub clients: usize,
+}
+
+impl Default for AuthLimitConfig {
+    fn default() -> Self {
+        AuthLimitConfig {
+            failures: default_auth_failures(),
+            window: default_auth_window(),
+            clients: default_auth_clients(),
+        }
+    }
+}
+
+impl AuthLimitConfig {
+    pub fn settings(&self) -> berth_core::auth_limit::AuthLimitSettings {
+        berth_core::auth_limit::AuthLimitSettings {
+            max_failures: self.failures,
+            window: self.window,
+            max_clients: self.clients,
+        }
+    }
+}
+
+fn default_auth_failures() -> u32 {
+    berth_core::auth_limit::AuthLimitSettings::default().max_failures
+}
+fn default_auth_window() -> Duration {
+    berth_core::auth_limit::AuthLimitSettings::default().window
+}
+fn default_auth_clients() -> usize {
+    berth_core::auth_limit::AuthLimitSettings::default().max_clients
 }
 
 /// Limits applied to every function that does not set its own.
@@ -376,6 +437,12 @@ pub struct GroupConfig {
     /// (`db = "main-postgres"`); unbound names resolve to the service of the same name.
     #[serde(default)]
     pub bind: BTreeMap<String, String>,
+    /// What the group's outbound HTTP client may call, as Spin writes it: `scheme://host[:port]`
+    /// entries (`"https://api.stripe.com"`, `"http://127.0.0.1:*"`, `"https://*.example.com"`,
+    /// `"*://*:*"`). Empty (the default): nothing. Malformed entries are refused here, with the
+    /// entry and how to write it; see `berth_services::outbound` for the rules.
+    #[serde(default)]
+    pub allowed_outbound_hosts: berth_services::outbound::AllowedHosts,
     /// SQL migrations applied when the group loads (default: the crate's `migrations/` folder).
     pub migrations: Option<PathBuf>,
     /// Where the group's code runs: `none` (in the host's process, the fastest) or `process`

@@ -341,6 +341,12 @@ fn packaged_toml(
     if target == Target::Container {
         let mut server = table(&mut doc, "server")?;
         server.insert("listen".into(), toml::Value::String("0.0.0.0:8080".into()));
+        // Off loopback `/invoke/` needs a token (berth refuses to start otherwise): without one
+        // configured, the container serves no direct invoke (BERTH_SERVER__DIRECT_INVOKE=true
+        // with BERTH_SERVER__INVOKE_TOKEN turns it on).
+        if !server.contains_key("invoke_token") && !server.contains_key("direct_invoke") {
+            server.insert("direct_invoke".into(), toml::Value::Boolean(false));
+        }
         doc.insert("server".into(), toml::Value::Table(server));
         if !doc.contains_key("data_dir")
             || doc.get("data_dir").and_then(|d| d.as_str()).is_some_and(|d| !d.starts_with('/'))
@@ -540,7 +546,12 @@ mod tests {
         let out = packaged_toml(text, Target::Container, &placed, &[], false).unwrap();
         let doc: toml::Table = out.parse().unwrap();
         assert_eq!(doc["server"]["listen"].as_str(), Some("0.0.0.0:8080"));
+        assert_eq!(doc["server"]["direct_invoke"].as_bool(), Some(false), "no invoke token: no /invoke/ off loopback");
         assert_eq!(doc["data_dir"].as_str(), Some("/var/lib/berth"));
+        let tokened = format!("{text}[server]\ninvoke_token = \"t0ken-0123456789\"\n");
+        let out = packaged_toml(&tokened, Target::Container, &placed, &[], false).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        assert!(doc["server"].get("direct_invoke").is_none(), "a configured token keeps /invoke/ on");
         assert!(doc.get("admin").is_none(), "a long-lived container keeps its admin API settings");
         assert!(doc.get("groups_file").is_none());
         let listed = format!("groups_file = \"/home/dev/shop/groups.toml\"\n{text}");

@@ -3,20 +3,22 @@
 //! ([`Runtime::install`], [`Runtime::remove`]) that `berth up`, hot swap (`crate::swap`),
 //! `berth invoke` and tests all take. `crate::server::start` binds the listeners around it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use berth_core::auth_limit::AuthLimiter;
 use berth_core::serving::{Readiness, ServingGroups};
 use berth_core::trigger::TriggerSupervisor;
 use berth_core::{Dispatcher, GroupCode, GroupInstance, Metrics, Trigger};
 use berth_services::host::GroupHost;
 use berth_services::registry::{GroupSettings, RegistrySettings, ServiceRegistry};
 use berth_triggers::blob::BlobTrigger;
-use berth_triggers::http::invoke::{InvokeApi, InvokeToken};
+use berth_triggers::http::invoke::{InvokeAccess, InvokeApi, InvokeToken};
 use berth_triggers::http::HttpTrigger;
 use berth_triggers::queue::{Publishers, QueueTrigger};
 use berth_triggers::timer::TimerTrigger;
 
-use crate::config::{BerthConfig, GroupConfig};
+use crate::config::{BerthConfig, GroupConfig, ServerConfig};
 use crate::install::{self, GroupError, Instantiated, Plugin};
 use crate::worker::LibraryWorker;
 
@@ -45,6 +47,65 @@ pub struct Runtime {
     pub worker: LibraryWorker,
     /// The platform this host serves on.
     pub platform: berth_platforms::Platform,
+    /// Failed-token counts of the admin API, `/invoke/` and `[middleware.auth]` (`[auth_limit]`).
+    pub auth_limiter: Arc<AuthLimiter>,
+}
+
+/// Why `/invoke/` may not be served as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeRefusal {
+    #[error(
+        "direct invoke: `server.listen = \"{addr}\"` is not a loopback address and `/invoke/` has no token; set \
+         `server.invoke_token` (or BERTH_SERVER__INVOKE_TOKEN), turn it off with `server.direct_invoke = false` \
+         (BERTH_SERVER__DIRECT_INVOKE=false), or listen on 127.0.0.1"
+    )]
+    Unprotected { addr: SocketAddr },
+    #[error(
+        "direct invoke: loopback callers are not exempt (`server.invoke_loopback_exempt = false`, the default on a \
+         platform) and there is no `server.invoke_token`, so nobody could call `/invoke/`; set `server.invoke_token` \
+         (or BERTH_SERVER__INVOKE_TOKEN) or `server.direct_invoke = false`"
+    )]
+    NoCaller,
+}
+
+/// Who may call `/invoke/...` on `platform`'s listener (see `server.direct_invoke` and
+/// `server.invoke_loopback_exempt`), or why it may not be served as configured.
+///
+/// Standalone, it is on; loopback callers need no token, others need `server.invoke_token`, and
+/// without one a non-loopback `server.listen` is refused (mirroring the admin API). On a
+/// platform's listener (FC, SCF web functions, kubeless, Knative: `0.0.0.0` by contract) the
+/// platform delivers its events through its own path, so `/invoke/` is on only with a token,
+/// which then every caller needs: sidecars such as Knative's queue-proxy connect from loopback.
+pub fn invoke_access(
+    server: &ServerConfig,
+    platform: berth_platforms::Platform,
+) -> Result<InvokeAccess, InvokeRefusal> {
+    let on_platform = platform != berth_platforms::Platform::Standalone;
+    let token =
+        server.invoke_token.as_ref().map(|t| t.0.trim()).filter(|t| !t.is_empty()).map(|t| InvokeToken(t.to_owned()));
+    match server.direct_invoke {
+        Some(false) => {
+            return Ok(InvokeAccess::Off {
+                why: "direct invoke is turned off on this host (`server.direct_invoke = false`)",
+            })
+        }
+        None if on_platform && token.is_none() => {
+            return Ok(InvokeAccess::Off {
+                why: "direct invoke is off on a platform's listener until `server.invoke_token` is set",
+            })
+        }
+        _ => {}
+    }
+    let loopback_exempt = server.invoke_loopback_exempt.unwrap_or(!on_platform);
+    if token.is_none() {
+        if !server.listen.ip().is_loopback() {
+            return Err(InvokeRefusal::Unprotected { addr: server.listen });
+        }
+        if !loopback_exempt {
+            return Err(InvokeRefusal::NoCaller);
+        }
+    }
+    Ok(InvokeAccess::On { token, loopback_exempt })
 }
 
 /// The timer trigger, claiming ticks in `[timers] lock` when one is set (checked when the
@@ -94,6 +155,7 @@ impl Runtime {
             data_dir: config.data_dir.clone(),
             services: config.services.clone(),
             http_client: config.http_client.clone(),
+            outbound_site: Default::default(),
         };
         let services = Arc::new(ServiceRegistry::new(settings, metrics.clone(), Some(publishers)));
         let kinds: Vec<Arc<dyn Trigger>> = vec![
@@ -102,8 +164,12 @@ impl Runtime {
             Arc::new(QueueTrigger::new(&config.queues, &metrics)),
         ];
         let serving = Arc::new(ServingGroups::default());
-        let token = config.server.invoke_token.as_ref().map(|t| InvokeToken(t.0.clone()));
-        let invoke = InvokeApi::new(dispatcher.clone(), token);
+        let auth_limiter = Arc::new(AuthLimiter::new(config.auth_limit.settings(), &metrics));
+        // `server::start_on` refuses a refused access before anything is built; elsewhere (no
+        // listener: `berth invoke`) a refused one is simply off.
+        let access = invoke_access(&config.server, platform)
+            .unwrap_or(InvokeAccess::Off { why: "direct invoke is refused by this host's settings" });
+        let invoke = InvokeApi::with_access(dispatcher.clone(), access, Some(auth_limiter.clone()));
         let triggers = Arc::new(TriggerSupervisor::new(dispatcher.clone(), kinds));
         if !crate::platform::runs_triggers(platform, config.platform.run_triggers) {
             triggers.leave_to_platform(platform.name());
@@ -118,6 +184,7 @@ impl Runtime {
             serving,
             metrics,
             config,
+            auth_limiter,
         }
     }
 
@@ -227,6 +294,7 @@ impl Runtime {
             secrets: &group_config.secrets,
             bind: &group_config.bind,
             migrations: migrations.as_deref(),
+            outbound: &group_config.allowed_outbound_hosts,
         };
         let services = match self.services.resolve(&manifest.name, &manifest.services, settings).await {
             Ok(s) => s,

@@ -24,6 +24,8 @@ pub enum ServeError {
     Static(#[from] berth_triggers::http::static_files::StaticError),
     #[error(transparent)]
     Middleware(#[from] berth_triggers::http::middleware::MiddlewareError),
+    #[error(transparent)]
+    Invoke(#[from] crate::runtime::InvokeRefusal),
 }
 
 /// A host serving in the background (for tests and embedding).
@@ -58,19 +60,27 @@ pub async fn start(config: BerthConfig) -> Result<RunningHost, ServeError> {
 pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<RunningHost, ServeError> {
     // A mount whose directory is missing refuses the start, before anything is bound.
     let statics = berth_triggers::http::static_files::StaticFiles::new(&config.statics)?;
+    // So does `/invoke/` reachable off loopback without a token.
+    if let berth_triggers::http::invoke::InvokeAccess::Off { why } =
+        crate::runtime::invoke_access(&config.server, platform)?
+    {
+        tracing::info!(%platform, "{why}");
+    }
+    let runtime = Arc::new(Runtime::on(config, platform));
+    let config = &runtime.config;
     // So are middleware settings that cannot work (a token variable unset): before any route serves.
     let layers = berth_triggers::http::middleware::Layers::new(
         &config.middleware,
         config.groups.iter().filter_map(|g| Some((g.name.as_deref()?, &g.middleware))),
         &|var| std::env::var(var).ok(),
+        Some(&runtime.auth_limiter),
     )?;
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
-    let admin = crate::admin::bind(&config).await?;
+    let admin = crate::admin::bind(config).await?;
     let admin_addr = admin.as_ref().map(|a| a.addr);
     let grace = config.server.shutdown_grace;
-    let runtime = Arc::new(Runtime::on(config, platform));
     runtime.http.statics.store(Arc::new(statics));
     runtime.http.layers.store(Arc::new(layers));
     let _ = runtime.http.openapi.set(runtime.config.openapi.clone());

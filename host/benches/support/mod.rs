@@ -79,11 +79,18 @@ pub fn registry(config: &BerthConfig) -> ServiceRegistry {
         data_dir: config.data_dir.clone(),
         services: config.services.clone(),
         http_client: config.http_client.clone(),
+        outbound_site: Default::default(),
     };
     ServiceRegistry::new(settings, berth_host::core::Metrics::new(), None)
 }
 
 /// What a `[[groups]]` entry says about the group's services.
 pub fn settings(gc: &GroupConfig) -> GroupSettings<'_> {
-    GroupSettings { config: &gc.config, secrets: &gc.secrets, bind: &gc.bind, migrations: None }
+    GroupSettings {
+        config: &gc.config,
+        secrets: &gc.secrets,
+        bind: &gc.bind,
+        migrations: None,
+        outbound: &gc.allowed_outbound_hosts,
+    }
 }

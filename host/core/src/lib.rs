@@ -11,6 +11,7 @@
 //! - [`provider`]: the [`ServiceProvider`] trait every `[services.*]` backend implements.
 //! - [`serving`]: the serving groups and readiness.
 //! - [`isolation`]: the [`isolation::Isolated`] trait of groups that run in a worker process.
+//! - [`auth_limit`]: failed-token limiting of the admin API, direct invoke and `[middleware.auth]`.
 //! - [`clock`], [`host_future`] (futures handed to plugins), [`metrics`] (Prometheus families),
 //!   [`error`] (the [`HttpError`] trait and the one JSON error body).
 //!
@@ -27,6 +28,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod auth_limit;
 pub mod call;
 pub mod clock;
 pub mod dispatcher;

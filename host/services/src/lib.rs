@@ -26,7 +26,7 @@
 //! let registry = ServiceRegistry::new(settings, berth_core::Metrics::new(), None);
 //! let (config, secrets, bind) = (serde_json::Map::new(), BTreeMap::new(), BTreeMap::new());
 //! let needs = [berth_core::loader::ServiceNeed { kind: "kv".into(), name: "cache".into(), interface: String::new(), version: String::new() }];
-//! let services = registry.resolve("todo", &needs, GroupSettings { config: &config, secrets: &secrets, bind: &bind, migrations: None }).await?;
+//! let services = registry.resolve("todo", &needs, GroupSettings { config: &config, secrets: &secrets, bind: &bind, migrations: None, outbound: &Default::default() }).await?;
 //! let host = berth_services::host::GroupHost::with_services("todo", services);
 //! # drop(host); Ok(()) }
 //! ```
@@ -39,6 +39,7 @@ pub mod host;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 pub mod kv;
+pub mod outbound;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;

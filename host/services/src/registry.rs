@@ -13,6 +13,7 @@ use berth_plugin_api::{HttpClientHandle, QueueHandle};
 
 use crate::config::{HttpClientConfig, SecretSource, ServiceSection};
 use crate::exports::ExportDirectory;
+use crate::outbound::{AllowedHosts, GrantSite};
 use crate::{GroupServices, Secret};
 
 /// Kinds a build of berth may leave out: (kind, family, the cargo feature that brings it in).
@@ -44,6 +45,9 @@ pub struct RegistrySettings {
     pub services: BTreeMap<String, ServiceSection>,
     /// `[http_client]`.
     pub http_client: HttpClientConfig,
+    /// Where a refused outbound call's message says to grant it (berth.toml, or the test
+    /// harness).
+    pub outbound_site: GrantSite,
 }
 
 /// What one `[[groups]]` entry says about the group's services.
@@ -57,6 +61,8 @@ pub struct GroupSettings<'a> {
     pub bind: &'a BTreeMap<String, String>,
     /// The group's migrations folder, if it has one.
     pub migrations: Option<&'a Path>,
+    /// `allowed_outbound_hosts`: what the group's HTTP client may call (empty: nothing).
+    pub outbound: &'a AllowedHosts,
 }
 
 /// Where queue publish handles come from: `[queues.*]`, whose broker connections the queue
@@ -119,8 +125,6 @@ pub struct ServiceRegistry {
     providers: Vec<Arc<dyn ServiceProvider>>,
     metrics: Metrics,
     opened: Mutex<BTreeMap<String, Arc<dyn OpenedService>>>,
-    #[cfg(feature = "http-client")]
-    http: Mutex<Option<HttpClientHandle>>,
     queues: Option<Arc<dyn QueueSource>>,
     /// Services groups export to each other.
     pub exports: Arc<ExportDirectory>,
@@ -134,8 +138,6 @@ impl ServiceRegistry {
             providers: providers(),
             metrics,
             opened: Mutex::new(BTreeMap::new()),
-            #[cfg(feature = "http-client")]
-            http: Mutex::new(None),
             queues,
             exports: Arc::new(ExportDirectory::default()),
         }
@@ -179,21 +181,22 @@ impl ServiceRegistry {
         Ok(o)
     }
 
+    /// The group's own outbound client, with its `allowed_outbound_hosts` (built once per
+    /// install; a group that declares no `http()` gets none, and pays nothing).
     #[cfg(feature = "http-client")]
-    fn http_client(&self) -> Result<HttpClientHandle, String> {
+    fn http_client(&self, group: &str, outbound: &AllowedHosts) -> Result<HttpClientHandle, String> {
         use berth_plugin_api::abi_stable::{sabi_trait::TD_Opaque, std_types::RArc};
-        let mut http = self.http.lock().expect("registry lock");
-        Ok(http
-            .get_or_insert_with(|| {
-                let client =
-                    crate::http_client::OutboundClient::new(&self.settings.http_client, self.metrics.service("http"));
-                berth_plugin_api::HttpClient_TO::from_ptr(RArc::new(client), TD_Opaque)
-            })
-            .clone())
+        let policy = crate::outbound::OutboundPolicy {
+            group: group.into(),
+            hosts: outbound.clone(),
+            site: self.settings.outbound_site,
+        };
+        let client = crate::http_client::OutboundClient::new(&self.settings.http_client, &self.metrics, policy);
+        Ok(berth_plugin_api::HttpClient_TO::from_ptr(RArc::new(client), TD_Opaque))
     }
 
     #[cfg(not(feature = "http-client"))]
-    fn http_client(&self) -> Result<HttpClientHandle, String> {
+    fn http_client(&self, _group: &str, _outbound: &AllowedHosts) -> Result<HttpClientHandle, String> {
         Err("it declares the outbound HTTP client, which this berth was built without; rebuild it with \
              `--features http-client` (or `--features full`)"
             .into())
@@ -260,7 +263,7 @@ impl ServiceRegistry {
         for need in needs {
             let target = settings.bind.get(&need.name).cloned().unwrap_or_else(|| need.name.clone());
             let bound = match need.kind.as_str() {
-                "http" => self.http_client().map(|h| out.http = Some(h)),
+                "http" => self.http_client(group, settings.outbound).map(|h| out.http = Some(h)),
                 "secret" => self.secret(&need.name, settings.secrets).map(|s| {
                     out.secrets.insert(need.name.clone(), s);
                 }),

@@ -1,9 +1,11 @@
 //! Admin API requests: authentication, routing, and JSON in and out.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_core::auth_limit::Surface;
 use berth_core::error::{bearer_token, error_response, json_error, pretty_json_response as json, same_secret, Body};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -20,9 +22,17 @@ fn authorized(ctx: &AdminContext, req: &Request<Incoming>) -> bool {
     bearer_token(req.headers()).is_some_and(|t| same_secret(t.as_bytes(), ctx.token.as_bytes()))
 }
 
-/// Serves one admin request.
-pub(super) async fn handle(ctx: Arc<AdminContext>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Serves one admin request from `peer`.
+pub(super) async fn handle(
+    ctx: Arc<AdminContext>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    if let Err(throttled) = ctx.limiter.check(Surface::Admin, peer.ip()) {
+        return Ok(throttled.response(Surface::Admin, None));
+    }
     if !authorized(&ctx, &req) {
+        ctx.limiter.failed(Surface::Admin, peer.ip());
         let mut res = error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -1,6 +1,7 @@
 //! The admin API: a second listener (`[admin] listen`, default 127.0.0.1:8081) to list groups and
 //! hot-swap them. Every request needs `Authorization: Bearer <token>`; a wrong or missing token is
-//! answered 401 before anything else is read or changed.
+//! answered 401 before anything else is read or changed, and counted against the peer's address
+//! (`[auth_limit]`): past the limit its requests get 429 `too_many_attempts` unchecked.
 //!
 //! The token is `[admin] token` (or `BERTH_ADMIN__TOKEN`). Without one the API starts only on a
 //! loopback address, with a random token written to `<data_dir>/admin.token` (mode 0600) for the
@@ -51,6 +52,7 @@ struct AdminContext {
     deployments: Arc<Deployments>,
     token: String,
     max_upload: u64,
+    limiter: Arc<berth_core::auth_limit::AuthLimiter>,
 }
 
 /// The admin listener, bound but not serving yet (it serves once the groups are loaded).
@@ -109,10 +111,11 @@ impl AdminListener {
     /// Serves the admin API in the background until [`AdminServer::shutdown`].
     pub fn serve(self, deployments: Arc<Deployments>) -> AdminServer {
         let (stop, mut stopped) = watch::channel(false);
-        let ctx = Arc::new(AdminContext { deployments, token: self.token, max_upload: self.max_upload });
+        let limiter = deployments.runtime.auth_limiter.clone();
+        let ctx = Arc::new(AdminContext { deployments, token: self.token, max_upload: self.max_upload, limiter });
         let listener = self.listener;
         let task = tokio::spawn(async move {
-            let handler = move |req, _peer| api::handle(ctx.clone(), req);
+            let handler = move |req, peer| api::handle(ctx.clone(), req, peer);
             berth_triggers::http::server::serve("admin", listener, handler, ADMIN_GRACE, async move {
                 let _ = stopped.changed().await;
             })

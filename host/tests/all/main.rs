@@ -1,6 +1,7 @@
 //! Integration tests of the berth host: real HTTP against a host with the real cdylib example
 //! groups (and one fixture plugin per loader failure) loaded. One binary, a module per area.
 
+mod auth_limits;
 mod axum_app;
 mod cli;
 mod client;
@@ -12,6 +13,8 @@ mod limits;
 mod loading;
 mod middleware;
 mod openapi;
+#[cfg(feature = "http-client")]
+mod outbound;
 mod panics;
 mod peers;
 mod pinning;

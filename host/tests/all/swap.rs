@@ -330,7 +330,8 @@ impl SwapHost {
 #[tokio::test]
 async fn the_admin_api_without_or_with_a_wrong_token_answers_401_and_changes_nothing() {
     let (v1, v2) = (fixture("swap-v1").await, fixture("swap-v2").await);
-    let h = SwapHost::start(&v1, Some(TOKEN), "").await;
+    // 18 refusals from one address: past the default failure limit (tested in auth_limits).
+    let h = SwapHost::start(&v1, Some(TOKEN), "[auth_limit]\nfailures = 0\n").await;
     let bytes = std::fs::read(&v2).unwrap();
     let wrong = [vec![], vec![("authorization", "Bearer nope")], vec![("authorization", "Basic c3dhcC10ZXN0LXRva2Vu")]];
     for headers in &wrong {

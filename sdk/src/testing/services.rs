@@ -17,6 +17,7 @@ use berth_plugin_api::{
 };
 use berth_services::config::{SecretSource, ServiceSection};
 use berth_services::host::GroupHost;
+use berth_services::outbound::{AllowedHosts, GrantSite, PatternError};
 use berth_services::registry::{GroupSettings, QueueSource, RegistrySettings, ServiceRegistry};
 use berth_services::ResolveError;
 
@@ -41,7 +42,7 @@ use crate::{Error, GroupContext};
 /// | `redis("raw")` | the Redis server of `REDIS_URL` (feature `testing-redis`); otherwise calls fail naming what to set |
 /// | `blob("uploads")` | a local bucket (a directory) |
 /// | `queue("orders")` | a recorder: [`TestGroup::published`] lists what was published (there is no broker in a unit test) |
-/// | `http()` | the host's outbound client (feature `testing-http`); otherwise calls fail naming the feature |
+/// | `http()` | the host's outbound client (feature `testing-http`), allowed to call what [`TestGroupBuilder::allow_outbound`] lists and nothing else by default; otherwise calls fail naming the feature |
 /// | `secret("key")` | the value given with [`TestGroupBuilder::secret`] |
 /// | an interface crate's `requirement("users")` | the export of a group loaded with [`TestGroupBuilder::provider`] |
 /// | (always) `ctx.config()` | the JSON given with [`TestGroupBuilder::config`] |
@@ -70,6 +71,7 @@ pub struct TestGroupBuilder {
     secrets: BTreeMap<String, String>,
     migrations: Vec<(String, PathBuf)>,
     providers: Vec<GroupDef>,
+    allowed_outbound_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for TestGroupBuilder {
@@ -80,6 +82,7 @@ impl std::fmt::Debug for TestGroupBuilder {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("migrations", &self.migrations)
             .field("providers", &self.providers.iter().map(|p| p.name).collect::<Vec<_>>())
+            .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .finish()
     }
 }
@@ -107,6 +110,19 @@ impl TestGroupBuilder {
         self
     }
 
+    /// What the group's outbound HTTP client (`ctx.http()`) may call: entries of
+    /// `allowed_outbound_hosts` as berth.toml writes them (`"http://127.0.0.1:*"`,
+    /// `"https://api.example.com"`, `"*://*:*"`); each call adds to the list. The default, as in
+    /// the host, is nothing: a test makes the grant its group will need in berth.toml explicit,
+    /// and a refused call's error names the entry to add here. Link-local and metadata addresses
+    /// are refused unless listed by address, and loopback unless listed (`127.0.0.1`, `localhost`).
+    /// A malformed entry fails [`TestGroupBuilder::start`] with the entry and how to write it.
+    /// Providers get no outbound access.
+    pub fn allow_outbound(mut self, entries: &[&str]) -> Self {
+        self.allowed_outbound_hosts.extend(entries.iter().map(|e| (*e).to_owned()));
+        self
+    }
+
     /// Loads another group first, with its own services (on the same backends, as in one host),
     /// and serves its exports to this one and to providers added after it. A provider starts
     /// with an empty configuration and no secrets; its init hook runs.
@@ -118,12 +134,14 @@ impl TestGroupBuilder {
     /// Provisions the services, loads the providers, applies the migrations and runs the
     /// group's init hook.
     pub fn start(self) -> Result<TestGroup, StartError> {
-        let TestGroupBuilder { def, config, secrets, migrations, providers } = self;
+        let TestGroupBuilder { def, config, secrets, migrations, providers, allowed_outbound_hosts } = self;
         let config = match config {
             serde_json::Value::Object(map) => map,
             serde_json::Value::Null => serde_json::Map::new(),
             other => return Err(StartError::Config { group: def.name.to_owned(), value: other.to_string() }),
         };
+        let outbound = AllowedHosts::parse(&allowed_outbound_hosts)
+            .map_err(|error| StartError::Outbound { group: def.name.to_owned(), error })?;
         let backends = Backends::from_env()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -145,7 +163,12 @@ impl TestGroupBuilder {
             sections.insert(CLEANUP_REDIS.to_owned(), section(serde_json::json!({ "kind": "redis", "url": url })));
         }
         let captured = Arc::new(Captured::default());
-        let settings = RegistrySettings { data_dir: dir.path().to_owned(), services: sections, ..Default::default() };
+        let settings = RegistrySettings {
+            data_dir: dir.path().to_owned(),
+            services: sections,
+            outbound_site: GrantSite::TestHarness,
+            ..Default::default()
+        };
         let queues: Arc<dyn QueueSource> = Arc::new(Recorder(captured.clone()));
         let metrics = Metrics::new();
         let registry = Arc::new(ServiceRegistry::new(settings, metrics.clone(), Some(queues)));
@@ -167,13 +190,19 @@ impl TestGroupBuilder {
 
         let mut exported = BTreeSet::new();
         for p in &providers {
-            let load = Load { def: p, config: &serde_json::Map::new(), secrets: &BTreeMap::new(), migrations: &[] };
+            let load = Load {
+                def: p,
+                config: &serde_json::Map::new(),
+                secrets: &BTreeMap::new(),
+                migrations: &[],
+                outbound: &AllowedHosts::default(),
+            };
             let host = env.block_on(load.run(&registry, &backends, env.dir.path(), &exported))?;
             let instance = env.block_on(serve_exports(&registry, p, host))?;
             exported.extend(p.exports.iter().map(|e| e.name.to_owned()));
             env.providers.push(instance);
         }
-        let load = Load { def: &def, config: &config, secrets: &secrets, migrations: &migrations };
+        let load = Load { def: &def, config: &config, secrets: &secrets, migrations: &migrations, outbound: &outbound };
         let host = env.block_on(load.run(&registry, &backends, env.dir.path(), &exported))?;
         Ok(TestGroup { def, host, env })
     }
@@ -190,6 +219,9 @@ pub enum StartError {
          directory (TMPDIR) exists and is writable"
     )]
     TempDir(#[source] std::io::Error),
+    /// An entry of [`TestGroupBuilder::allow_outbound`] is malformed.
+    #[error("`.allow_outbound(...)` of group `{group}`: {error}")]
+    Outbound { group: String, error: PatternError },
     #[error("`.config(...)` of group `{group}` must be a JSON object (what `[groups.config]` holds), not `{value}`")]
     Config { group: String, value: String },
     /// What the group declares that the builder did not give (every problem at once, as the
@@ -255,7 +287,8 @@ impl Published {
 }
 
 impl TestGroup {
-    /// A group under test with options: configuration, secrets, migrations, provider groups.
+    /// A group under test with options: configuration, secrets, migrations, provider groups,
+    /// outbound hosts.
     pub fn builder(def: GroupDef) -> TestGroupBuilder {
         TestGroupBuilder {
             def,
@@ -263,6 +296,7 @@ impl TestGroup {
             secrets: BTreeMap::new(),
             migrations: Vec::new(),
             providers: Vec::new(),
+            allowed_outbound_hosts: Vec::new(),
         }
     }
 
@@ -626,7 +660,14 @@ fn no_settings() -> GroupSettings<'static> {
     static CONFIG: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>> = std::sync::OnceLock::new();
     static EMPTY: BTreeMap<String, SecretSource> = BTreeMap::new();
     static BIND: BTreeMap<String, String> = BTreeMap::new();
-    GroupSettings { config: CONFIG.get_or_init(serde_json::Map::new), secrets: &EMPTY, bind: &BIND, migrations: None }
+    static NONE: AllowedHosts = AllowedHosts::new();
+    GroupSettings {
+        config: CONFIG.get_or_init(serde_json::Map::new),
+        secrets: &EMPTY,
+        bind: &BIND,
+        migrations: None,
+        outbound: &NONE,
+    }
 }
 
 // === loading one group ===
@@ -637,6 +678,7 @@ struct Load<'a> {
     config: &'a serde_json::Map<String, serde_json::Value>,
     secrets: &'a BTreeMap<String, String>,
     migrations: &'a [(String, PathBuf)],
+    outbound: &'a AllowedHosts,
 }
 
 fn needs_of(def: &GroupDef) -> Vec<ServiceNeed> {
@@ -689,7 +731,13 @@ impl Load<'_> {
         }
         let secrets = self.write_secrets(&needs, data_dir)?;
         let bind = BTreeMap::new();
-        let settings = GroupSettings { config: self.config, secrets: &secrets, bind: &bind, migrations: None };
+        let settings = GroupSettings {
+            config: self.config,
+            secrets: &secrets,
+            bind: &bind,
+            migrations: None,
+            outbound: self.outbound,
+        };
         let services = registry.resolve(group, &needs, settings).await?;
         for (service, dir) in self.migrations {
             let Some(need) = needs.iter().find(|n| n.kind == "sql" && n.name == *service) else {

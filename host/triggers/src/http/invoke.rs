@@ -5,13 +5,18 @@
 //!   outcome is at `GET /invoke/results/{id}` (kept for the last [`RESULTS_KEPT`] calls).
 //!
 //! CloudEvents binary-mode headers (`ce-id`, `ce-type`, `ce-source`, `ce-subject`) are honoured;
-//! otherwise the event gets the request id, type `berth.invoke` and source `berth/invoke`. From a
-//! non-loopback address a bearer token (`server.invoke_token`) is required.
+//! otherwise the event gets the request id, type `berth.invoke` and source `berth/invoke`.
+//!
+//! Who may call is an [`InvokeAccess`]: off (404 to everyone), or on with a bearer token
+//! (`server.invoke_token`) required from every caller except, where loopback is trusted,
+//! loopback peers. Wrong or missing tokens are counted per client by the host's
+//! [`AuthLimiter`]; past its limit a client gets 429 `too_many_attempts` unchecked.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use berth_core::auth_limit::{AuthLimiter, Surface};
 use berth_core::dispatcher::{DeliveryError, Dispatcher, EventData};
 use berth_core::error::{bearer_token, json_error, json_response, same_secret, Body};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -72,20 +77,61 @@ impl std::fmt::Debug for InvokeToken {
     }
 }
 
-/// Whether the caller may invoke: loopback always; elsewhere only with the configured token.
-fn authorized<B>(req: &Request<B>, peer: SocketAddr, token: Option<&InvokeToken>) -> Result<(), (StatusCode, String)> {
-    if peer.ip().is_loopback() {
-        return Ok(());
+/// Who may call `/invoke/...`.
+#[derive(Debug, Clone)]
+pub enum InvokeAccess {
+    /// `/invoke/` answers 404 to everyone; `why` says how to turn it on.
+    Off { why: &'static str },
+    /// On: callers need `token`, except loopback peers when `loopback_exempt` (without a token,
+    /// only those may call).
+    On { token: Option<InvokeToken>, loopback_exempt: bool },
+}
+
+/// Why a caller may not invoke: the answer to send.
+fn refused(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Body> {
+    let mut res = error(status, code, message, request_id);
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    res
+}
+
+/// The answer refusing the caller, or `None` when it may invoke.
+fn refusal<B>(
+    req: &Request<B>,
+    peer: SocketAddr,
+    access: &InvokeAccess,
+    limiter: Option<&AuthLimiter>,
+    request_id: &str,
+) -> Option<Response<Body>> {
+    let (token, loopback_exempt) = match access {
+        InvokeAccess::Off { why } => return Some(error(StatusCode::NOT_FOUND, "not_found", why, request_id)),
+        InvokeAccess::On { token, loopback_exempt } => (token.as_ref(), *loopback_exempt),
+    };
+    if loopback_exempt && peer.ip().is_loopback() {
+        return None;
     }
     let Some(token) = token else {
-        return Err((
+        return Some(refused(
             StatusCode::FORBIDDEN,
-            "direct invoke from a non-loopback address needs `server.invoke_token` to be configured".into(),
+            "unauthorized",
+            "direct invoke from a non-loopback address needs `server.invoke_token` to be configured",
+            request_id,
         ));
     };
+    if let Some(limiter) = limiter {
+        if let Err(throttled) = limiter.check(Surface::Invoke, peer.ip()) {
+            return Some(throttled.response(Surface::Invoke, Some(request_id)));
+        }
+    }
     match bearer_token(req.headers()) {
-        Some(given) if same_secret(given.as_bytes(), token.0.as_bytes()) => Ok(()),
-        _ => Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into())),
+        Some(given) if same_secret(given.as_bytes(), token.0.as_bytes()) => None,
+        _ => {
+            if let Some(limiter) = limiter {
+                limiter.failed(Surface::Invoke, peer.ip());
+            }
+            Some(refused(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token", request_id))
+        }
     }
 }
 
@@ -93,31 +139,37 @@ fn authorized<B>(req: &Request<B>, peer: SocketAddr, token: Option<&InvokeToken>
 pub struct InvokeApi {
     pub dispatcher: Arc<Dispatcher>,
     pub results: Arc<AsyncResults>,
-    pub token: Option<InvokeToken>,
+    pub access: InvokeAccess,
+    /// Counts wrong tokens per client (none: unlimited, as in the SDK's test server).
+    pub limiter: Option<Arc<AuthLimiter>>,
 }
 
 impl InvokeApi {
+    /// On, with `token` needed from non-loopback callers, and no failure limit.
     pub fn new(dispatcher: Arc<Dispatcher>, token: Option<InvokeToken>) -> Self {
-        InvokeApi { dispatcher, results: Arc::default(), token }
+        Self::with_access(dispatcher, InvokeAccess::On { token, loopback_exempt: true }, None)
+    }
+
+    /// With `access` deciding who may call, and `limiter` counting wrong tokens.
+    pub fn with_access(dispatcher: Arc<Dispatcher>, access: InvokeAccess, limiter: Option<Arc<AuthLimiter>>) -> Self {
+        InvokeApi { dispatcher, results: Arc::default(), access, limiter }
     }
 
     /// Serves `/invoke/...`.
     pub async fn handle<B: RequestBody>(&self, req: Request<B>, peer: SocketAddr, request_id: &str) -> Response<Body> {
-        handle(&self.dispatcher, &self.results, self.token.as_ref(), req, peer, request_id).await
+        if let Some(res) = refusal(&req, peer, &self.access, self.limiter.as_deref(), request_id) {
+            return res;
+        }
+        handle(&self.dispatcher, &self.results, req, request_id).await
     }
 }
 
 async fn handle<B: RequestBody>(
     dispatcher: &Arc<Dispatcher>,
     results: &Arc<AsyncResults>,
-    token: Option<&InvokeToken>,
     req: Request<B>,
-    peer: SocketAddr,
     request_id: &str,
 ) -> Response<Body> {
-    if let Err((status, message)) = authorized(&req, peer, token) {
-        return error(status, "unauthorized", &message, request_id);
-    }
     let path = req.uri().path().trim_start_matches("/invoke/").to_owned();
     let segments: Vec<&str> = path.split('/').collect();
     match (req.method(), segments.as_slice()) {

@@ -8,6 +8,8 @@
 //! - **Auth** (`auth`): `kind = "bearer"` (`Authorization: Bearer <token>`) or `"api_key"` (a
 //!   header, `x-api-key` by default) checked against tokens from the environment or files,
 //!   compared in constant time; a request without a valid one gets 401 before the function runs.
+//!   Failures are counted per client by the host's [`AuthLimiter`]: past its limit a client
+//!   gets 429 `too_many_attempts` (with `retry-after`) without its token being checked.
 //!   `kind = "none"` exempts a group from the host's.
 //! - **Access log** (`access_log = true`): one `berth::access` line per request with method,
 //!   path, status, duration, group, function and request id.
@@ -16,9 +18,11 @@
 //! function. A host with no layers configured pays one atomic load per request.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::auth_limit::{AuthLimiter, Surface};
 use berth_core::error::{json_error, Body};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde::Deserialize;
@@ -117,6 +121,8 @@ struct Auth {
     kind: AuthKind,
     header: header::HeaderName,
     tokens: Vec<Vec<u8>>,
+    /// Counts failures per client (none: unlimited).
+    limiter: Option<Arc<AuthLimiter>>,
 }
 
 /// The layers one group's routes go through.
@@ -204,7 +210,12 @@ impl Cors {
 }
 
 impl Auth {
-    fn new(c: &AuthConfig, scope: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Auth, MiddlewareError> {
+    fn new(
+        c: &AuthConfig,
+        scope: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        limiter: Option<&Arc<AuthLimiter>>,
+    ) -> Result<Auth, MiddlewareError> {
         let bad = |message: String| MiddlewareError::Auth { scope: scope.to_owned(), message };
         let header = match (c.kind, &c.header) {
             (AuthKind::ApiKey, Some(h)) => {
@@ -235,7 +246,7 @@ impl Auth {
         if c.kind != AuthKind::None && tokens.is_empty() {
             return Err(bad("`tokens` is empty: every request would be refused".into()));
         }
-        Ok(Auth { kind: c.kind, header, tokens })
+        Ok(Auth { kind: c.kind, header, tokens, limiter: limiter.cloned() })
     }
 
     fn admits(&self, headers: &HeaderMap) -> bool {
@@ -259,9 +270,10 @@ impl LayerSet {
         c: &MiddlewareConfig,
         scope: &str,
         env: &dyn Fn(&str) -> Option<String>,
+        limiter: Option<&Arc<AuthLimiter>>,
     ) -> Result<Option<LayerSet>, MiddlewareError> {
         let cors = c.cors.as_ref().map(|c| Cors::new(c, scope)).transpose()?;
-        let auth = c.auth.as_ref().map(|a| Auth::new(a, scope, env)).transpose()?;
+        let auth = c.auth.as_ref().map(|a| Auth::new(a, scope, env, limiter)).transpose()?;
         let access_log = c.access_log.unwrap_or(false);
         let auth = auth.filter(|a| a.kind != AuthKind::None);
         Ok((cors.is_some() || auth.is_some() || access_log).then_some(LayerSet { cors, auth, access_log }))
@@ -272,32 +284,42 @@ impl LayerSet {
         self.cors.as_ref().map(|cors| self.preflight(cors, parts))
     }
 
-    /// What answers before the function runs: a preflight, or a refused credential.
-    pub fn before(&self, parts: &http::request::Parts, request_id: &str) -> Option<Response<Body>> {
+    /// What answers before the function runs: a preflight, a refused credential, or (after too
+    /// many refused ones from `peer`, when the listener knows it) a 429.
+    pub fn before(
+        &self,
+        parts: &http::request::Parts,
+        peer: Option<IpAddr>,
+        request_id: &str,
+    ) -> Option<Response<Body>> {
         if let Some(cors) = &self.cors {
             if parts.method == Method::OPTIONS && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
                 return Some(self.preflight(cors, parts));
             }
         }
-        match &self.auth {
-            Some(auth) if !auth.admits(&parts.headers) => {
-                let what = match auth.kind {
-                    AuthKind::ApiKey => format!("a valid `{}` header", auth.header),
-                    _ => "`authorization: Bearer <token>`".to_owned(),
-                };
-                let mut res = json_error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    &format!("this route needs {what}"),
-                    Some(request_id),
-                );
-                if auth.kind == AuthKind::Bearer {
-                    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                }
-                Some(res)
+        let auth = self.auth.as_ref()?;
+        let limit = auth.limiter.as_deref().zip(peer);
+        if let Some((limiter, ip)) = limit {
+            if let Err(throttled) = limiter.check(Surface::Middleware, ip) {
+                return Some(throttled.response(Surface::Middleware, Some(request_id)));
             }
-            _ => None,
         }
+        if auth.admits(&parts.headers) {
+            return None;
+        }
+        if let Some((limiter, ip)) = limit {
+            limiter.failed(Surface::Middleware, ip);
+        }
+        let what = match auth.kind {
+            AuthKind::ApiKey => format!("a valid `{}` header", auth.header),
+            _ => "`authorization: Bearer <token>`".to_owned(),
+        };
+        let mut res =
+            json_error(StatusCode::UNAUTHORIZED, "unauthorized", &format!("this route needs {what}"), Some(request_id));
+        if auth.kind == AuthKind::Bearer {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Some(res)
     }
 
     fn preflight(&self, cors: &Cors, parts: &http::request::Parts) -> Response<Body> {
@@ -351,13 +373,14 @@ impl LayerSet {
 
 impl Layers {
     /// The layers of `host` (`[middleware]`) and of each group that sets its own; `env` reads
-    /// token variables.
+    /// token variables, `limiter` counts refused tokens per client.
     pub fn new<'a>(
         host: &MiddlewareConfig,
         groups: impl IntoIterator<Item = (&'a str, &'a MiddlewareConfig)>,
         env: &dyn Fn(&str) -> Option<String>,
+        limiter: Option<&Arc<AuthLimiter>>,
     ) -> Result<Layers, MiddlewareError> {
-        let host_set = LayerSet::new(host, "[middleware]", env)?.map(Arc::new);
+        let host_set = LayerSet::new(host, "[middleware]", env, limiter)?.map(Arc::new);
         let mut sets = HashMap::new();
         for (group, c) in groups {
             if *c == MiddlewareConfig::default() {
@@ -370,7 +393,7 @@ impl Layers {
                 access_log: c.access_log.or(host.access_log),
             };
             let scope = format!("[groups.middleware] of group `{group}`");
-            sets.insert(group.to_owned(), LayerSet::new(&merged, &scope, env)?.map(Arc::new));
+            sets.insert(group.to_owned(), LayerSet::new(&merged, &scope, env, limiter)?.map(Arc::new));
         }
         Ok(Layers { host: host_set, groups: sets })
     }
@@ -410,40 +433,67 @@ mod tests {
     #[test]
     fn bearer_and_api_key_tokens_are_checked() {
         let host = toml("[auth]\nkind = \"bearer\"\ntokens = [{ env = \"TOKEN\" }]\n");
-        let layers = Layers::new(&host, [], &env).unwrap();
+        let layers = Layers::new(&host, [], &env, None).unwrap();
         let set = layers.for_group("g").unwrap();
-        assert!(set.before(&parts("GET", &[("authorization", "Bearer 0123456789abcdef-token")]), "r").is_none());
-        assert!(set.before(&parts("GET", &[("authorization", "bearer 0123456789abcdef-token")]), "r").is_none());
+        assert!(set.before(&parts("GET", &[("authorization", "Bearer 0123456789abcdef-token")]), None, "r").is_none());
+        assert!(set.before(&parts("GET", &[("authorization", "bearer 0123456789abcdef-token")]), None, "r").is_none());
         for wrong in ["Bearer 0123456789abcdef-tokeN", "Basic 0123456789abcdef-token", "Bearer", ""] {
-            let res = set.before(&parts("GET", &[("authorization", wrong)]), "r").expect("refused");
+            let res = set.before(&parts("GET", &[("authorization", wrong)]), None, "r").expect("refused");
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{wrong}");
         }
         let pre = parts("OPTIONS", &[("origin", "https://a.example"), ("access-control-request-method", "GET")]);
         assert!(set.preflight_answer(&pre).is_none(), "no CORS, no preflight answer (the route's 405 stands)");
         let key = toml("[auth]\nkind = \"api_key\"\nheader = \"x-key\"\ntokens = [{ env = \"TOKEN\" }]\n");
-        let layers = Layers::new(&key, [], &env).unwrap();
+        let layers = Layers::new(&key, [], &env, None).unwrap();
         let set = layers.for_group("g").unwrap();
-        assert!(set.before(&parts("GET", &[("x-key", "0123456789abcdef-token")]), "r").is_none());
-        assert!(set.before(&parts("GET", &[("x-api-key", "0123456789abcdef-token")]), "r").is_some());
+        assert!(set.before(&parts("GET", &[("x-key", "0123456789abcdef-token")]), None, "r").is_none());
+        assert!(set.before(&parts("GET", &[("x-api-key", "0123456789abcdef-token")]), None, "r").is_some());
+    }
+
+    #[test]
+    fn refused_tokens_are_limited_per_peer_and_the_limit_answers_unchecked() {
+        use berth_core::auth_limit::{AuthLimitSettings, AuthLimiter};
+        let settings = AuthLimitSettings { max_failures: 2, window: Duration::from_secs(60), max_clients: 10 };
+        let limiter = Arc::new(AuthLimiter::new(settings, &berth_core::Metrics::new()));
+        let host = toml("[auth]\nkind = \"bearer\"\ntokens = [{ env = \"TOKEN\" }]\n");
+        let layers = Layers::new(&host, [], &env, Some(&limiter)).unwrap();
+        let set = layers.for_group("g").unwrap();
+        let (right, wrong) = (
+            parts("GET", &[("authorization", "Bearer 0123456789abcdef-token")]),
+            parts("GET", &[("authorization", "Bearer guess")]),
+        );
+        let (a, b) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
+        assert!(set.before(&right, a, "r").is_none(), "a success is not counted");
+        for _ in 0..2 {
+            assert_eq!(set.before(&wrong, a, "r").unwrap().status(), StatusCode::UNAUTHORIZED);
+        }
+        let res = set.before(&right, a, "r").expect("throttled, even with the right token");
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "60");
+        assert!(set.before(&right, b, "r").is_none(), "another peer is unaffected");
+        assert!(set.before(&right, None, "r").is_none(), "no peer (a platform event): not limited");
+        limiter.advance(Duration::from_secs(60));
+        assert!(set.before(&right, a, "r").is_none(), "the window ended");
     }
 
     #[test]
     fn a_group_can_replace_or_drop_the_hosts_layers() {
         let host = toml("access_log = true\n[auth]\nkind = \"bearer\"\ntokens = [{ env = \"TOKEN\" }]\n");
         let public = toml("[auth]\nkind = \"none\"\n");
-        let layers = Layers::new(&host, [("public", &public)], &env).unwrap();
-        assert!(layers.for_group("public").unwrap().before(&parts("GET", &[]), "r").is_none());
+        let layers = Layers::new(&host, [("public", &public)], &env, None).unwrap();
+        assert!(layers.for_group("public").unwrap().before(&parts("GET", &[]), None, "r").is_none());
         let quiet = toml("[auth]\nkind = \"none\"\n");
         let bare = Layers::new(
             &toml("[auth]\nkind = \"bearer\"\ntokens = [{ env = \"TOKEN\" }]\n"),
             [("quiet", &quiet)],
             &env,
+            None,
         )
         .unwrap();
         assert!(bare.for_group("quiet").is_none(), "a group its settings leave without layers has none");
         assert!(layers.for_group("public").unwrap().access_log, "the host's access log still applies");
-        assert!(layers.for_group("private").unwrap().before(&parts("GET", &[]), "r").is_some());
-        assert!(Layers::new(&MiddlewareConfig::default(), [], &env).unwrap().for_group("g").is_none());
+        assert!(layers.for_group("private").unwrap().before(&parts("GET", &[]), None, "r").is_some());
+        assert!(Layers::new(&MiddlewareConfig::default(), [], &env, None).unwrap().for_group("g").is_none());
     }
 
     #[test]
@@ -457,12 +507,15 @@ mod tests {
             ("[cors]\nallow_origins = [\"app.example.com\"]\n", "must be a scheme and host"),
         ];
         for (text, want) in cases {
-            let err = Layers::new(&toml(text), [], &env).err().expect(text).to_string();
+            let err = Layers::new(&toml(text), [], &env, None).err().expect(text).to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
-        let err = Layers::new(&toml("[auth]\nkind = \"bearer\"\ntokens = [{ env = \"SHORT\" }]\n"), [], &|_| {
-            Some("abc".to_owned())
-        })
+        let err = Layers::new(
+            &toml("[auth]\nkind = \"bearer\"\ntokens = [{ env = \"SHORT\" }]\n"),
+            [],
+            &|_| Some("abc".to_owned()),
+            None,
+        )
         .err()
         .unwrap()
         .to_string();
@@ -472,16 +525,16 @@ mod tests {
     #[test]
     fn cors_answers_preflights_and_decorates_allowed_origins_only() {
         let c = toml("[cors]\nallow_origins = [\"https://app.example.com\"]\nmax_age = \"10m\"\n");
-        let layers = Layers::new(&c, [], &env).unwrap();
+        let layers = Layers::new(&c, [], &env, None).unwrap();
         let set = layers.for_group("g").unwrap();
         let pre = parts("OPTIONS", &[("origin", "https://app.example.com"), ("access-control-request-method", "PUT")]);
-        let res = set.before(&pre, "r").expect("a preflight is answered");
+        let res = set.before(&pre, None, "r").expect("a preflight is answered");
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example.com");
         assert_eq!(res.headers()["access-control-max-age"], "600");
         assert!(res.headers()["access-control-allow-methods"].to_str().unwrap().contains("PUT"));
         let evil = parts("OPTIONS", &[("origin", "https://evil.example"), ("access-control-request-method", "PUT")]);
-        let res = set.before(&evil, "r").unwrap();
+        let res = set.before(&evil, None, "r").unwrap();
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
         assert!(!res.headers().contains_key("access-control-allow-origin"));
 

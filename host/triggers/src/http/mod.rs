@@ -172,7 +172,7 @@ pub async fn handle<B: RequestBody>(
         }
         _ => {
             let request_id = state.request_ids.for_request(&req);
-            let res = route(&state, req, &request_id).await;
+            let res = route(&state, req, Some(peer.ip()), &request_id).await;
             with_request_id(res, request_id)
         }
     };
@@ -194,13 +194,20 @@ fn readyz(state: &HttpTrigger) -> Response<Body> {
 }
 
 /// Serves `req` from the routing table only (no `/healthz`, `/metrics` or `/invoke/`): what a
-/// platform shim calls for an HTTP event, with the platform's request id.
+/// platform shim calls for an HTTP event, with the platform's request id. There is no TCP peer
+/// (the platform delivered the event), so `[middleware.auth]` failures are not limited per client.
 pub async fn route_only<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, request_id: &str) -> Response<Body> {
-    let res = route(state, req, request_id).await;
+    let res = route(state, req, None, request_id).await;
     with_request_id(res, request_id.to_owned())
 }
 
-async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, request_id: &str) -> Response<Body> {
+/// `peer`: the TCP peer's address, where a listener has one (auth failures are limited per client).
+async fn route<B: RequestBody>(
+    state: &Arc<HttpTrigger>,
+    req: Request<B>,
+    peer: Option<std::net::IpAddr>,
+    request_id: &str,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let cap = parts.extensions.get::<call::Deadline>().map(|d| d.0);
     let table = state.routes.load();
@@ -250,7 +257,7 @@ async fn route<B: RequestBody>(state: &Arc<HttpTrigger>, req: Request<B>, reques
     };
     drop(layers);
     let started = std::time::Instant::now();
-    let res = match set.before(&parts, request_id) {
+    let res = match set.before(&parts, peer, request_id) {
         Some(res) => res,
         None => invoke_route(state, &parts, body, entry.clone(), input, request_id, cap).await,
     };
