@@ -94,6 +94,18 @@ async fn fetch(ctx: Context) -> Result<String> {
     Ok(res.status.to_string())
 }
 
+#[derive(Deserialize)]
+struct FetchTo {
+    url: String,
+}
+
+/// `GET /fetch-to?url=...`: the status and body of `url`.
+#[berth::http(GET, "/fetch-to")]
+async fn fetch_to(ctx: Context, berth::Query(to): berth::Query<FetchTo>) -> Result<String> {
+    let res = ctx.http()?.get(&to.url).await?;
+    Ok(format!("{} {}", res.status, String::from_utf8_lossy(&res.body)))
+}
+
 /// Direct Redis: `KEYS <pattern>` (only with `REDIS_URL` and the `testing-redis` feature).
 #[berth::http(GET, "/redis/keys/{pattern}")]
 async fn redis_keys(ctx: Context, Path(pattern): Path<String>) -> Result<Json<Value>> {
@@ -103,7 +115,7 @@ async fn redis_keys(ctx: Context, Path(pattern): Path<String>) -> Result<Json<Va
 berth::group! {
     name: "svc",
     functions: [kv_put, kv_get, note_add, note_list, file_put, file_list, order, secret, config, greet, fetch,
-                redis_keys],
+                fetch_to, redis_keys],
     init: setup,
     services: [sql("db"), kv("cache"), blob("files"), queue("orders"), secret("api_key"), http(), redis("raw"),
                service("greeter", "greeter-api", "1.2.0")],
@@ -250,14 +262,71 @@ fn http_without_its_feature_fails_naming_it() {
     assert!(e.message().contains("testing-http"), "{e}");
 }
 
+/// The group of [`start`], allowed to call `outbound`.
+#[cfg(feature = "testing-http")]
+fn start_allowing(outbound: &[&str]) -> TestGroup {
+    TestGroup::builder(berth_group())
+        .secret("api_key", "k-123")
+        .migrations("db", "tests/migrations")
+        .provider(greeter_group())
+        .allow_outbound(outbound)
+        .start()
+        .unwrap_or_else(|e| panic!("the group starts: {e}"))
+}
+
+/// A server on 127.0.0.1 answering `200 ok` to each connection, on a thread of its own.
+#[cfg(feature = "testing-http")]
+fn ok_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
 /// With `testing-http`, `http()` is the host's outbound client: a refused connection is a 503.
 #[cfg(feature = "testing-http")]
 #[test]
 fn http_is_the_real_outbound_client() {
-    let g = start();
+    let g = start_allowing(&["http://127.0.0.1:9"]);
     let e = g.request(Request::new("GET", "/fetch")).unwrap_err();
     assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");
     assert!(e.message().contains("127.0.0.1:9"), "{e}");
+}
+
+/// The harness's default is the host's: no outbound host. The refusal names the host and the
+/// builder option (and the berth.toml key) that would allow it.
+#[cfg(feature = "testing-http")]
+#[test]
+fn a_call_to_a_host_not_allowed_is_refused_naming_the_option_to_add() {
+    let e = start().request(Request::new("GET", "/fetch")).unwrap_err();
+    assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR, "a missing grant is the operator's to fix: {e}");
+    let m = e.message();
+    assert!(m.contains("group `svc` may not call http://127.0.0.1:9"), "{m}");
+    assert!(m.contains(".allow_outbound(&[\"http://127.0.0.1:9\"])"), "{m}");
+    assert!(m.contains("allowed_outbound_hosts = [\"http://127.0.0.1:9\"]"), "{m}");
+
+    let port = ok_server();
+    let g = start_allowing(&["https://api.example.com", &format!("http://127.0.0.1:{port}")]);
+    let ok = g.request(Request::new("GET", &format!("/fetch-to?url=http://127.0.0.1:{port}/"))).unwrap();
+    assert_eq!(body(&ok), "200 ok");
+    let e = g.request(Request::new("GET", "/fetch-to?url=http://169.254.169.254/latest/meta-data/")).unwrap_err();
+    assert!(e.message().contains("may not call http://169.254.169.254:80"), "{e}");
+    let e = g.request(Request::new("GET", &format!("/fetch-to?url=http://localhost:{port}/"))).unwrap_err();
+    assert!(e.message().contains("may not call http://localhost:"), "a name is not its address: {e}");
+}
+
+#[test]
+fn a_malformed_outbound_entry_fails_the_start_with_the_fix() {
+    let e = start_error(TestGroup::builder(berth_group()).allow_outbound(&["api.example.com"]));
+    assert!(e.contains("`.allow_outbound(...)` of group `svc`"), "{e}");
+    assert!(e.contains("`api.example.com`") && e.contains("write `https://api.example.com`"), "{e}");
 }
 
 #[test]
