@@ -541,8 +541,15 @@ fn methods(doc: &Value, types: &Types) -> Result<Vec<Method>, ClientError> {
     Ok(out)
 }
 
+/// A generated client: its source, and how many functions it calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    pub code: String,
+    pub functions: usize,
+}
+
 /// The TypeScript client of `doc`, an OpenAPI 3.x document as Berth writes it.
-pub fn typescript(doc: &Value) -> Result<String, ClientError> {
+pub fn typescript(doc: &Value) -> Result<Generated, ClientError> {
     let version = doc.get("openapi");
     if !version.and_then(Value::as_str).is_some_and(|v| v.starts_with("3.")) {
         return Err(ClientError::NotOpenApi(version.map_or("missing".into(), Value::to_string)));
@@ -664,7 +671,7 @@ pub fn typescript(doc: &Value) -> Result<String, ClientError> {
     }
     out.push_str("  };\n}\n");
     out.push_str("\n/** The client of the page's own origin. */\nexport const api: Client = createClient();\n");
-    Ok(out)
+    Ok(Generated { code: out, functions: methods.len() })
 }
 
 fn signature(m: &Method) -> String {
@@ -732,7 +739,7 @@ mod tests {
             ],
             "responses": { "200": { "description": "ok", "content": { "application/octet-stream": { "schema": {} } } } }
         } } } });
-        let ts = typescript(&doc).unwrap();
+        let ts = typescript(&doc).unwrap().code;
         assert!(ts.contains("fetchFile(path: string, query?: { [name: string]: "), "{ts}");
         assert!(ts.contains("): Promise<Blob>;"), "{ts}");
         assert!(ts.contains("`/files/${rest(path)}`") && ts.contains("function rest("), "{ts}");

@@ -59,7 +59,7 @@ impl Client {
                 "a group was refused (above), so its functions would be missing from the client; fix it and run again"
             );
         }
-        let code = match self.lang {
+        let berth_host::client::Generated { code, functions } = match self.lang {
             Lang::Ts => berth_host::client::typescript(&doc)?,
         };
         let Some(out) = &self.out else {
@@ -89,8 +89,7 @@ impl Client {
             std::fs::write(&tmp, &code).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, out).with_context(|| format!("replacing {}", out.display()))?;
         }
-        let operations = code.matches("\n        send(client, ").count();
-        eprintln!("wrote {} ({operations} functions)", out.display());
+        eprintln!("wrote {} ({functions} functions)", out.display());
         Ok(ExitCode::SUCCESS)
     }
 }
