@@ -144,10 +144,11 @@ async fn invoke(shim: &Arc<Shim>, req: Request<Incoming>, request_id: &str) -> R
     }
 }
 
-type EventAnswer = Result<(StatusCode, String, Bytes), (StatusCode, &'static str, String)>;
+pub type EventAnswer = Result<(StatusCode, String, Bytes), (StatusCode, &'static str, String)>;
 
 /// Routes an event payload: FC timer → timer function, OSS → blob functions, else invoke.
-async fn event_call(shim: &Shim, payload: &Bytes, request_id: &str) -> EventAnswer {
+/// `payload` is outside input: anything malformed is an error answer.
+pub async fn event_call(shim: &Shim, payload: &Bytes, request_id: &str) -> EventAnswer {
     let parsed: Option<Value> = serde_json::from_slice(payload).ok();
     let unknown = |e: events::TargetError| (StatusCode::NOT_FOUND, "UnknownEvent", e.to_string());
     let failed = |target: &crate::FunctionRef, e: berth_core::DeliveryError| {

@@ -151,8 +151,10 @@ pub fn structured_event(body: &[u8]) -> Result<EventData, Refused> {
     if spec != "1.0" {
         return Err(Refused(format!("specversion `{spec}` is not supported; Berth takes CloudEvents 1.0")));
     }
-    let (Some(id), Some(source), Some(ty)) = (take("id"), take("source"), take("type")) else {
-        return Err(Refused("a CloudEvent needs `id`, `source` and `type`".into()));
+    // CloudEvents 1.0: `id`, `source` and `type` are required and non-empty.
+    let mut required = |k: &str| take(k).filter(|v| !v.is_empty());
+    let (Some(id), Some(source), Some(ty)) = (required("id"), required("source"), required("type")) else {
+        return Err(Refused("a CloudEvent needs non-empty `id`, `source` and `type`".into()));
     };
     let datacontenttype = take("datacontenttype");
     let subject = take("subject");

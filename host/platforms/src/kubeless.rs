@@ -72,7 +72,7 @@ pub fn func_timeout(env: &dyn Fn(&str) -> Option<String>) -> Option<std::time::D
 
 /// Serves one request.
 pub async fn handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let method = req.method().as_str().to_owned();
+    let (method, label) = (req.method().clone(), method_label(req.method()));
     let path = req.uri().path().to_owned();
     if path == "/healthz" || path == "/metrics" || path == "/readyz" {
         let Ok(res) = berth_triggers::http::handle(shim.http.clone(), req, peer).await;
@@ -101,14 +101,21 @@ pub async fn handle(shim: &Arc<Shim>, mut req: Request<Incoming>, peer: SocketAd
         );
     }
     if let Some(m) = &shim.kubeless_metrics {
-        m.calls.with_label_values(&[&method]).inc();
+        m.calls.with_label_values(&[label]).inc();
         if res.status().is_server_error() || res.status() == StatusCode::REQUEST_TIMEOUT {
-            m.failures.with_label_values(&[&method]).inc();
+            m.failures.with_label_values(&[label]).inc();
         }
-        m.duration.with_label_values(&[&method]).observe(started.elapsed().as_secs_f64());
+        m.duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
     }
     tracing::info!(%method, %path, status = res.status().as_u16(), "request served");
     res
+}
+
+/// The `method` label: the standard methods by name, any other as `other`, so that callers
+/// cannot create a metric series per made-up method.
+fn method_label(method: &http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|m| *m == method.as_str()).unwrap_or("other")
 }
 
 /// A call no route serves: the event goes to `FUNC_HANDLER`.

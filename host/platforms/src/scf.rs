@@ -43,7 +43,7 @@ pub fn runtime_api(env: &dyn Fn(&str) -> Option<String>) -> Result<RuntimeApi, A
 }
 
 /// How an event ended.
-enum Outcome {
+pub enum Outcome {
     Answer(Bytes),
     Failed(String),
 }
@@ -74,7 +74,7 @@ pub async fn run(shim: Arc<Shim>, api: RuntimeApi, stop: impl Future<Output = ()
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         let span = tracing::info_span!("scf", request_id = %request_id);
-        let outcome = handle(&shim, &request_id, &answer.body, deadline).instrument(span.clone()).await;
+        let outcome = handle_event(&shim, &request_id, &answer.body, deadline).instrument(span.clone()).await;
         let (path, body) = match outcome {
             Outcome::Answer(body) => ("/runtime/invocation/response", body),
             Outcome::Failed(message) => {
@@ -92,7 +92,9 @@ pub async fn run(shim: Arc<Shim>, api: RuntimeApi, stop: impl Future<Output = ()
     }
 }
 
-async fn handle(shim: &Shim, request_id: &str, payload: &[u8], deadline: Option<Instant>) -> Outcome {
+/// One event-function invocation: API Gateway, timer and COS events to their functions, anything
+/// else to `[platform] invoke`. `payload` is outside input: anything malformed is a failure.
+pub async fn handle_event(shim: &Shim, request_id: &str, payload: &[u8], deadline: Option<Instant>) -> Outcome {
     let event: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(format!("the event is not JSON: {e}")),

@@ -212,7 +212,7 @@ async fn route<B: RequestBody>(
     let cap = parts.extensions.get::<call::Deadline>().map(|d| d.0);
     let table = state.routes.load();
     let (entry, input) = match table.lookup(&parts.method, parts.uri.path()) {
-        Lookup::Found { entry, params } => (entry.clone(), http_request(&parts, &params)),
+        Lookup::Found { entry, params } => (entry.clone(), request_head(&parts, &params)),
         Lookup::MethodNotAllowed { allow } => {
             // A CORS preflight for a route: answered by the layers of the group it would reach.
             if parts.method == Method::OPTIONS {
@@ -378,8 +378,9 @@ async fn invoke_route<B: RequestBody>(
 
 /// The request head as a function receives it, in one buffer: method, path, query, the headers
 /// (those whose value is not visible ASCII are left out) and the percent-decoded route
-/// parameters. The body is added once it has arrived.
-fn http_request(parts: &http::request::Parts, params: &matchit::Params<'_, '_>) -> HttpRequestBuilder {
+/// parameters. The body is added once it has arrived. Public for the fuzz targets
+/// (`host/fuzzing`): the request head is outside input.
+pub fn request_head(parts: &http::request::Parts, params: &matchit::Params<'_, '_>) -> HttpRequestBuilder {
     // Parameter values are pieces of the path (decoding only shortens them); names are short.
     let text = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
         + parts.uri.path().len()

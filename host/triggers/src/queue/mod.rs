@@ -32,6 +32,9 @@ mod sink;
 pub(crate) use publish::unavailable;
 pub use publish::Publishers;
 pub(crate) use publish::{Publish, PublishFuture};
+/// A Redis stream entry as a message (public for the fuzz targets: entries are outside input).
+#[cfg(feature = "redis")]
+pub use redis::received as redis_entry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -220,7 +223,7 @@ impl Binding {
 
 /// A message as a backend received it.
 #[derive(Debug, Clone)]
-pub(crate) struct Received {
+pub struct Received {
     /// The backend's id: Redis entry id, JetStream stream sequence, AMQP message id.
     pub backend_id: String,
     /// 1 for the first delivery.
@@ -314,33 +317,39 @@ impl Outcomes {
     }
 }
 
-impl Runner {
-    /// The event `msg` becomes. CloudEvents binary-mode headers (`ce-type`, `ce-source`,
-    /// `ce-subject`, `ce-time`, `content-type`) set by the publisher win over the defaults;
-    /// every other header becomes an extension, next to `attempt`.
-    pub fn event(&self, msg: &Received) -> EventData {
-        let mut ev = EventData {
-            id: msg.id().to_owned(),
-            source: format!("berth/queue/{}", self.binding.queue),
-            ty: "berth.queue.message".into(),
-            time: msg.time.clone(),
-            data: msg.payload.clone(),
-            extensions: vec![("attempt".into(), msg.attempt.to_string())],
-            ..EventData::default()
-        };
-        for (k, v) in &msg.headers {
-            let k = k.to_ascii_lowercase();
-            match k.as_str() {
-                "ce-id" | "ce-specversion" | "attempt" | "ce-attempt" => {}
-                "ce-source" => ev.source = v.clone(),
-                "ce-type" => ev.ty = v.clone(),
-                "ce-subject" => ev.subject = Some(v.clone()),
-                "ce-time" => ev.time = Some(v.clone()),
-                "content-type" | "ce-datacontenttype" => ev.datacontenttype = Some(v.clone()),
-                other => ev.extensions.push((other.strip_prefix("ce-").unwrap_or(other).to_owned(), v.clone())),
-            }
+/// The event a message on `queue` becomes. CloudEvents binary-mode headers (`ce-type`,
+/// `ce-source`, `ce-subject`, `ce-time`, `content-type`) set by the publisher win over the
+/// defaults; every other header becomes an extension, next to `attempt`. The headers are outside
+/// input (any publisher's).
+pub fn message_event(queue: &str, msg: &Received) -> EventData {
+    let mut ev = EventData {
+        id: msg.id().to_owned(),
+        source: format!("berth/queue/{queue}"),
+        ty: "berth.queue.message".into(),
+        time: msg.time.clone(),
+        data: msg.payload.clone(),
+        extensions: vec![("attempt".into(), msg.attempt.to_string())],
+        ..EventData::default()
+    };
+    for (k, v) in &msg.headers {
+        let k = k.to_ascii_lowercase();
+        match k.as_str() {
+            "ce-id" | "ce-specversion" | "attempt" | "ce-attempt" => {}
+            "ce-source" => ev.source = v.clone(),
+            "ce-type" => ev.ty = v.clone(),
+            "ce-subject" => ev.subject = Some(v.clone()),
+            "ce-time" => ev.time = Some(v.clone()),
+            "content-type" | "ce-datacontenttype" => ev.datacontenttype = Some(v.clone()),
+            other => ev.extensions.push((other.strip_prefix("ce-").unwrap_or(other).to_owned(), v.clone())),
         }
-        ev
+    }
+    ev
+}
+
+impl Runner {
+    /// The event `msg` becomes on this runner's queue ([`message_event`]).
+    pub fn event(&self, msg: &Received) -> EventData {
+        message_event(&self.binding.queue, msg)
     }
 
     /// Calls the function with `msg` and decides what becomes of it. While the function is not

@@ -390,7 +390,7 @@ impl Consumer {
 }
 
 /// A stream entry as a message: `data` is the payload, other UTF-8 fields are headers.
-fn received(entry: StreamId, attempt: u32) -> Received {
+pub fn received(entry: StreamId, attempt: u32) -> Received {
     let mut payload = Vec::new();
     let mut headers = Vec::new();
     for (k, v) in entry.map {
