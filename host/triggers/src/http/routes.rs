@@ -23,12 +23,25 @@ pub enum RouteConflict {
     Invalid { route: String, group: String, detail: String },
 }
 
+/// What a route leads to: the host's function entries (or, in the routing benchmarks, any value
+/// that names its group).
+pub trait RouteTarget: Clone {
+    /// The group the route belongs to (conflicts name it; a group's routes are replaced whole).
+    fn group_name(&self) -> &str;
+}
+
+impl RouteTarget for Arc<FunctionEntry> {
+    fn group_name(&self) -> &str {
+        &self.group.name
+    }
+}
+
 /// One route and the function behind it.
 #[derive(Clone)]
-pub struct Route {
+pub struct Route<T = Arc<FunctionEntry>> {
     pub method: Method,
     pub pattern: String,
-    pub entry: Arc<FunctionEntry>,
+    pub entry: T,
 }
 
 impl Route {
@@ -48,14 +61,14 @@ impl Route {
     }
 }
 
-#[derive(Clone, Default)]
-struct MethodMap(Vec<(Method, Arc<FunctionEntry>)>);
+#[derive(Clone)]
+struct MethodMap<T>(Vec<(Method, T)>);
 
 /// The outcome of looking a request up.
-pub enum Lookup<'a, 'p> {
+pub enum Lookup<'a, 'p, T = Arc<FunctionEntry>> {
     /// Route parameters as they appear in the path (still percent-encoded).
     Found {
-        entry: &'a Arc<FunctionEntry>,
+        entry: &'a T,
         params: matchit::Params<'a, 'p>,
     },
     MethodNotAllowed {
@@ -65,36 +78,42 @@ pub enum Lookup<'a, 'p> {
 }
 
 /// An immutable routing table.
-#[derive(Clone, Default)]
-pub struct RouteTable {
-    router: matchit::Router<MethodMap>,
-    /// (pattern, index of its MethodMap) in insertion order, for rebuilding.
-    routes: Vec<Route>,
+#[derive(Clone)]
+pub struct RouteTable<T = Arc<FunctionEntry>> {
+    router: matchit::Router<MethodMap<T>>,
+    /// Every route in insertion order, for rebuilding.
+    routes: Vec<Route<T>>,
 }
 
-impl RouteTable {
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable { router: matchit::Router::new(), routes: Vec::new() }
+    }
+}
+
+impl<T: RouteTarget> RouteTable<T> {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Every route, in the order groups were added.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Route<T>] {
         &self.routes
     }
 
     /// A new table with `group`'s routes replaced by `routes` (pass none to remove the group).
-    pub fn with_group(&self, group: &str, routes: Vec<Route>) -> Result<RouteTable, RouteConflict> {
-        let kept = self.routes.iter().filter(|r| &*r.entry.group.name != group).cloned();
+    pub fn with_group(&self, group: &str, routes: Vec<Route<T>>) -> Result<RouteTable<T>, RouteConflict> {
+        let kept = self.routes.iter().filter(|r| r.entry.group_name() != group).cloned();
         Self::build(kept.chain(routes).collect())
     }
 
-    fn build(routes: Vec<Route>) -> Result<RouteTable, RouteConflict> {
+    fn build(routes: Vec<Route<T>>) -> Result<RouteTable<T>, RouteConflict> {
         let mut router = matchit::Router::new();
         // Patterns in first-seen order, with their methods.
-        let mut patterns: Vec<(String, MethodMap)> = Vec::new();
+        let mut patterns: Vec<(String, MethodMap<T>)> = Vec::new();
         for r in &routes {
-            let group = r.entry.group.name.to_string();
+            let group = r.entry.group_name().to_owned();
             if RESERVED_PATHS.contains(&r.pattern.as_str())
                 || r.pattern == "/invoke"
                 || r.pattern.starts_with("/invoke/")
@@ -108,7 +127,7 @@ impl RouteTable {
                             method: r.method.clone(),
                             route: r.pattern.clone(),
                             group,
-                            other: other.group.name.to_string(),
+                            other: other.group_name().to_owned(),
                         });
                     }
                     methods.0.push((r.method.clone(), r.entry.clone()));
@@ -117,7 +136,7 @@ impl RouteTable {
             }
         }
         for (pattern, methods) in patterns {
-            let group = methods.0[0].1.group.name.to_string();
+            let group = methods.0[0].1.group_name().to_owned();
             if let Err(e) = router.insert(pattern.clone(), methods) {
                 let detail = e.to_string();
                 return Err(match &e {
@@ -125,7 +144,7 @@ impl RouteTable {
                         let other = routes
                             .iter()
                             .find(|r| r.pattern == *with)
-                            .map(|r| r.entry.group.name.to_string())
+                            .map(|r| r.entry.group_name().to_owned())
                             .unwrap_or_default();
                         RouteConflict::Shape { route: pattern, group, other_route: with.clone(), other, detail }
                     }
@@ -137,7 +156,7 @@ impl RouteTable {
     }
 
     /// Finds the function for `method` and `path`, with its route parameters.
-    pub fn lookup<'p>(&self, method: &Method, path: &'p str) -> Lookup<'_, 'p> {
+    pub fn lookup<'p>(&self, method: &Method, path: &'p str) -> Lookup<'_, 'p, T> {
         let Ok(matched) = self.router.at(path) else {
             return Lookup::NotFound;
         };
