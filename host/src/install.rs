@@ -252,25 +252,25 @@ pub async fn open_file_pinned(
     pin: Option<&Pin>,
     metrics: &berth_core::Metrics,
 ) -> Result<Plugin, GroupError> {
-    if let Some(pin) = pin {
-        let (d, g, f, p) = (config.data_dir.clone(), group_config.clone(), file.clone(), pin.clone());
-        tokio::task::spawn_blocking(move || verify_file(&d, &g, &p, &f))
-            .await
-            .map_err(|e| GroupError::Internal { source_label: group_config.label(), message: e.to_string() })??;
-    }
+    let internal =
+        |e: tokio::task::JoinError| GroupError::Internal { source_label: group_config.label(), message: e.to_string() };
     let copy_dir = plugin_copies(config);
     let plugin = match group_config.isolation {
         Isolation::Process => {
+            // The worker opens the file: check it here, before the worker exists.
+            if let Some(pin) = pin {
+                let (d, g, f, p) = (config.data_dir.clone(), group_config.clone(), file.clone(), pin.clone());
+                tokio::task::spawn_blocking(move || verify_file(&d, &g, &p, &f)).await.map_err(internal)??;
+            }
             let settings = worker_settings(config, group_config);
             Plugin::Worker(WorkerGroup::open(file, copy_dir, settings, metrics).await?)
         }
         Isolation::None => {
-            let internal = |e: tokio::task::JoinError| GroupError::Internal {
-                source_label: group_config.label(),
-                message: e.to_string(),
-            };
+            let (d, g, p) = (config.data_dir.clone(), group_config.clone(), pin.cloned());
             Plugin::Library(Arc::new(
-                tokio::task::spawn_blocking(move || loader::load(&file, &copy_dir)).await.map_err(internal)??,
+                tokio::task::spawn_blocking(move || load_library(&d, &g, p.as_ref(), &file, &copy_dir))
+                    .await
+                    .map_err(internal)??,
             ))
         }
     };
@@ -311,6 +311,26 @@ pub async fn open_plugin(
         (None, None) => fetch_listed(config, group_config).await?,
     };
     open_file(config, group_config, file, metrics).await
+}
+
+/// Opens a plugin file in this process, refusing it before it is opened unless it has the
+/// pinned sha256. The loader hashes the file once, as it reads the bytes it copies and opens.
+pub fn load_library(
+    data_dir: &Path,
+    group_config: &GroupConfig,
+    pin: Option<&Pin>,
+    file: &Path,
+    copy_dir: &Path,
+) -> Result<LoadedPlugin, GroupError> {
+    match loader::load_pinned(file, copy_dir, pin.map(|p| p.sha256.as_str())) {
+        Ok(plugin) => Ok(plugin),
+        Err(LoadError::Sha256Mismatch { actual, .. }) => {
+            let pin = pin.expect("the loader checks a hash only when given one");
+            Err(check_pin(data_dir, group_config, pin, file, &actual)
+                .expect_err("the loader found another hash than the pin's"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks a plugin file against `pin` before anything opens it (a plugin's code runs as soon
@@ -373,8 +393,8 @@ pub fn check_pin(
 }
 
 /// Checks a loaded plugin against its `[[groups]]` entry: the group `name` says, and `pin`
-/// once more with the hash the loader computed of the bytes it really loaded (the file may have
-/// changed since [`verify_file`] read it).
+/// once more with the hash the loader computed of the bytes it really loaded (for a worker, the
+/// file may have changed since [`verify_file`] read it).
 pub fn check_loaded(
     config: &BerthConfig,
     group_config: &GroupConfig,

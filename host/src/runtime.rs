@@ -217,8 +217,8 @@ impl Runtime {
         // group serves: a listed group that failed at start may load later).
         let mut refusals: Vec<(Option<String>, GroupError)> = Vec::new();
         let named = |gc: &GroupConfig, e: &GroupError| gc.name.clone().or_else(|| e.group().map(str::to_owned));
-        for gc in &config.groups {
-            match install::open_plugin(&config, gc, &self.metrics).await {
+        for (gc, result) in config.groups.iter().zip(self.open_all(&config).await) {
+            match result {
                 Ok(plugin) => opened.push((gc, plugin)),
                 Err(e) => refusals.push((named(gc, &e), e)),
             }
@@ -256,6 +256,30 @@ impl Runtime {
             errors.push(e);
         }
         Loaded { groups, errors }
+    }
+
+    /// Opens every configured group's plugin, in the order of `config.groups`. Prebuilt files
+    /// (`file`, `url`) are read, hashed, checked and opened at the same time, one blocking task
+    /// each; crates (`path`) are built one after the other meanwhile, as cargo would serialise
+    /// builds of one target directory anyway. Nothing is instantiated yet: services, migrations
+    /// and init hooks run in dependency order afterwards.
+    async fn open_all(&self, config: &Arc<BerthConfig>) -> Vec<Result<Plugin, GroupError>> {
+        let mut prebuilt = Vec::new();
+        for (i, gc) in config.groups.iter().enumerate().filter(|(_, gc)| gc.path.is_none()) {
+            let (config, metrics) = (config.clone(), self.metrics.clone());
+            let task = tokio::spawn(async move { install::open_plugin(&config, &config.groups[i], &metrics).await });
+            prebuilt.push((i, gc.label(), task));
+        }
+        let mut results: Vec<Option<Result<Plugin, GroupError>>> = config.groups.iter().map(|_| None).collect();
+        for (i, gc) in config.groups.iter().enumerate().filter(|(_, gc)| gc.path.is_some()) {
+            results[i] = Some(install::open_plugin(config, gc, &self.metrics).await);
+        }
+        for (i, source_label, task) in prebuilt {
+            let result =
+                task.await.unwrap_or_else(|e| Err(GroupError::Internal { source_label, message: e.to_string() }));
+            results[i] = Some(result);
+        }
+        results.into_iter().map(|r| r.expect("every group was opened")).collect()
     }
 
     /// Installs an opened plugin as the serving version of its group: instantiates it and

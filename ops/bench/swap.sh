@@ -13,11 +13,15 @@
 # the CPU other processes took during it, and windows where that exceeds DISTURB_MAX % of a core
 # are marked DISTURBED and left out of the medians.
 #
+# Then HALF_SWAPS more swaps (2 rounds) with the clients paced at half the steady throughput the
+# saturated run measured: swap latency and request p99 at about half load.
+#
 # Usage: bash ops/bench/swap.sh
-# Environment: SWAPS=1000 ROUNDS=4 CLIENTS=16 STEADY_SECS=5 WARMUP_SECS=2 INTERVAL_MS=0 (pause between swaps)
+# Environment: SWAPS=1000 HALF_SWAPS=200 (0: no half-load run) ROUNDS=4 CLIENTS=16 STEADY_SECS=5 WARMUP_SECS=2 INTERVAL_MS=0 (pause between swaps)
 #              BERTH_PORT=18090 ADMIN_PORT=18091 IDLE_MIN=90 DISTURB_MAX=8
 #              PROFILE=release (cargo profile of berth and the plugins)
-# The last line reads `swaps: N, failed requests: F, rss growth 10->1000: X MB`.
+# The last line reads `swaps: N, failed requests: F, rss growth 10->1000: X MB, swap cpu: Y ms` (Y: the
+# berth-swap thread's CPU time per swap).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -32,6 +36,7 @@ BERTH_PORT="${BERTH_PORT:-18090}"
 ADMIN_PORT="${ADMIN_PORT:-18091}"
 PROFILE="${PROFILE:-release}"
 INTERVAL_MS="${INTERVAL_MS:-0}"
+HALF_SWAPS="${HALF_SWAPS:-200}"
 IDLE_MIN="${IDLE_MIN:-90}"
 DISTURB_MAX="${DISTURB_MAX:-8}"
 SERVER_CORE=0
@@ -41,6 +46,7 @@ OUT="$ROOT/target/bench/swap"
 log() { echo "$@" >&2; }
 die() { log "swap.sh: $*"; exit 1; }
 
+((SWAPS % 2 == 0 && HALF_SWAPS % 2 == 0)) || die "SWAPS and HALF_SWAPS must be even (each run ends on v1)"
 for t in taskset curl cargo; do command -v "$t" >/dev/null || die "needs \`$t\` on PATH"; done
 [[ "$(nproc)" -ge 2 ]] || die "needs 2 cores (berth on core $SERVER_CORE, the driver on core $LOAD_CORE)"
 
@@ -130,11 +136,21 @@ started=$SECONDS
 a0="$(all_busy)"
 s0="$(proc_cpu "$BERTH_PID")"
 c0="$(children_cpu)"
+# The CPU a swap costs: the berth-swap thread (reads, hashes, copies, opens and closes plugin
+# libraries) in ns from its schedstat, whatever core time it got.
+SWAP_TID=""
+for t in /proc/"$BERTH_PID"/task/*; do
+    [[ "$(cat "$t/comm" 2>/dev/null)" == berth-swap ]] && SWAP_TID="${t##*/}"
+done
+[[ -n "$SWAP_TID" ]] || die "berth has no berth-swap thread; see $OUT/berth.log"
+thread_ns() { awk '{ print $1 }' "/proc/$BERTH_PID/task/$SWAP_TID/schedstat"; }
+w0="$(thread_ns)"
 taskset -c "$LOAD_CORE" "$DIR/swap-driver" --app "127.0.0.1:$BERTH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
     --token "$TOKEN" --v1 "$V1" --v2 "$V2" --pid "$BERTH_PID" --swaps "$SWAPS" --clients "$CLIENTS" \
     --rounds "$ROUNDS" --steady-secs "$STEADY_SECS" --warmup-secs "$WARMUP_SECS" --interval-ms "$INTERVAL_MS" \
     --hz "$HZ" --disturb-max "$DISTURB_MAX" >"$OUT/driver.out" || status=$?
 secs=$((SECONDS - started))
+w1="$(thread_ns)"
 others=$(((($(all_busy) - a0) - ($(proc_cpu "$BERTH_PID") - s0) - ($(children_cpu) - c0)) * 100 / ((secs > 0 ? secs : 1) * HZ)))
 ((others >= 0)) || others=0
 # Everything but the final line, then berth's own account, then the final line last.
@@ -144,5 +160,21 @@ verdict=""
 echo "other processes used ${others}% of a core during the ${secs} s run (cores ${idle0}%/${idle1}% idle before)$verdict"
 METRICS="$(curl -s "http://127.0.0.1:$BERTH_PORT/metrics")"
 echo "berth metrics: $(grep -E '^berth_(swap_total|plugin_versions_loaded|plugin_libraries_mapped|swap_duration_seconds_(sum|count))' <<<"$METRICS" | tr '\n' ' ')"
-tail -n 1 "$OUT/driver.out"
+# The same swaps at about half the saturated rate: what a deploy costs a server that is not
+# flat out (the saturated run above starves the swap thread of its core by design).
+half=""
+if ((HALF_SWAPS > 0)) && ((status == 0)); then
+    rps="$(sed -n 's/^steady throughput, median of windows: \([0-9]*\) req\/s/\1/p' "$OUT/driver.out")"
+    half=$((${rps:-0} / 2))
+    ((half > 0)) || die "the saturated run printed no steady throughput; see $OUT/driver.out"
+    taskset -c "$LOAD_CORE" "$DIR/swap-driver" --app "127.0.0.1:$BERTH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+        --token "$TOKEN" --v1 "$V1" --v2 "$V2" --pid "$BERTH_PID" --swaps "$HALF_SWAPS" --clients "$CLIENTS" \
+        --rounds 2 --steady-secs "$STEADY_SECS" --warmup-secs "$WARMUP_SECS" --interval-ms "$INTERVAL_MS" \
+        --rate "$half" --hz "$HZ" --disturb-max "$DISTURB_MAX" >"$OUT/driver-half.out" || status=$?
+    grep -E '^(request p99|swap latency|steady throughput)' "$OUT/driver-half.out" | sed "s/^/at half load ($half req\/s offered): /"
+fi
+swapped="$(tail -n 1 "$OUT/driver.out" | sed -n 's/^swaps: \([0-9]*\),.*/\1/p')"
+swap_cpu="$(awk -v ns=$((w1 - w0)) -v n="${swapped:-0}" 'BEGIN { printf "%.2f", n > 0 ? ns / n / 1e6 : 0 }')"
+echo "swap cpu: $swap_cpu ms of the berth-swap thread per swap ($(((w1 - w0) / 1000000)) ms for ${swapped:-0} swaps)"
+echo "$(tail -n 1 "$OUT/driver.out"), swap cpu: $swap_cpu ms"
 exit "$status"

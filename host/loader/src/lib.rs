@@ -73,6 +73,8 @@ pub enum LoadError {
     Manifest { path: PathBuf, message: String },
     #[error("plugin `{path}` (group `{group}`): instantiation failed: {message}")]
     Instantiate { path: PathBuf, group: String, message: String },
+    #[error("plugin `{path}`: its sha256 is {actual}, the pin says {expected}; nothing of it was opened")]
+    Sha256Mismatch { path: PathBuf, expected: String, actual: String },
 }
 
 /// An opened plugin library. Dropping it closes the library: drop every object the plugin made
@@ -132,10 +134,14 @@ fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
     Ok((bytes, format!("{:x}", hasher.finalize())))
 }
 
-/// Copies `path` into `copy_dir` under a name derived from its content hash (if not there yet).
-fn private_copy(path: &Path, copy_dir: &Path) -> Result<(PathBuf, String), LoadError> {
+/// Copies `path` into `copy_dir` under a name derived from its content hash (if not there yet),
+/// once its hash is the one `expected` (when given).
+fn private_copy(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<(PathBuf, String), LoadError> {
     let read_err = |source| LoadError::Read { path: path.to_owned(), source };
     let (bytes, sha256) = read_and_hash(path).map_err(read_err)?;
+    if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&sha256)) {
+        return Err(LoadError::Sha256Mismatch { path: path.to_owned(), expected: expected.to_owned(), actual: sha256 });
+    }
     // `dlopen` maps segments past the end of a truncated file, and touching them kills the
     // process with SIGBUS: refuse a file shorter than its own headers say.
     crate::elf::check_complete(&bytes).map_err(|detail| LoadError::Incomplete { path: path.to_owned(), detail })?;
@@ -161,6 +167,13 @@ fn private_copy(path: &Path, copy_dir: &Path) -> Result<(PathBuf, String), LoadE
 
 /// Opens and checks a plugin file. `copy_dir` receives the private copy.
 pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
+    load_pinned(path, copy_dir, None)
+}
+
+/// [`load`], refusing the file unless its sha256 is `expected` (lower-case hex), before anything
+/// of it is opened (a library's code runs as soon as it is). The bytes hashed are the bytes
+/// copied and opened: the file is read once, so a file rewritten meanwhile cannot slip past.
+pub fn load_pinned(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<LoadedPlugin, LoadError> {
     let mut head = Vec::with_capacity(512);
     std::fs::File::open(path)
         .and_then(|f| f.take(512).read_to_end(&mut head))
@@ -171,7 +184,7 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
     if !head.starts_with(b"\x7fELF") {
         return Err(LoadError::NotSharedLibrary { path: path.to_owned(), what: describe_content(&head) });
     }
-    let (copy, sha256) = private_copy(path, copy_dir)?;
+    let (copy, sha256) = private_copy(path, copy_dir, expected)?;
     let library =
         RawLibrary::load_at(&copy).map_err(|e| LoadError::Open { path: path.to_owned(), message: e.to_string() })?;
 

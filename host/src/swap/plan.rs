@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use berth_core::loader::{self, LoadError};
+use berth_core::loader::LoadError;
 use berth_core::HttpError;
 use http::StatusCode;
 
@@ -171,6 +171,7 @@ impl SwapError {
                 LoadError::Instantiate { .. } => "init_failed",
                 LoadError::Incomplete { .. } => "truncated",
                 LoadError::Read { .. } => "unreadable",
+                LoadError::Sha256Mismatch { .. } => "sha256_mismatch",
                 _ => "not_a_plugin",
             }
         }
@@ -313,23 +314,15 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
         }
         plugin
     } else {
-        if let Some(pin) = &pin {
-            let (data_dir, gc, f, p) = (d.config.data_dir.clone(), group_config.clone(), file.clone(), pin.clone());
-            d.runtime
-                .worker
-                .run(move || crate::install::verify_file(&data_dir, &gc, &p, &f))
-                .await
-                .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })?
-                .map_err(|e| e.for_group(&name))?;
-        }
         let copy_dir = crate::install::plugin_copies(&d.config);
-        let to_load = file.clone();
+        let (data_dir, gc, p, to_load) = (d.config.data_dir.clone(), group_config.clone(), pin.clone(), file.clone());
         let plugin = d
             .runtime
             .worker
-            .run(move || loader::load(&to_load, &copy_dir))
+            .run(move || crate::install::load_library(&data_dir, &gc, p.as_ref(), &to_load, &copy_dir))
             .await
-            .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })??;
+            .map_err(|e| SwapError::Internal { group: name.clone(), message: e.to_string() })?
+            .map_err(|e| e.for_group(&name))?;
         let plugin = Arc::new(plugin);
         if plugin.manifest.name != name {
             let found = plugin.manifest.name.clone();

@@ -87,6 +87,18 @@ pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<S
     let (dir, migrations) = read_dir(dir, backend)?;
     let failed = |what: &str, e: ServiceError| format!("{what} on {on} failed: {}", e.message);
 
+    let group_v = text(group);
+    let select = "SELECT name, checksum FROM _berth_migrations WHERE group_name = $1";
+    // A restart: every migration is recorded with the checksum it has now. One read, no lock
+    // and no write transaction (fails when the table does not exist yet: then the full path).
+    if let Ok(rows) = pool.run_query(select, &[&group_v]).await {
+        let applied: BTreeMap<String, String> =
+            rows.iter().filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r)))).collect();
+        if migrations.iter().all(|m| applied.get(&m.name) == Some(&m.checksum)) {
+            return Ok(Vec::new());
+        }
+    }
+
     // The bookkeeping table, created under the lock on PostgreSQL (concurrent CREATE TABLE IF
     // NOT EXISTS can collide there).
     let mut tx = pool.begin().await.map_err(|e| failed("starting migrations", e))?;
@@ -94,11 +106,7 @@ pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<S
     tx.script(create_table(backend)).await.map_err(|e| failed("creating `_berth_migrations`", pool.error(e)))?;
     tx.commit().await.map_err(|e| failed("creating `_berth_migrations`", pool.error(e.into())))?;
 
-    let group_v = text(group);
-    let rows = pool
-        .run_query("SELECT name, checksum FROM _berth_migrations WHERE group_name = $1", &[&group_v])
-        .await
-        .map_err(|e| failed("reading `_berth_migrations`", e))?;
+    let rows = pool.run_query(select, &[&group_v]).await.map_err(|e| failed("reading `_berth_migrations`", e))?;
     let applied: BTreeMap<String, String> =
         rows.iter().filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r)))).collect();
     let changed = |m: &Migration, recorded: &str| {

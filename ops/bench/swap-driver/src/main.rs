@@ -4,7 +4,8 @@
 //! keep-alive clients calling `GET /swap/version` in a closed loop, and alternates, `--rounds`
 //! times, a steady window (`--steady-secs`, no swaps) with a swapping window (its share of the
 //! `--swaps` swaps v1 → v2 → v1 … through the admin API, deploy by path, back to back or
-//! `--interval-ms` apart). It reports:
+//! `--interval-ms` apart). With `--rate R` the clients together send R requests per second
+//! instead of saturating the server. It reports:
 //! - request latency p50/p99 of every window, the CPU other processes took during it, and the
 //!   median over the undisturbed windows of each kind (same run, alternated: a neighbour's burst
 //!   spoils one window, not the comparison);
@@ -40,6 +41,9 @@ struct Args {
     steady_secs: u64,
     warmup_secs: u64,
     interval_ms: u64,
+    /// Requests per second over all clients (0: each client sends its next request as soon as
+    /// the last one is answered, which saturates the server).
+    rate: u64,
     /// `/proc/stat` ticks per second.
     hz: u64,
     /// Other processes' CPU (% of one core) above which a window counts as disturbed.
@@ -69,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
         steady_secs: num("steady-secs", 5)?,
         warmup_secs: num("warmup-secs", 2)?,
         interval_ms: num("interval-ms", 0)?,
+        rate: num("rate", 0)?,
         hz: num("hz", 100)?.max(1),
         disturb_max: num("disturb-max", 8)? as f64,
     })
@@ -135,11 +140,20 @@ fn version_after(swaps: u64) -> &'static str {
     }
 }
 
-/// One closed-loop client; returns its latencies in µs, per window.
-async fn client(addr: SocketAddr, shared: Arc<Shared>, windows: usize) -> Vec<Vec<u32>> {
+/// One client, closed-loop or paced one request per `pace`; returns its latencies in µs, per
+/// window.
+async fn client(addr: SocketAddr, shared: Arc<Shared>, windows: usize, pace: Option<Duration>) -> Vec<Vec<u32>> {
     let mut recorded = vec![Vec::new(); windows];
     let mut conn = Conn::new(addr);
+    let mut ticks = pace.map(|p| {
+        let mut t = tokio::time::interval(p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     while !shared.stop.load(Ordering::Acquire) {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+        }
         let window = shared.window.load(Ordering::Acquire);
         let before = shared.epoch.load(Ordering::Acquire);
         let started = Instant::now();
@@ -280,7 +294,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn run(args: Args) -> Result<bool, String> {
     let windows = 1 + 2 * args.rounds as usize;
     let shared = Arc::new(Shared::default());
-    let tasks: Vec<_> = (0..args.clients).map(|_| tokio::spawn(client(args.app, shared.clone(), windows))).collect();
+    let pace = (args.rate > 0).then(|| Duration::from_secs_f64(args.clients as f64 / args.rate as f64));
+    let tasks: Vec<_> =
+        (0..args.clients).map(|_| tokio::spawn(client(args.app, shared.clone(), windows, pace))).collect();
     tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
 
     let (mut admin, mut probe) = (Conn::new(args.admin), Conn::new(args.app));
@@ -343,6 +359,7 @@ async fn run(args: Args) -> Result<bool, String> {
 
     let (mut steady_p99, mut swapping_p99, mut all_steady, mut all_swapping) = (vec![], vec![], vec![], vec![]);
     let mut disturbed = 0;
+    let mut steady_rates = Vec::new();
     for (i, w) in done.iter().enumerate() {
         let lat = &mut per_window[i + 1];
         lat.sort_unstable();
@@ -359,6 +376,9 @@ async fn run(args: Args) -> Result<bool, String> {
         );
         disturbed += usize::from(!quiet);
         let steady = i % 2 == 0;
+        if steady {
+            steady_rates.push(lat.len() as f64 / w.secs.max(0.001));
+        }
         let (p99s, all) =
             if steady { (&mut steady_p99, &mut all_steady) } else { (&mut swapping_p99, &mut all_swapping) };
         all.push(p99);
@@ -383,6 +403,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "request p99, median of windows: steady {s99:.0} us, during swaps {w99:.0} us (ratio {:.2}){note}",
         if s99 > 0.0 { w99 / s99 } else { 0.0 }
     );
+    println!("steady throughput, median of windows: {:.0} req/s", median(steady_rates));
     latencies.sort_unstable();
     println!(
         "swap latency (deploy call -> new version serving), {} swaps: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
@@ -422,8 +443,8 @@ fn main() -> ExitCode {
             eprintln!("swap-driver: {e}");
             eprintln!(
                 "usage: swap-driver --app ADDR --admin ADDR --token T --v1 FILE --v2 FILE --pid PID [--swaps 1000] \
-                 [--clients 16] [--rounds 4] [--steady-secs 5] [--warmup-secs 2] [--interval-ms 0] [--hz 100] \
-                 [--disturb-max 8]"
+                 [--clients 16] [--rounds 4] [--steady-secs 5] [--warmup-secs 2] [--interval-ms 0] [--rate 0] \
+                 [--hz 100] [--disturb-max 8]"
             );
             return ExitCode::from(2);
         }
