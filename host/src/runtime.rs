@@ -260,14 +260,21 @@ impl Runtime {
 
     /// Opens every configured group's plugin, in the order of `config.groups`. Prebuilt files
     /// (`file`, `url`) are read, hashed, checked and opened at the same time, one blocking task
-    /// each; crates (`path`) are built one after the other meanwhile, as cargo would serialise
+    /// per core; crates (`path`) are built one after the other meanwhile, as cargo would serialise
     /// builds of one target directory anyway. Nothing is instantiated yet: services, migrations
     /// and init hooks run in dependency order afterwards.
     async fn open_all(&self, config: &Arc<BerthConfig>) -> Vec<Result<Plugin, GroupError>> {
+        // As many at once as there are cores: one blocking thread each (a hundred groups must
+        // not start a hundred threads, whose stacks and malloc arenas stay after they exit).
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = Arc::new(tokio::sync::Semaphore::new(cores));
         let mut prebuilt = Vec::new();
         for (i, gc) in config.groups.iter().enumerate().filter(|(_, gc)| gc.path.is_none()) {
-            let (config, metrics) = (config.clone(), self.metrics.clone());
-            let task = tokio::spawn(async move { install::open_plugin(&config, &config.groups[i], &metrics).await });
+            let (config, metrics, permits) = (config.clone(), self.metrics.clone(), permits.clone());
+            let task = tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                install::open_plugin(&config, &config.groups[i], &metrics).await
+            });
             prebuilt.push((i, gc.label(), task));
         }
         let mut results: Vec<Option<Result<Plugin, GroupError>>> = config.groups.iter().map(|_| None).collect();

@@ -21,9 +21,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 BENCH_TAG=coldstart
+# Before lib.sh, whose RUNS (wrk runs) defaults to 3.
+RUNS="${RUNS:-11}"
 # shellcheck source=ops/bench/lib.sh
 source "$ROOT/ops/bench/lib.sh"
-RUNS="${RUNS:-11}"
 PORT_NO="${PORT:-18095}"
 PROFILE="${PROFILE:-production}"
 need_tools taskset python3 cargo strip sha256sum
@@ -39,7 +40,12 @@ mkdir -p "$PLUGINS"
 for p in hello users todo welcome unzip; do
     strip --strip-debug -o "$PLUGINS/lib$p.so" "target/release/lib$p.so"
 done
-group() { printf '\n[[groups]]\nfile = "%s"\nsha256 = "%s"\n' "$PLUGINS/lib$1.so" "$(sha256sum "$PLUGINS/lib$1.so" | cut -d' ' -f1)"; }
+group() {
+    printf '\n[[groups]]\nfile = "%s"\nsha256 = "%s"\n' "$PLUGINS/lib$1.so" "$(sha256sum "$PLUGINS/lib$1.so" | cut -d' ' -f1)"
+    # A prebuilt group names its migrations folder (a `path` group finds it in its crate).
+    [[ -d "examples/$1/migrations" ]] && printf 'migrations = "%s"\n' "$ROOT/examples/$1/migrations"
+    return 0
+}
 
 ONE="$OUT/coldstart-one.toml"
 write_berth_config "$ONE" "berth with one prebuilt group." "$PORT_NO" "$OUT/coldstart-one-data"

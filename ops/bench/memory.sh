@@ -166,7 +166,10 @@ kind = "blob"
 [services.extracted]
 kind = "blob"
 EOF
-for p in hello users todo welcome unzip; do printf '\n[[groups]]\nfile = "%s"\n' "$PLUGINS/lib$p.so" >>"$config"; done
+for p in hello users todo welcome unzip; do
+    printf '\n[[groups]]\nfile = "%s"\n' "$PLUGINS/lib$p.so" >>"$config"
+    [[ -d "examples/$p/migrations" ]] && printf 'migrations = "%s"\n' "$ROOT/examples/$p/migrations" >>"$config"
+done
 measure_config examples "$config" "/hello/world /text /todos /users"
 ex_idle=$M_IDLE
 printf '%-16s %10s %10s %10s   %s\n' "5 examples" "$(mb "$M_IDLE")" "$(mb "$M_USED")" "$(mb "$M_HWM")" "$M_SPLIT"
