@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use berth_triggers::http::routes::RouteTable;
-//! let table = RouteTable::new();
+//! let table: RouteTable = RouteTable::new();
 //! assert!(table.routes().is_empty());
 //! ```
 #![forbid(unsafe_code)]
