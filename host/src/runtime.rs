@@ -260,33 +260,35 @@ impl Runtime {
 
     /// Opens every configured group's plugin, in the order of `config.groups`. Prebuilt files
     /// (`file`, `url`) are read, hashed, checked and opened at the same time, one blocking task
-    /// per core; crates (`path`) are built one after the other meanwhile, as cargo would serialise
-    /// builds of one target directory anyway. Nothing is instantiated yet: services, migrations
-    /// and init hooks run in dependency order afterwards.
+    /// per core, all started at once; crates (`path`) are built one after the other, in order,
+    /// as cargo would serialise builds of one target directory anyway. Nothing is instantiated
+    /// yet: services, migrations and init hooks run in dependency order afterwards.
     async fn open_all(&self, config: &Arc<BerthConfig>) -> Vec<Result<Plugin, GroupError>> {
         // As many at once as there are cores: one blocking thread each (a hundred groups must
         // not start a hundred threads, whose stacks and malloc arenas stay after they exit).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let permits = Arc::new(tokio::sync::Semaphore::new(cores));
-        let mut prebuilt = Vec::new();
-        for (i, gc) in config.groups.iter().enumerate().filter(|(_, gc)| gc.path.is_none()) {
-            let (config, metrics, permits) = (config.clone(), self.metrics.clone(), permits.clone());
-            let task = tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                install::open_plugin(&config, &config.groups[i], &metrics).await
+        let tasks: Vec<_> = (0..config.groups.len())
+            .map(|i| {
+                let (config, metrics, permits) = (config.clone(), self.metrics.clone(), permits.clone());
+                config.groups[i].path.is_none().then(|| {
+                    tokio::spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        install::open_plugin(&config, &config.groups[i], &metrics).await
+                    })
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for (gc, task) in config.groups.iter().zip(tasks) {
+            results.push(match task {
+                Some(task) => task
+                    .await
+                    .unwrap_or_else(|e| Err(GroupError::Internal { source_label: gc.label(), message: e.to_string() })),
+                None => install::open_plugin(config, gc, &self.metrics).await,
             });
-            prebuilt.push((i, gc.label(), task));
         }
-        let mut results: Vec<Option<Result<Plugin, GroupError>>> = config.groups.iter().map(|_| None).collect();
-        for (i, gc) in config.groups.iter().enumerate().filter(|(_, gc)| gc.path.is_some()) {
-            results[i] = Some(install::open_plugin(config, gc, &self.metrics).await);
-        }
-        for (i, source_label, task) in prebuilt {
-            let result =
-                task.await.unwrap_or_else(|e| Err(GroupError::Internal { source_label, message: e.to_string() }));
-            results[i] = Some(result);
-        }
-        results.into_iter().map(|r| r.expect("every group was opened")).collect()
+        results
     }
 
     /// Installs an opened plugin as the serving version of its group: instantiates it and

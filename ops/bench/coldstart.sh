@@ -36,35 +36,13 @@ BIN="target/$PROFILE"
 port_in_use "$PORT_NO" && die "port $PORT_NO is in use; set PORT"
 
 PLUGINS="$OUT/coldstart-plugins"
-mkdir -p "$PLUGINS"
-for p in hello users todo welcome unzip; do
-    strip --strip-debug -o "$PLUGINS/lib$p.so" "target/release/lib$p.so"
-done
-group() {
-    printf '\n[[groups]]\nfile = "%s"\nsha256 = "%s"\n' "$PLUGINS/lib$1.so" "$(sha256sum "$PLUGINS/lib$1.so" | cut -d' ' -f1)"
-    # A prebuilt group names its migrations folder (a `path` group finds it in its crate).
-    [[ -d "examples/$1/migrations" ]] && printf 'migrations = "%s"\n' "$ROOT/examples/$1/migrations"
-    return 0
-}
-
+strip_examples "$PLUGINS"
 ONE="$OUT/coldstart-one.toml"
 write_berth_config "$ONE" "berth with one prebuilt group." "$PORT_NO" "$OUT/coldstart-one-data"
-group hello >>"$ONE"
+example_group hello "$PLUGINS" >>"$ONE"
 FIVE="$OUT/coldstart-five.toml"
 write_berth_config "$FIVE" "berth with the five example groups prebuilt." "$PORT_NO" "$OUT/coldstart-five-data"
-cat >>"$FIVE" <<'EOF'
-[services.db]
-kind = "sqlite"
-[services.cache]
-kind = "kv"
-[services.userstore]
-kind = "kv"
-[services.uploads]
-kind = "blob"
-[services.extracted]
-kind = "blob"
-EOF
-for p in hello users todo welcome unzip; do group "$p" >>"$FIVE"; done
+example_groups "$PLUGINS" >>"$FIVE"
 
 wait_idle
 log "cores idle ($IDLE_SEEN %); $RUNS runs per contender, alternated, plus one uncounted first run each"

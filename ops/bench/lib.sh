@@ -104,6 +104,42 @@ enabled = false
 EOF
 }
 
+# The five example groups of berth.toml, prebuilt (coldstart.sh, memory.sh).
+EXAMPLES="hello users todo welcome unzip"
+# Copies each example's release plugin into `dir` with its debug info stripped (as `berth
+# package` ships it).
+strip_examples() {
+    local dir="$1" p
+    mkdir -p "$dir"
+    for p in $EXAMPLES; do strip --strip-debug -o "$dir/lib$p.so" "$ROOT/target/release/lib$p.so"; done
+}
+# Prints the [[groups]] entry of example `name` from `dir`: its file, pinned by sha256, and its
+# migrations folder when it has one (a `path` group finds that in its crate).
+example_group() {
+    local name="$1" dir="$2"
+    printf '\n[[groups]]\nfile = "%s"\nsha256 = "%s"\n' "$dir/lib$name.so" "$(sha256sum "$dir/lib$name.so" | cut -d' ' -f1)"
+    [[ -d "$ROOT/examples/$name/migrations" ]] && printf 'migrations = "%s"\n' "$ROOT/examples/$name/migrations"
+    return 0
+}
+# Prints the services the examples declare, on the embedded backends (as berth.toml has them),
+# then every example's [[groups]] entry from `dir`.
+example_groups() {
+    local dir="$1" p
+    cat <<'EOF'
+[services.db]
+kind = "sqlite"
+[services.cache]
+kind = "kv"
+[services.userstore]
+kind = "kv"
+[services.uploads]
+kind = "blob"
+[services.extracted]
+kind = "blob"
+EOF
+    for p in $EXAMPLES; do example_group "$p" "$dir"; done
+}
+
 # Waits until `url` answers 200 (the server must still be alive).
 wait_200() {
     local url="$1" pid="$2" name="$3" i

@@ -24,7 +24,7 @@ SETTLE="${SETTLE:-2}"
 REQUESTS="${REQUESTS:-50}"
 PORT_NO="${PORT:-18096}"
 PROFILE="${PROFILE:-production}"
-need_tools taskset python3 cargo strip curl
+need_tools taskset python3 cargo strip curl sha256sum
 port_in_use "$PORT_NO" && die "port $PORT_NO is in use; set PORT"
 
 log "building berth (profile $PROFILE) and the five example plugins (release)"
@@ -92,9 +92,7 @@ cargo build --quiet --release --lib --manifest-path "$FIX/Cargo.toml" --target-d
 for ((i = 0; i < MAX; i++)); do
     strip --strip-debug -o "$PLUGINS/g$i.so" "$FIX/target/release/libg$i.so"
 done
-for p in hello users todo welcome unzip; do
-    strip --strip-debug -o "$PLUGINS/lib$p.so" "target/release/lib$p.so"
-done
+strip_examples "$PLUGINS"
 
 # --- one configuration ------------------------------------------------------------------------
 # Starts berth with `config`, waits for /readyz, sets M_IDLE, M_USED and M_HWM (kB).
@@ -154,22 +152,7 @@ done
 
 config="$OUT/memory-examples.toml"
 write_berth_config "$config" "berth with the five example groups." "$PORT_NO" "$OUT/memory-data"
-cat >>"$config" <<'EOF'
-[services.db]
-kind = "sqlite"
-[services.cache]
-kind = "kv"
-[services.userstore]
-kind = "kv"
-[services.uploads]
-kind = "blob"
-[services.extracted]
-kind = "blob"
-EOF
-for p in hello users todo welcome unzip; do
-    printf '\n[[groups]]\nfile = "%s"\n' "$PLUGINS/lib$p.so" >>"$config"
-    [[ -d "examples/$p/migrations" ]] && printf 'migrations = "%s"\n' "$ROOT/examples/$p/migrations" >>"$config"
-done
+example_groups "$PLUGINS" >>"$config"
 measure_config examples "$config" "/hello/world /text /todos /users"
 ex_idle=$M_IDLE
 printf '%-16s %10s %10s %10s   %s\n' "5 examples" "$(mb "$M_IDLE")" "$(mb "$M_USED")" "$(mb "$M_HWM")" "$M_SPLIT"

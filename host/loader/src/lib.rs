@@ -139,7 +139,7 @@ fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
 fn private_copy(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<(PathBuf, String), LoadError> {
     let read_err = |source| LoadError::Read { path: path.to_owned(), source };
     let (bytes, sha256) = read_and_hash(path).map_err(read_err)?;
-    if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&sha256)) {
+    if let Some(expected) = expected.filter(|e| *e != sha256) {
         return Err(LoadError::Sha256Mismatch { path: path.to_owned(), expected: expected.to_owned(), actual: sha256 });
     }
     // `dlopen` maps segments past the end of a truncated file, and touching them kills the

@@ -81,6 +81,11 @@ fn checksum_of(row: &super::JsonRow) -> String {
     row.get("checksum").and_then(|v| v.as_str()).unwrap_or_default().trim().to_owned()
 }
 
+/// The recorded migrations of a `_berth_migrations` query: name → checksum.
+fn applied(rows: &[super::JsonRow]) -> BTreeMap<String, String> {
+    rows.iter().filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r)))).collect()
+}
+
 pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<String>, String> {
     let (backend, service) = (pool.backend(), pool.name());
     let on = format!("{backend} `{service}`");
@@ -92,8 +97,7 @@ pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<S
     // A restart: every migration is recorded with the checksum it has now. One read, no lock
     // and no write transaction (fails when the table does not exist yet: then the full path).
     if let Ok(rows) = pool.run_query(select, &[&group_v]).await {
-        let applied: BTreeMap<String, String> =
-            rows.iter().filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r)))).collect();
+        let applied = applied(&rows);
         if migrations.iter().all(|m| applied.get(&m.name) == Some(&m.checksum)) {
             return Ok(Vec::new());
         }
@@ -107,8 +111,7 @@ pub(super) async fn run(pool: &SqlPool, group: &str, dir: &Path) -> Result<Vec<S
     tx.commit().await.map_err(|e| failed("creating `_berth_migrations`", pool.error(e.into())))?;
 
     let rows = pool.run_query(select, &[&group_v]).await.map_err(|e| failed("reading `_berth_migrations`", e))?;
-    let applied: BTreeMap<String, String> =
-        rows.iter().filter_map(|r| Some((r.get("name")?.as_str()?.to_owned(), checksum_of(r)))).collect();
+    let applied = applied(&rows);
     let changed = |m: &Migration, recorded: &str| {
         format!(
             "migration `{}` (in `{}`) changed after it was applied to {on} (checksum {} recorded, {} now); \
