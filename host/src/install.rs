@@ -342,22 +342,7 @@ pub fn verify_file(data_dir: &Path, group_config: &GroupConfig, pin: &Pin, file:
     }
 }
 
-/// The sha256 of a file, lower-case hex (read in chunks).
-pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
-}
+pub use berth_core::loader::sha256_of_file;
 
 /// Compares `actual`, the sha256 of `file`, with `pin`. A fetched copy in the cache that differs
 /// is removed (the next try downloads it again); any other file is left as it is.

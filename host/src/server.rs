@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use berth_platforms::Platform;
+use berth_triggers::http::server::Timeouts;
 
 use crate::config::BerthConfig;
 use crate::runtime::Runtime;
@@ -94,11 +95,11 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
     let serve: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if platform == Platform::Standalone {
         let http = runtime.http.clone();
         let handler = move |req, peer| berth_triggers::http::handle(http.clone(), req, peer);
-        Box::pin(berth_triggers::http::server::serve("http", listener, handler, grace, stopped))
+        Box::pin(berth_triggers::http::server::serve("http", listener, handler, Timeouts::with_grace(grace), stopped))
     } else {
         let shim = Arc::new(runtime.shim());
         let handler = move |req, peer| berth_platforms::serve_http(shim.clone(), req, peer);
-        Box::pin(berth_triggers::http::server::serve("http", listener, handler, grace, stopped))
+        Box::pin(berth_triggers::http::server::serve("http", listener, handler, Timeouts::with_grace(grace), stopped))
     };
     // On a platform, a request is a call the platform has already counted: the listener is
     // bound now (a taken port fails at once) but accepts once the groups are loaded, so early

@@ -37,14 +37,7 @@ port_in_use "$BERTH_PORT" && die "port $BERTH_PORT is in use; set BERTH_PORT"
 port_in_use "$HYPER_PORT" && die "port $HYPER_PORT is in use; set HYPER_PORT"
 
 CONFIG="$OUT/http-berth.toml"
-write_berth_config "$CONFIG" "berth serving only examples/hello." "$BERTH_PORT" "$OUT/http-berth-data"
-cat >>"$CONFIG" <<EOF
-[build]
-profile = "release"
-
-[[groups]]
-path = "$ROOT/examples/hello"
-EOF
+write_hello_config "$CONFIG" "berth serving only examples/hello." "$BERTH_PORT" "$OUT/http-berth-data"
 
 start_server berth target/production/berth up --config "$CONFIG"
 BERTH_PID="$STARTED_PID"

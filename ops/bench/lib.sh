@@ -104,6 +104,19 @@ enabled = false
 EOF
 }
 
+# Writes the config of berth serving only examples/hello, built as `berth up` builds it
+# (http.sh, callgrind.sh); the arguments are write_berth_config's.
+write_hello_config() {
+    write_berth_config "$@"
+    cat >>"$1" <<EOF
+[build]
+profile = "release"
+
+[[groups]]
+path = "$ROOT/examples/hello"
+EOF
+}
+
 # The five example groups of berth.toml, prebuilt (coldstart.sh, memory.sh).
 EXAMPLES="hello users todo welcome unzip"
 # Copies each example's release plugin into `dir` with its debug info stripped (as `berth

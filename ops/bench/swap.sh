@@ -174,7 +174,7 @@ if ((HALF_SWAPS > 0)) && ((status == 0)); then
     grep -E '^(request p99|swap latency|steady throughput)' "$OUT/driver-half.out" | sed "s/^/at half load ($half req\/s offered): /"
 fi
 swapped="$(tail -n 1 "$OUT/driver.out" | sed -n 's/^swaps: \([0-9]*\),.*/\1/p')"
-swap_cpu="$(awk -v ns=$((w1 - w0)) -v n="${swapped:-0}" 'BEGIN { printf "%.2f", n > 0 ? ns / n / 1e6 : 0 }')"
+swap_cpu="$(awk -v ns=$((w1 - w0)) -v n="${swapped:-0}" 'BEGIN { printf "%.2f", (n > 0 ? ns / n / 1e6 : 0) }')"
 echo "swap cpu: $swap_cpu ms of the berth-swap thread per swap ($(((w1 - w0) / 1000000)) ms for ${swapped:-0} swaps)"
 echo "$(tail -n 1 "$OUT/driver.out"), swap cpu: $swap_cpu ms"
 exit "$status"

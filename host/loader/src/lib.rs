@@ -26,6 +26,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod elf;
+pub mod known;
 pub mod manifest;
 pub mod mapped;
 
@@ -116,11 +117,15 @@ fn describe_content(head: &[u8]) -> &'static str {
 
 /// Reads a file and its sha256 in chunks, yielding the CPU between chunks: a plugin is several
 /// megabytes (~10 ms of hashing), and a hot swap on a busy core must not hold the CPU that long
-/// in one piece (request latency measured by `ops/bench/swap.sh`).
-fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
+/// in one piece (request latency measured by `ops/bench/swap.sh`). Also returns the file's
+/// stamp when it is safe to remember the hash by (the same before and after the read, and
+/// settled: see [`known`]).
+fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String, Option<known::Stamp>)> {
     const CHUNK: usize = 128 * 1024;
+    let read_at = std::time::SystemTime::now();
     let mut file = std::fs::File::open(path)?;
-    let mut bytes = Vec::with_capacity(file.metadata().map(|m| m.len() as usize).unwrap_or(0));
+    let before = file.metadata()?;
+    let mut bytes = Vec::with_capacity(before.len() as usize);
     let mut hasher = Sha256::new();
     loop {
         let start = bytes.len();
@@ -131,14 +136,16 @@ fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
         hasher.update(&bytes[start..]);
         std::thread::yield_now();
     }
-    Ok((bytes, format!("{:x}", hasher.finalize())))
+    let stamp = known::Stamp::of(&before);
+    let stable = file.metadata().is_ok_and(|after| known::Stamp::of(&after) == stamp) && stamp.settled_before(read_at);
+    Ok((bytes, format!("{:x}", hasher.finalize()), stable.then_some(stamp)))
 }
 
 /// Copies `path` into `copy_dir` under a name derived from its content hash (if not there yet),
 /// once its hash is the one `expected` (when given).
 fn private_copy(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<(PathBuf, String), LoadError> {
     let read_err = |source| LoadError::Read { path: path.to_owned(), source };
-    let (bytes, sha256) = read_and_hash(path).map_err(read_err)?;
+    let (bytes, sha256, stamp) = read_and_hash(path).map_err(read_err)?;
     if let Some(expected) = expected.filter(|e| *e != sha256) {
         return Err(LoadError::Sha256Mismatch { path: path.to_owned(), expected: expected.to_owned(), actual: sha256 });
     }
@@ -150,19 +157,60 @@ fn private_copy(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<
     // A private copy loaded again (a rollback) is its own copy.
     let suffix = format!("-{}", &sha256[..16]);
     let in_copy_dir = path.parent().and_then(|p| p.canonicalize().ok()) == copy_dir.canonicalize().ok();
-    if in_copy_dir && stem.ends_with(&suffix) {
-        return Ok((path.to_owned(), sha256));
-    }
-    let copy = copy_dir.join(format!("{stem}{suffix}.{}", std::env::consts::DLL_EXTENSION));
-    if !copy.exists() {
-        // Write under a temporary name and rename, so a half-written copy is never opened.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = copy.with_extension(format!("tmp{}-{n}", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(read_err)?;
-        std::fs::rename(&tmp, &copy).map_err(read_err)?;
+    let copy = if in_copy_dir && stem.ends_with(&suffix) {
+        path.to_owned()
+    } else {
+        let copy = copy_dir.join(format!("{stem}{suffix}.{}", std::env::consts::DLL_EXTENSION));
+        if !copy.exists() {
+            // Write under a temporary name and rename, so a half-written copy is never opened.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = copy.with_extension(format!("tmp{}-{n}", std::process::id()));
+            std::fs::write(&tmp, &bytes).map_err(read_err)?;
+            std::fs::rename(&tmp, &copy).map_err(read_err)?;
+        }
+        copy
+    };
+    if let (Some(stamp), Ok(meta)) = (stamp, std::fs::metadata(&copy)) {
+        let copy_stamp = known::Stamp::of(&meta);
+        known::remember(path, known::Known { stamp, sha256: sha256.clone(), copy: Some((copy.clone(), copy_stamp)) });
     }
     Ok((copy, sha256))
+}
+
+/// The private copy in `copy_dir` and the sha256 of `path`, when this process has read the file
+/// as it is now and its copy is still the one written then: nothing needs reading.
+fn known_copy(path: &Path, copy_dir: &Path) -> Option<(PathBuf, String)> {
+    let stamp = known::Stamp::of(&std::fs::metadata(path).ok()?);
+    let known = known::lookup(path, stamp)?;
+    let copy = known::copy_of(&known).filter(|c| c.parent() == Some(copy_dir))?;
+    Some((copy.to_owned(), known.sha256))
+}
+
+/// The sha256 of a file, lower-case hex (read in chunks); remembered while the file is unchanged
+/// (see [`known`]), so that asking again of an unchanged plugin reads nothing.
+pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
+    if let Some(known) = known::lookup(path, known::Stamp::of(&std::fs::metadata(path)?)) {
+        return Ok(known.sha256);
+    }
+    let read_at = std::time::SystemTime::now();
+    let mut file = std::fs::File::open(path)?;
+    let before = known::Stamp::of(&file.metadata()?);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha256 = format!("{:x}", hasher.finalize());
+    let stable = file.metadata().is_ok_and(|after| known::Stamp::of(&after) == before);
+    if stable && before.settled_before(read_at) {
+        known::remember(path, known::Known { stamp: before, sha256: sha256.clone(), copy: None });
+    }
+    Ok(sha256)
 }
 
 /// Opens and checks a plugin file. `copy_dir` receives the private copy.
@@ -172,19 +220,31 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
 
 /// [`load`], refusing the file unless its sha256 is `expected` (lower-case hex), before anything
 /// of it is opened (a library's code runs as soon as it is). The bytes hashed are the bytes
-/// copied and opened: the file is read once, so a file rewritten meanwhile cannot slip past.
+/// copied and opened: the file is read once, so a file rewritten meanwhile cannot slip past. A
+/// file this process has read before and that is unchanged since (its [`known::Stamp`]) is not
+/// read again: its private copy is opened.
 pub fn load_pinned(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<LoadedPlugin, LoadError> {
-    let mut head = Vec::with_capacity(512);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(512).read_to_end(&mut head))
-        .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-    if head.is_empty() {
-        return Err(LoadError::Empty { path: path.to_owned() });
-    }
-    if !head.starts_with(b"\x7fELF") {
-        return Err(LoadError::NotSharedLibrary { path: path.to_owned(), what: describe_content(&head) });
-    }
-    let (copy, sha256) = private_copy(path, copy_dir, expected)?;
+    let (copy, sha256) = match known_copy(path, copy_dir) {
+        // Read, hashed and checked before, unchanged since: only the pin is new.
+        Some((_, sha256)) if expected.is_some_and(|e| e != sha256) => {
+            let expected = expected.unwrap_or_default().to_owned();
+            return Err(LoadError::Sha256Mismatch { path: path.to_owned(), expected, actual: sha256 });
+        }
+        Some(known) => known,
+        None => {
+            let mut head = Vec::with_capacity(512);
+            std::fs::File::open(path)
+                .and_then(|f| f.take(512).read_to_end(&mut head))
+                .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+            if head.is_empty() {
+                return Err(LoadError::Empty { path: path.to_owned() });
+            }
+            if !head.starts_with(b"\x7fELF") {
+                return Err(LoadError::NotSharedLibrary { path: path.to_owned(), what: describe_content(&head) });
+            }
+            private_copy(path, copy_dir, expected)?
+        }
+    };
     let library =
         RawLibrary::load_at(&copy).map_err(|e| LoadError::Open { path: path.to_owned(), message: e.to_string() })?;
 
@@ -284,5 +344,60 @@ impl LoadedPlugin {
             Ok(RResult::RErr(e)) => Err(err(describe_error(&e))),
             Ok(RResult::ROk(group)) => Ok(PluginInstance { group, plugin: self.clone() }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real ELF file (the loader's completeness check reads its headers), copied to `dir`.
+    fn elf_in(dir: &Path, name: &str) -> PathBuf {
+        let file = dir.join(name);
+        std::fs::copy("/proc/self/exe", &file).expect("copy the test binary");
+        file
+    }
+
+    #[test]
+    fn an_unchanged_file_is_hashed_once_and_a_changed_one_again() {
+        let dir = std::env::temp_dir().join(format!("berth-loader-known-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let copies = dir.join("copies");
+        std::fs::create_dir_all(&copies).unwrap();
+        let file = elf_in(&dir, "libplugin.so");
+
+        // Just written: its times are too fresh to trust, so nothing is remembered.
+        let (copy, sha256) = private_copy(&file, &copies, None).unwrap();
+        assert!(known_copy(&file, &copies).is_none(), "a file written this instant must be hashed each time");
+
+        // Settled: remembered, with its private copy; another copy dir does not share it.
+        std::thread::sleep(known::SETTLED + Duration::from_millis(100));
+        assert_eq!(private_copy(&file, &copies, None).unwrap(), (copy.clone(), sha256.clone()));
+        assert_eq!(known_copy(&file, &copies), Some((copy.clone(), sha256.clone())));
+        assert!(known_copy(&file, &dir).is_none());
+
+        // A pin that does not match is refused without reading the file again.
+        let wrong = "0".repeat(64);
+        match load_pinned(&file, &copies, Some(&wrong)) {
+            Err(LoadError::Sha256Mismatch { actual, .. }) => assert_eq!(actual, sha256),
+            other => panic!("expected a sha256 mismatch, got {:?}", other.map(|p| p.sha256)),
+        }
+
+        // The source rewritten in place: read and hashed again, a new copy.
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend_from_slice(b"changed");
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(known_copy(&file, &copies).is_none(), "a rewritten file must not keep its old hash");
+        let (new_copy, new_sha256) = private_copy(&file, &copies, None).unwrap();
+        assert_ne!(new_sha256, sha256);
+        assert_ne!(new_copy, copy);
+
+        // The private copy touched: no longer trusted either.
+        std::thread::sleep(known::SETTLED + Duration::from_millis(100));
+        private_copy(&file, &copies, None).unwrap();
+        assert!(known_copy(&file, &copies).is_some());
+        std::fs::write(&new_copy, b"tampered").unwrap();
+        assert!(known_copy(&file, &copies).is_none(), "a private copy changed since must not be opened");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -28,6 +28,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use berth_triggers::http::server::Timeouts;
+
 use crate::config::BerthConfig;
 use crate::swap::Deployments;
 
@@ -116,9 +118,15 @@ impl AdminListener {
         let listener = self.listener;
         let task = tokio::spawn(async move {
             let handler = move |req, peer| api::handle(ctx.clone(), req, peer);
-            berth_triggers::http::server::serve("admin", listener, handler, ADMIN_GRACE, async move {
-                let _ = stopped.changed().await;
-            })
+            berth_triggers::http::server::serve(
+                "admin",
+                listener,
+                handler,
+                Timeouts::with_grace(ADMIN_GRACE),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            )
             .await;
         });
         tracing::info!(admin = %self.addr, "admin API listening");

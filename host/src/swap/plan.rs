@@ -468,13 +468,8 @@ async fn store_upload(d: &Deployments, group: &str, bytes: bytes::Bytes) -> Resu
     Ok(path)
 }
 
-/// The sha256 of a file, hex.
+/// The sha256 of a file, hex (not read again while it is unchanged).
 async fn file_sha256(d: &Deployments, path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
     let path = path.to_owned();
-    d.runtime
-        .worker
-        .run(move || Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?))))
-        .await
-        .map_err(std::io::Error::other)?
+    d.runtime.worker.run(move || crate::install::sha256_of_file(&path)).await.map_err(std::io::Error::other)?
 }

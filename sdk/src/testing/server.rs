@@ -166,9 +166,15 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = http;
         let handler = move |req, peer| berth_triggers::http::handle(state.clone(), req, peer);
-        let served = group.env.spawn(berth_triggers::http::server::serve("http", listener, handler, DRAIN, async {
-            let _ = stopped.await;
-        }));
+        let served = group.env.spawn(berth_triggers::http::server::serve(
+            "http",
+            listener,
+            handler,
+            berth_triggers::http::server::Timeouts::with_grace(DRAIN),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(TestServer { addr, stop: Some(stop), served: Some(served), group })
     }
 

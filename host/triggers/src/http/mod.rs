@@ -6,6 +6,7 @@
 //! - [`server`]: the accept loop with graceful drain, shared with the admin listener.
 //! - [`invoke`]: direct invoke over HTTP, under `/invoke/`.
 
+pub mod coarse_timer;
 pub mod invoke;
 pub mod middleware;
 pub mod openapi;
@@ -286,7 +287,7 @@ async fn invoke_route<B: RequestBody>(
     cap: Option<Instant>,
 ) -> Response<Body> {
     // No queue: when every slot is taken, answer 503 at once.
-    let Ok(_permit) = state.limiter.clone().try_acquire_owned() else {
+    let Ok(_permit) = state.limiter.try_acquire() else {
         state.metrics.reject(Rejection::Overloaded);
         return reject(
             StatusCode::SERVICE_UNAVAILABLE,
