@@ -130,6 +130,8 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
     if let Some(admin) = admin {
         let _ = admin_tx.send(admin.serve(deployments.clone()));
     }
+    // Serving already: the mapped-libraries gauge follows.
+    deployments.refresh_census().await;
     Ok(RunningHost { addr, admin_addr, runtime, deployments, stop: Some(stop_tx), done })
 }
 

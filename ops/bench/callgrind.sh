@@ -94,7 +94,7 @@ profile() {
     fi
 }
 
-ENVS=(WORKERS=1)
+ENVS=(WORKERS="$WORKERS")
 profile hyper "$HYPER_PORT" "$BIN/bare-hyper" "127.0.0.1:$HYPER_PORT"
 ENVS=()
 profile berth "$BERTH_PORT" "$BIN/berth" up --config "$CONFIG"

@@ -5,9 +5,13 @@
 # server CPU per request from /proc/PID/stat, idle CPU checked before every run and disturbed
 # runs repeated. The machinery is in lib.sh, shared with isolation.sh.
 #
+# With WORKERS=2 it measures the multi-core ratio instead: berth and bare hyper with two tokio
+# workers each, servers and wrk unpinned on both cores (the -c1 run too).
+#
 # Usage: bash ops/bench/http.sh
 # Environment: DURATION=10 RUNS=3 WARMUP=3 CONNS=64 LAT_DURATION=5 IDLE_MIN=90 DISTURB_MAX=8
 #   MAX_REPEATS=6 IDLE_WAIT=120 (what each means: lib.sh)   BERTH_PORT=18080  HYPER_PORT=18081
+#   WORKERS=1 (tokio workers per server; 2: both cores shared, see above)
 # The last line of the output is `ratio berth/hyper: X.XX` (median req/s of berth / bare hyper).
 set -euo pipefail
 
@@ -23,6 +27,10 @@ BENCH_TAG=http
 source "$ROOT/ops/bench/lib.sh"
 
 need_tools wrk taskset curl awk cargo
+if ((WORKERS > 1)); then
+    SERVER_CPUS="$SERVER_CORE,$LOAD_CORE"
+    LOAD_CPUS="$SERVER_CPUS"
+fi
 
 # --- build ---------------------------------------------------------------------------------
 # Both servers in the deployment profile (`production`: release + fat LTO); the plugin as `berth up`
@@ -41,7 +49,7 @@ write_hello_config "$CONFIG" "berth serving only examples/hello." "$BERTH_PORT" 
 
 start_server berth target/production/berth up --config "$CONFIG"
 BERTH_PID="$STARTED_PID"
-start_server bare-hyper env WORKERS=1 target/production/bare-hyper "127.0.0.1:$HYPER_PORT"
+start_server bare-hyper env WORKERS="$WORKERS" target/production/bare-hyper "127.0.0.1:$HYPER_PORT"
 HYPER_PID="$STARTED_PID"
 wait_200 "http://127.0.0.1:$BERTH_PORT/readyz" "$BERTH_PID" berth
 wait_200 "http://127.0.0.1:$HYPER_PORT$URL_PATH" "$HYPER_PID" bare-hyper
@@ -51,13 +59,13 @@ PORT=([berth]="$BERTH_PORT" [hyper]="$HYPER_PORT")
 check_contenders berth hyper
 
 # --- runs ----------------------------------------------------------------------------------
-echo "berth (pid $BERTH_PID) and bare hyper (pid $HYPER_PID) on core $SERVER_CORE, 1 tokio worker each;" \
-    "wrk -t1 -c$CONNS on core $LOAD_CORE; ${WARMUP} s warm-up + ${DURATION} s per run, $RUNS runs each, alternated"
+echo "berth (pid $BERTH_PID) and bare hyper (pid $HYPER_PID) on cores $SERVER_CPUS, $WORKERS tokio worker(s) each;" \
+    "wrk -t1 -c$CONNS on cores $LOAD_CPUS; ${WARMUP} s warm-up + ${DURATION} s per run, $RUNS runs each, alternated"
 for ((n = 1; n <= RUNS; n++)); do
     measure berth "$n" load
     measure hyper "$n" load
 done
-# Per-request latency without the cross-core wake-up: wrk -c1 on the server's own core.
+# Per-request latency without the cross-core wake-up: wrk -c1 on the server's own core(s).
 measure berth 1 c1
 measure hyper 1 c1
 

@@ -26,6 +26,12 @@ MAX_REPEATS="${MAX_REPEATS:-6}"
 IDLE_WAIT="${IDLE_WAIT:-120}"
 SERVER_CORE=0
 LOAD_CORE=1
+# The CPUs the servers and wrk run on (taskset lists): one core each unless a script shares both
+# cores between them (http.sh with WORKERS=2). The idle check always looks at both cores.
+SERVER_CPUS="$SERVER_CORE"
+LOAD_CPUS="$LOAD_CORE"
+# tokio workers of berth (and of bare hyper, where the script passes it on).
+WORKERS="${WORKERS:-1}"
 # Width of the contender's name in the result lines.
 NAME_WIDTH="${NAME_WIDTH:-6}"
 
@@ -78,12 +84,12 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_server() {
     local name="$1"
     shift
-    taskset -c "$SERVER_CORE" "$@" >"$OUT/$BENCH_TAG-$name.log" 2>&1 &
+    taskset -c "$SERVER_CPUS" "$@" >"$OUT/$BENCH_TAG-$name.log" 2>&1 &
     STARTED_PID=$!
     SERVER_PIDS+=" $STARTED_PID"
 }
 
-# Writes a berth config serving on 127.0.0.1:`port` with one tokio worker, data in `data_dir`
+# Writes a berth config serving on 127.0.0.1:`port` with WORKERS tokio workers, data in `data_dir`
 # and no admin API; the caller appends its groups (and services).
 write_berth_config() {
     local file="$1" comment="$2" port="$3" data_dir="$4"
@@ -95,7 +101,7 @@ data_dir = "$data_dir"
 
 [server]
 listen = "127.0.0.1:$port"
-workers = 1
+workers = $WORKERS
 
 # The admin API (hot swap) is not measured; leaving it off keeps port 8081 free.
 [admin]
@@ -278,9 +284,9 @@ keep_run() {
 measure() {
     local c="$1" n="$2" mode="$3" pid="${PID[$1]}" core conns secs warm
     if [[ "$mode" == load ]]; then
-        core="$LOAD_CORE" conns="$CONNS" secs="$DURATION" warm="$WARMUP"
+        core="$LOAD_CPUS" conns="$CONNS" secs="$DURATION" warm="$WARMUP"
     else
-        core="$SERVER_CORE" conns=1 secs="$LAT_DURATION" warm=1
+        core="$SERVER_CPUS" conns=1 secs="$LAT_DURATION" warm=1
     fi
     while :; do
         wait_idle

@@ -9,11 +9,19 @@
 //!   where imports such as `__cxa_thread_atexit_impl` (thread-local destructors) and
 //!   `STB_GNU_UNIQUE` definitions (which make glibc mark a library NODELETE) show up.
 //!
+//!
+//! And one about the host itself: [`build_id`], the GNU build id that names one build of a
+//! binary (the key under which a plugin's passed layout check is remembered).
+//!
 //! Only 64-bit little-endian files (x86-64, aarch64: what Berth targets) are inspected in depth;
 //! other files pass [`check_complete`] and leave the verdict to `dlopen`.
 
 /// `PT_LOAD`: a segment mapped from the file.
 const PT_LOAD: u32 = 1;
+/// `PT_NOTE`: a segment of notes.
+const PT_NOTE: u32 = 4;
+/// `NT_GNU_BUILD_ID`: the note holding the build id.
+const NT_GNU_BUILD_ID: u32 = 3;
 /// `SHT_DYNSYM`: the dynamic symbol table.
 const SHT_DYNSYM: u32 = 11;
 /// `STB_GNU_UNIQUE`: a symbol binding that keeps a library loaded for the life of the process.
@@ -88,6 +96,38 @@ pub fn check_complete(b: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The GNU build id (`NT_GNU_BUILD_ID` in a `PT_NOTE` segment) of the file whose first bytes are
+/// `b`, lower-case hex; `None` when there is none within `b`.
+pub fn build_id(b: &[u8]) -> Option<String> {
+    if !is_elf64_le(b) {
+        return None;
+    }
+    let phoff = u64_at(b, 0x20)? as usize;
+    let phentsize = usize::from(u16_at(b, 0x36)?);
+    let phnum = usize::from(u16_at(b, 0x38)?);
+    for i in 0..phnum {
+        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(b, at)? != PT_NOTE {
+            continue;
+        }
+        let (offset, size) = (u64_at(b, at + 8)? as usize, u64_at(b, at + 32)? as usize);
+        let notes = b.get(offset..offset.checked_add(size)?)?;
+        let mut n = 0;
+        while n + 12 <= notes.len() {
+            let (namesz, descsz, kind) =
+                (u32_at(notes, n)? as usize, u32_at(notes, n + 4)? as usize, u32_at(notes, n + 8)?);
+            let name_at = n + 12;
+            let desc_at = name_at + namesz.next_multiple_of(4);
+            let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
+            if kind == NT_GNU_BUILD_ID && notes.get(name_at..name_at + namesz) == Some(b"GNU\0") && !desc.is_empty() {
+                return Some(desc.iter().map(|byte| format!("{byte:02x}")).collect());
+            }
+            n = desc_at + descsz.next_multiple_of(4);
+        }
+    }
+    None
+}
+
 /// The dynamic symbol table (`.dynsym`), or why it could not be read.
 pub fn dynamic_symbols(b: &[u8]) -> Result<Vec<DynamicSymbol>, String> {
     if !is_elf64_le(b) {
@@ -158,6 +198,17 @@ mod tests {
     fn other_content_is_left_to_the_dynamic_loader() {
         assert_eq!(check_complete(b"plain text"), Ok(()));
         assert!(dynamic_symbols(b"plain text").is_err());
+    }
+
+    #[test]
+    fn the_build_id_is_read_from_the_notes() {
+        let bytes = this_binary();
+        let id = build_id(&bytes).expect("rustc links with a GNU build id here");
+        assert!(id.len() >= 16 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+        // Only the first page is needed: the notes follow the program headers.
+        assert_eq!(build_id(&bytes[..4096]).as_deref(), Some(id.as_str()));
+        assert_eq!(build_id(b"plain text"), None);
+        assert_eq!(build_id(&bytes[..64]), None, "no notes within the bytes given");
     }
 
     #[test]

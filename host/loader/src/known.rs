@@ -8,6 +8,10 @@
 //! write and never by a caller. A file changed within the same timestamp tick as the hash could
 //! keep its stamp (git's "racy" files): a file whose times are not safely older than the read
 //! ([`SETTLED`]) is hashed, and not remembered.
+//!
+//! What is known of files with a private copy is also written beside the copies
+//! (`<copy dir>/known-files.json`), so that a restarted host does not hash its plugins again
+//! either (cold start, `ops/bench/coldstart.sh`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +23,7 @@ use std::time::{Duration, SystemTime};
 pub const SETTLED: Duration = Duration::from_secs(2);
 
 /// What identifies one content of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stamp {
     dev: u64,
     ino: u64,
@@ -49,7 +53,7 @@ impl Stamp {
 }
 
 /// A file's hash, and the private copy holding those bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Known {
     pub stamp: Stamp,
     pub sha256: String,
@@ -57,26 +61,69 @@ pub struct Known {
     pub copy: Option<(PathBuf, Stamp)>,
 }
 
-static KNOWN: Mutex<Option<HashMap<PathBuf, Known>>> = Mutex::new(None);
+/// The file beside the private copies that keeps what is known of their sources.
+pub const FILE: &str = "known-files.json";
 
-fn with<T>(f: impl FnOnce(&mut HashMap<PathBuf, Known>) -> T) -> T {
+#[derive(Default)]
+struct State {
+    files: HashMap<PathBuf, Known>,
+    /// Copy directories whose [`FILE`] has been read.
+    read: Vec<PathBuf>,
+}
+
+static KNOWN: Mutex<Option<State>> = Mutex::new(None);
+
+fn with<T>(f: impl FnOnce(&mut State) -> T) -> T {
     let mut known = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
-    f(known.get_or_insert_with(HashMap::new))
+    f(known.get_or_insert_with(State::default))
 }
 
 /// What is known of `path` if it still has `stamp`.
 pub fn lookup(path: &Path, stamp: Stamp) -> Option<Known> {
-    with(|k| k.get(path).filter(|known| known.stamp == stamp).cloned())
+    with(|k| k.files.get(path).filter(|known| known.stamp == stamp).cloned())
 }
 
-/// Remembers `path`'s hash (replacing what was known of an older content).
+/// Reads what an earlier process wrote in `copy_dir` (once per process; a missing or unreadable
+/// file is nothing known).
+pub fn read_dir_once(copy_dir: &Path) {
+    with(|k| {
+        if k.read.iter().any(|d| d == copy_dir) {
+            return;
+        }
+        k.read.push(copy_dir.to_owned());
+        let Ok(text) = std::fs::read(copy_dir.join(FILE)) else { return };
+        let Ok(entries) = serde_json::from_slice::<Vec<(PathBuf, Known)>>(&text) else { return };
+        for (path, known) in entries {
+            // Only entries whose copy is in this directory (what was written here).
+            if known.copy.as_ref().is_some_and(|(c, _)| c.parent() == Some(copy_dir)) {
+                k.files.entry(path).or_insert(known);
+            }
+        }
+    });
+}
+
+/// Remembers `path`'s hash (replacing what was known of an older content); with a private copy,
+/// also in its directory's [`FILE`] (best effort: written whole, through a temporary file).
 pub fn remember(path: &Path, known: Known) {
-    with(|k| k.insert(path.to_owned(), known));
+    let dir = known.copy.as_ref().and_then(|(c, _)| c.parent().map(Path::to_owned));
+    let entries = with(|k| {
+        k.files.insert(path.to_owned(), known);
+        let dir = dir.as_deref()?;
+        let entries: Vec<_> =
+            k.files.iter().filter(|(_, v)| v.copy.as_ref().is_some_and(|(c, _)| c.parent() == Some(dir))).collect();
+        serde_json::to_vec(&entries).ok()
+    });
+    if let (Some(dir), Some(bytes)) = (dir, entries) {
+        let tmp = dir.join(format!("{FILE}.tmp{}", std::process::id()));
+        if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, dir.join(FILE))).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
-/// Forgets everything (tests).
+/// Forgets everything this process knows (tests: as a restarted process would be).
 pub fn forget_all() {
-    with(HashMap::clear);
+    with(|k| *k = State::default());
 }
 
 /// The private copy of `known`, if it is still the file that was written or found.

@@ -181,6 +181,7 @@ fn private_copy(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<
 /// The private copy in `copy_dir` and the sha256 of `path`, when this process has read the file
 /// as it is now and its copy is still the one written then: nothing needs reading.
 fn known_copy(path: &Path, copy_dir: &Path) -> Option<(PathBuf, String)> {
+    known::read_dir_once(copy_dir);
     let stamp = known::Stamp::of(&std::fs::metadata(path).ok()?);
     let known = known::lookup(path, stamp)?;
     let copy = known::copy_of(&known).filter(|c| c.parent() == Some(copy_dir))?;
@@ -268,7 +269,7 @@ pub fn load_pinned(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Resu
     // module reference is used; abi_stable validates the header before handing it out.
     let header = unsafe { lib_header_from_raw_library(&library) }
         .map_err(|e| LoadError::Incompatible { path: path.to_owned(), detail: e.to_string() })?;
-    let module = check_root_module(path, header)?;
+    let module = check_root_module(path, header, &layout_checked(copy_dir, &sha256))?;
     let mut manifest = match (module.manifest())() {
         RResult::ROk(m) => convert_manifest(path, m)?,
         RResult::RErr(e) => return Err(LoadError::Manifest { path: path.to_owned(), message: describe_error(&e) }),
@@ -276,6 +277,23 @@ pub fn load_pinned(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Resu
     // A plugin built before `describe` existed has none: its API is listed without schemas.
     manifest.api = module.describe().map(|describe| describe().into_string()).filter(|a| !a.is_empty());
     Ok(LoadedPlugin { manifest, source: path.to_owned(), copy, sha256, module, _library: library })
+}
+
+/// This host build's GNU build id (from the first page of its executable), read once.
+fn host_build_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut head = Vec::with_capacity(64 * 1024);
+        std::fs::File::open("/proc/self/exe").and_then(|f| f.take(64 * 1024).read_to_end(&mut head)).ok()?;
+        elf::build_id(&head)
+    })
+    .as_deref()
+}
+
+/// Where a passed layout check of the plugin content `sha256` against this host build is
+/// remembered: `<copy_dir>/layout-checked/<host build id>/<sha256>` (none without a build id).
+fn layout_checked(copy_dir: &Path, sha256: &str) -> Option<PathBuf> {
+    Some(copy_dir.join("layout-checked").join(host_build_id()?).join(sha256))
 }
 
 /// Checks the plugin's root-module layout against ours and returns the root module.
@@ -286,22 +304,39 @@ pub fn load_pinned(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Resu
 /// reads unmapped memory and the host dies with SIGSEGV (seen when two hosts in one process load
 /// and unload the same group). So we run the same check against a fresh `CheckingGlobals` that
 /// lives only for this call, then initialise the module through the unchecked path.
-fn check_root_module(path: &Path, header: &'static LibHeader) -> Result<PluginModuleRef, LoadError> {
+///
+/// The check walks both type graphs (~1 ms a plugin, most of a load's CPU after hashing) and its
+/// verdict depends only on the plugin's bytes and the host's: once passed, `remembered` (see
+/// [`layout_checked`]) records it, and the same content is not checked again by the same host
+/// build, in this process or the next (a restart, a swap back to a version).
+fn check_root_module(
+    path: &Path,
+    header: &'static LibHeader,
+    remembered: &Option<PathBuf>,
+) -> Result<PluginModuleRef, LoadError> {
     let incompatible = |detail: String| LoadError::Incompatible { path: path.to_owned(), detail };
     let layout = match header.root_mod_consts().layout() {
         IsLayoutChecked::Yes(layout) => layout,
         IsLayoutChecked::No => return Err(incompatible("the library was exported without a layout to check".into())),
     };
-    let globals = CheckingGlobals::new();
-    let checked = check_layout_compatibility_with_globals(<PluginModuleRef as StableAbi>::LAYOUT, layout, &globals)
-        // Format now: the error holds references into the library.
-        .map_err(|e| e.to_string());
-    drop(globals);
-    if let Err(full) = checked {
-        tracing::debug!(path = %path.display(), report = %full, "abi_stable layout report");
-        return Err(incompatible(summarize_abi_report(&full)));
+    if !remembered.as_ref().is_some_and(|marker| marker.exists()) {
+        let globals = CheckingGlobals::new();
+        let checked = check_layout_compatibility_with_globals(<PluginModuleRef as StableAbi>::LAYOUT, layout, &globals)
+            // Format now: the error holds references into the library.
+            .map_err(|e| e.to_string());
+        drop(globals);
+        if let Err(full) = checked {
+            tracing::debug!(path = %path.display(), report = %full, "abi_stable layout report");
+            return Err(incompatible(summarize_abi_report(&full)));
+        }
+        if let Some(marker) = remembered {
+            // Best effort: without it the next load checks again.
+            let _ =
+                marker.parent().map(std::fs::create_dir_all).transpose().and_then(|_| std::fs::File::create(marker));
+        }
     }
-    // SAFETY: the layout was checked just above, against the type we transmute to.
+    // SAFETY: the layout was checked just above against the type we transmute to, or by this
+    // same host build on these same bytes (the marker is named by both).
     unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
         .map_err(|e| incompatible(e.to_string()))
 }
@@ -375,6 +410,10 @@ mod tests {
         assert_eq!(private_copy(&file, &copies, None).unwrap(), (copy.clone(), sha256.clone()));
         assert_eq!(known_copy(&file, &copies), Some((copy.clone(), sha256.clone())));
         assert!(known_copy(&file, &dir).is_none());
+
+        // A restarted process knows it too, from the copy directory.
+        known::forget_all();
+        assert_eq!(known_copy(&file, &copies), Some((copy.clone(), sha256.clone())));
 
         // A pin that does not match is refused without reading the file again.
         let wrong = "0".repeat(64);

@@ -300,7 +300,7 @@ async fn swap_serialized(d: &Arc<Deployments>, plan: SwapPlan, started: Instant)
 
     // 2. Check it against its pin (before anything opens it), load and check it.
     let resolved_ms = ms(started);
-    let before = d.census().await;
+    let before = d.census_for_swap(d.config.admin.max_stuck_libraries).await;
     let plugin = if group_config.isolation == crate::config::Isolation::Process {
         // A fresh worker opens the new version; nothing is mapped in this process.
         let plugin =
