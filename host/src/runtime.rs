@@ -14,6 +14,7 @@ use berth_services::host::GroupHost;
 use berth_services::registry::{GroupSettings, RegistrySettings, ServiceRegistry};
 use berth_triggers::blob::BlobTrigger;
 use berth_triggers::http::invoke::{InvokeAccess, InvokeApi, InvokeToken};
+use berth_triggers::http::routes::{Route, RouteConflict, RouteTable};
 use berth_triggers::http::HttpTrigger;
 use berth_triggers::queue::{Publishers, QueueTrigger};
 use berth_triggers::timer::TimerTrigger;
@@ -372,7 +373,7 @@ impl Runtime {
     pub async fn activate(&self, new: Instantiated) -> Result<Option<Arc<GroupInstance>>, GroupError> {
         let Instantiated { group, routes, functions, source_label } = new;
         let name = group.name.clone();
-        let table = match self.http.routes.load().with_group(&name, routes) {
+        let table = match self.table_with_group(&name, routes).await {
             Ok(table) => table,
             Err(source) => {
                 group.shutdown().await;
@@ -391,6 +392,26 @@ impl Runtime {
             self.metrics.groups_loaded.inc();
         }
         Ok(old)
+    }
+
+    /// The routing table with `group`'s routes replaced by `routes`. The table is built whole
+    /// (`cargo bench --bench routing`: 0.78 ms at 1,000 routes, 30 ms at 10,000): a large one is
+    /// built on the swap worker, so that a swap does not stall the requests of a serving worker;
+    /// a small one in place, where the hop to that (low-priority) thread would cost more than the
+    /// build. Swaps are serialised, so the table cannot change meanwhile.
+    async fn table_with_group(&self, group: &str, routes: Vec<Route>) -> Result<RouteTable, RouteConflict> {
+        /// Routes above which the table is built off the async workers (~0.2 ms of building).
+        const BUILD_OFF_WORKERS: usize = 256;
+        let current = self.http.routes.load_full();
+        if current.routes().len() + routes.len() <= BUILD_OFF_WORKERS {
+            return current.with_group(group, routes);
+        }
+        let (name, kept) = (group.to_owned(), routes.clone());
+        match self.worker.run(move || current.with_group(&name, routes)).await {
+            Ok(built) => built,
+            // The worker is gone (the host is stopping): build in place.
+            Err(_) => self.http.routes.load().with_group(group, kept),
+        }
     }
 
     /// Drops `value` (a plugin, an instance that never served) on the library worker: closing a

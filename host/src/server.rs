@@ -131,7 +131,8 @@ pub async fn start_on(config: BerthConfig, platform: Platform) -> Result<Running
         let _ = admin_tx.send(admin.serve(deployments.clone()));
     }
     // Serving already: the mapped-libraries gauge follows.
-    deployments.refresh_census().await;
+    let census = deployments.refresh_census().await;
+    deployments.remember_census(&census);
     Ok(RunningHost { addr, admin_addr, runtime, deployments, stop: Some(stop_tx), done })
 }
 

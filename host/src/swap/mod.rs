@@ -112,8 +112,9 @@ pub struct Deployments {
     retirements: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_id: std::sync::atomic::AtomicU64,
     ledger: Arc<LibraryLedger>,
-    /// The last census [`Deployments::refresh_census`] took: every unload is followed by one
-    /// (under the swap lock), so its stuck libraries are current for a swap holding that lock.
+    /// The census the last unload ended with, taken under the swap lock (or the one at start):
+    /// libraries become stuck only when unloaded, so its stuck list is current for a swap
+    /// holding that lock.
     last_census: Mutex<Census>,
     pub metrics: SwapMetrics,
 }
@@ -300,8 +301,13 @@ impl Deployments {
     pub async fn refresh_census(&self) -> Census {
         let census = self.census().await;
         self.metrics.libraries_mapped.set(census.mapped.len() as i64);
-        *self.last_census.lock().expect("census lock") = census.clone();
         census
+    }
+
+    /// Keeps `census` for [`Deployments::census_for_swap`]: the census an unload ended with
+    /// (taken under the swap lock), or the one at start.
+    pub fn remember_census(&self, census: &Census) {
+        *self.last_census.lock().expect("census lock") = census.clone();
     }
 
     /// What a swap about to map a library checks `admin.max_stuck_libraries` against: the last

@@ -104,6 +104,7 @@ async fn retire(d: Arc<Deployments>, old: Arc<GroupInstance>, id: u64) {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         census = d.refresh_census().await;
     }
+    d.remember_census(&census);
     if let Some(stuck) = census.stuck.iter().find(|s| s.path == copy) {
         tracing::warn!(
             group = %name,

@@ -136,6 +136,6 @@ mod tests {
         let took = started.elapsed();
         assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(took >= timeout, "closed after {took:?}, before the {timeout:?} timeout");
-        assert!(took < timeout + super::super::coarse_timer::TICK * 4, "closed only after {took:?}");
+        assert!(took < timeout + crate::http::coarse_timer::TICK * 4, "closed only after {took:?}");
     }
 }
