@@ -75,7 +75,7 @@ profile() {
     callgrind_control -i on "$pid" >/dev/null
     client "$port" "$REQUESTS"
     callgrind_control -i off "$pid" >/dev/null
-    # The dump holds what was collected while collection was on; it lands beside $out as a part.
+    # The dump holds what was counted while instrumentation was on; it lands beside $out as a part.
     callgrind_control -d "$pid" >/dev/null
     kill "$pid"
     wait "$pid" 2>/dev/null || true
