@@ -50,7 +50,7 @@ example_groups "$PLUGINS" >>"$FIVE"
 wait_idle
 log "cores idle ($IDLE_SEEN %); $RUNS runs per contender, alternated, plus one uncounted first run each"
 python3 - "$RUNS" "$PORT_NO" "$SERVER_CORE" "$LOAD_CORE" "$OUT/coldstart" \
-    "hyper=env WORKERS=1 $BIN/bare-hyper 127.0.0.1:$PORT_NO|/hello/world" \
+    "hyper=env WORKERS=$WORKERS $BIN/bare-hyper 127.0.0.1:$PORT_NO|/hello/world" \
     "berth-1=$BIN/berth up --config $ONE|/hello/world" \
     "berth-5=$BIN/berth up --config $FIVE|/readyz" <<'EOF'
 import os, socket, statistics, subprocess, sys, time

@@ -128,7 +128,7 @@ berth_config() {
 
 INPROC_CONFIG="$(berth_config inproc "$INPROC_PORT" "$HELLO_SO" none)"
 ISOLATED_CONFIG="$(berth_config isolated "$ISOLATED_PORT" "$HELLO_SO" process)"
-start_server bare-hyper env WORKERS=1 target/production/bare-hyper "127.0.0.1:$HYPER_PORT"
+start_server bare-hyper env WORKERS="$WORKERS" target/production/bare-hyper "127.0.0.1:$HYPER_PORT"
 HYPER_PID="$STARTED_PID"
 start_server berth-inproc target/production/berth up --config "$INPROC_CONFIG"
 INPROC_PID="$STARTED_PID"
@@ -150,7 +150,7 @@ check_contenders "${CONTENDERS[@]}"
 
 # --- throughput runs -----------------------------------------------------------------------
 echo "bare hyper (pid $HYPER_PID), berth in-process (pid $INPROC_PID) and berth isolated (pid $ISOLATED_PID," \
-    "worker $WORKERS_BEFORE) on core $SERVER_CORE, 1 tokio worker each; wrk -t1 -c$CONNS on core $LOAD_CORE;" \
+    "worker $WORKERS_BEFORE) on core $SERVER_CORE, $WORKERS tokio worker(s) each; wrk -t1 -c$CONNS on core $LOAD_CORE;" \
     "${WARMUP} s warm-up + ${DURATION} s per run, $RUNS runs each, alternated"
 for ((n = 1; n <= RUNS; n++)); do
     for c in "${CONTENDERS[@]}"; do measure "$c" "$n" load; done

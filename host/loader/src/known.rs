@@ -103,22 +103,22 @@ pub fn read_dir_once(copy_dir: &Path) {
 }
 
 /// Remembers `path`'s hash (replacing what was known of an older content); with a private copy,
-/// also in its directory's [`FILE`] (best effort: written whole, through a temporary file).
+/// also in its directory's [`FILE`] (best effort: written whole, through a temporary file, under
+/// the lock, so that loads running at once neither share the temporary file nor rename an older
+/// list over a newer one).
 pub fn remember(path: &Path, known: Known) {
     let dir = known.copy.as_ref().and_then(|(c, _)| c.parent().map(Path::to_owned));
-    let entries = with(|k| {
+    with(|k| {
         k.files.insert(path.to_owned(), known);
-        let dir = dir.as_deref()?;
+        let Some(dir) = dir else { return };
         let entries: Vec<_> =
-            k.files.iter().filter(|(_, v)| v.copy.as_ref().is_some_and(|(c, _)| c.parent() == Some(dir))).collect();
-        serde_json::to_vec(&entries).ok()
-    });
-    if let (Some(dir), Some(bytes)) = (dir, entries) {
+            k.files.iter().filter(|(_, v)| v.copy.as_ref().is_some_and(|(c, _)| c.parent() == Some(&*dir))).collect();
+        let Ok(bytes) = serde_json::to_vec(&entries) else { return };
         let tmp = dir.join(format!("{FILE}.tmp{}", std::process::id()));
         if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, dir.join(FILE))).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-    }
+    });
 }
 
 /// Forgets everything this process knows (tests: as a restarted process would be).

@@ -117,17 +117,20 @@ fn describe_content(head: &[u8]) -> &'static str {
 
 /// Reads a file and its sha256 in chunks, yielding the CPU between chunks: a plugin is several
 /// megabytes (~10 ms of hashing), and a hot swap on a busy core must not hold the CPU that long
-/// in one piece (request latency measured by `ops/bench/swap.sh`). Also returns the file's
-/// stamp when it is safe to remember the hash by (the same before and after the read, and
-/// settled: see [`known`]).
-fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String, Option<known::Stamp>)> {
+/// in one piece (request latency measured by `ops/bench/swap.sh`). With `keep`, returns the
+/// bytes read (else only the last chunk is held). Also returns the file's stamp when it is safe
+/// to remember the hash by (the same before and after the read, and settled: see [`known`]).
+fn read_and_hash(path: &Path, keep: bool) -> std::io::Result<(Vec<u8>, String, Option<known::Stamp>)> {
     const CHUNK: usize = 128 * 1024;
     let read_at = std::time::SystemTime::now();
     let mut file = std::fs::File::open(path)?;
     let before = file.metadata()?;
-    let mut bytes = Vec::with_capacity(before.len() as usize);
+    let mut bytes = Vec::with_capacity(if keep { before.len() as usize } else { CHUNK });
     let mut hasher = Sha256::new();
     loop {
+        if !keep {
+            bytes.clear();
+        }
         let start = bytes.len();
         let n = (&mut file).take(CHUNK as u64).read_to_end(&mut bytes)?;
         if n == 0 {
@@ -145,7 +148,7 @@ fn read_and_hash(path: &Path) -> std::io::Result<(Vec<u8>, String, Option<known:
 /// once its hash is the one `expected` (when given).
 fn private_copy(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<(PathBuf, String), LoadError> {
     let read_err = |source| LoadError::Read { path: path.to_owned(), source };
-    let (bytes, sha256, stamp) = read_and_hash(path).map_err(read_err)?;
+    let (bytes, sha256, stamp) = read_and_hash(path, true).map_err(read_err)?;
     if let Some(expected) = expected.filter(|e| *e != sha256) {
         return Err(LoadError::Sha256Mismatch { path: path.to_owned(), expected: expected.to_owned(), actual: sha256 });
     }
@@ -194,22 +197,9 @@ pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
     if let Some(known) = known::lookup(path, known::Stamp::of(&std::fs::metadata(path)?)) {
         return Ok(known.sha256);
     }
-    let read_at = std::time::SystemTime::now();
-    let mut file = std::fs::File::open(path)?;
-    let before = known::Stamp::of(&file.metadata()?);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let sha256 = format!("{:x}", hasher.finalize());
-    let stable = file.metadata().is_ok_and(|after| known::Stamp::of(&after) == before);
-    if stable && before.settled_before(read_at) {
-        known::remember(path, known::Known { stamp: before, sha256: sha256.clone(), copy: None });
+    let (_, sha256, stamp) = read_and_hash(path, false)?;
+    if let Some(stamp) = stamp {
+        known::remember(path, known::Known { stamp, sha256: sha256.clone(), copy: None });
     }
     Ok(sha256)
 }
@@ -227,11 +217,13 @@ pub fn load(path: &Path, copy_dir: &Path) -> Result<LoadedPlugin, LoadError> {
 pub fn load_pinned(path: &Path, copy_dir: &Path, expected: Option<&str>) -> Result<LoadedPlugin, LoadError> {
     let (copy, sha256) = match known_copy(path, copy_dir) {
         // Read, hashed and checked before, unchanged since: only the pin is new.
-        Some((_, sha256)) if expected.is_some_and(|e| e != sha256) => {
-            let expected = expected.unwrap_or_default().to_owned();
-            return Err(LoadError::Sha256Mismatch { path: path.to_owned(), expected, actual: sha256 });
+        Some((copy, sha256)) => {
+            if let Some(expected) = expected.filter(|e| *e != sha256) {
+                let (path, expected) = (path.to_owned(), expected.to_owned());
+                return Err(LoadError::Sha256Mismatch { path, expected, actual: sha256 });
+            }
+            (copy, sha256)
         }
-        Some(known) => known,
         None => {
             let mut head = Vec::with_capacity(512);
             std::fs::File::open(path)

@@ -69,8 +69,9 @@ impl CoarseTimer {
         CoarseTimer { shared }
     }
 
-    /// Sleeps waiting now (for tests and metrics).
-    pub fn waiting(&self) -> usize {
+    /// Sleeps waiting now.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.shared.waiting().len()
     }
 }
