@@ -6,7 +6,7 @@
 //! - [`server`]: the accept loop with graceful drain, shared with the admin listener.
 //! - [`invoke`]: direct invoke over HTTP, under `/invoke/`.
 
-pub mod coarse_timer;
+pub mod head_watch;
 pub mod invoke;
 pub mod middleware;
 pub mod openapi;
@@ -16,7 +16,7 @@ pub mod static_files;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,7 +29,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as HttpBody;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -43,7 +42,7 @@ pub struct HttpTrigger {
     pub serving: Arc<ServingGroups>,
     pub metrics: Metrics,
     /// Requests in flight at once, across all functions; more get 503 at once (no queue).
-    pub limiter: Arc<Semaphore>,
+    pub limiter: Limiter,
     pub request_ids: RequestIds,
     pub invoke: InvokeApi,
     /// `[[static]]` mounts, asked when no route matches.
@@ -63,7 +62,7 @@ impl HttpTrigger {
             routes: ArcSwap::from_pointee(RouteTable::new()),
             serving,
             metrics,
-            limiter: Arc::new(Semaphore::new(max_concurrency)),
+            limiter: Limiter::new(max_concurrency),
             request_ids: RequestIds::default(),
             invoke,
             statics: ArcSwap::from_pointee(static_files::StaticFiles::default()),
@@ -134,6 +133,37 @@ impl RequestIds {
             }
             _ => self.next(),
         }
+    }
+}
+
+/// A limit on requests in flight that never queues: a request either takes a slot at once or is
+/// refused. (tokio's `Semaphore` would do, but it takes its waiters' lock on every release.)
+pub struct Limiter {
+    available: AtomicUsize,
+}
+
+/// A slot of a [`Limiter`], given back when dropped.
+pub struct Slot<'a>(&'a Limiter);
+
+impl Limiter {
+    pub fn new(slots: usize) -> Self {
+        Limiter { available: AtomicUsize::new(slots) }
+    }
+
+    /// A slot, or `None` when all are taken.
+    pub fn try_acquire(&self) -> Option<Slot<'_>> {
+        self.available.fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1)).ok().map(|_| Slot(self))
+    }
+
+    /// Slots free now.
+    pub fn available(&self) -> usize {
+        self.available.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.available.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -287,7 +317,7 @@ async fn invoke_route<B: RequestBody>(
     cap: Option<Instant>,
 ) -> Response<Body> {
     // No queue: when every slot is taken, answer 503 at once.
-    let Ok(_permit) = state.limiter.try_acquire() else {
+    let Some(_slot) = state.limiter.try_acquire() else {
         state.metrics.reject(Rejection::Overloaded);
         return reject(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -307,8 +337,9 @@ async fn invoke_route<B: RequestBody>(
             request_id,
         )
     };
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    // What the body is known to hold at least: its `content-length` as hyper read it (hyper
+    // refuses a malformed one), or the whole body a platform shim delivered.
+    if body.size_hint().lower() > limit {
         return too_large();
     }
 
@@ -490,6 +521,25 @@ mod tests {
     async fn body_text(res: Response<Body>) -> String {
         let bytes = res.into_body().collect().await.expect("a full body").to_bytes();
         String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+    }
+
+    #[test]
+    fn the_limiter_refuses_past_its_slots_and_takes_back_what_is_dropped() {
+        let limiter = Limiter::new(2);
+        let (a, b) = (limiter.try_acquire(), limiter.try_acquire());
+        assert!(a.is_some() && b.is_some());
+        assert!(limiter.try_acquire().is_none(), "a third request got a slot of two");
+        drop(a);
+        assert_eq!(limiter.available(), 1);
+        assert!(limiter.try_acquire().is_some(), "a slot given back is not taken again");
+        assert!(Limiter::new(0).try_acquire().is_none());
+    }
+
+    #[test]
+    fn request_ids_are_the_prefix_and_a_counter_in_hex() {
+        let ids = RequestIds { prefix: 0xdead_beef, next: AtomicU64::new(0xabc) };
+        assert_eq!(ids.next(), "deadbeef-000000000abc");
+        assert_eq!(ids.next(), "deadbeef-000000000abd");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::error::Body;
@@ -16,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::coarse_timer::CoarseTimer;
+use super::head_watch::{HeadWatch, Watched};
 
 /// How long a client may take to send a request head, unless told otherwise.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,8 +58,16 @@ pub async fn serve<H, F>(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut builder = http1::Builder::new();
-    // The header-read timeout is armed for every request head: a coarse timer keeps it cheap.
-    builder.timer(CoarseTimer::start()).header_read_timeout(header_read);
+    // The header-read timeout, per connection rather than hyper's timer per request (see
+    // `head_watch`); hyper's own if the watch's thread cannot be started.
+    let watch = match HeadWatch::start(header_read) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(listener = name, error = %e, "cannot start the header-read watch; using hyper's timer");
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read);
+            None
+        }
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -72,8 +81,16 @@ pub async fn serve<H, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let watched = match watch.as_ref().map(|w| w.watch(&stream)).transpose() {
+                    Ok(w) => w.map(Arc::new),
+                    Err(e) => {
+                        // Without the watch a slow client could hold the connection forever.
+                        tracing::warn!(listener = name, error = %e, "cannot watch a new connection for its header-read timeout; closing it");
+                        continue;
+                    }
+                };
                 let handler = handler.clone();
-                let svc = service_fn(move |req| handler(req, peer));
+                let svc = service_fn(move |req| Watched::respond(watched.as_ref(), handler(req, peer)));
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -136,6 +153,6 @@ mod tests {
         let took = started.elapsed();
         assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(took >= timeout, "closed after {took:?}, before the {timeout:?} timeout");
-        assert!(took < timeout + crate::http::coarse_timer::TICK * 4, "closed only after {took:?}");
+        assert!(took < timeout + crate::http::head_watch::TICK * 4, "closed only after {took:?}");
     }
 }
