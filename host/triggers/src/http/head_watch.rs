@@ -15,7 +15,9 @@
 //! shuts down the socket of one that has waited longer than the timeout; hyper then reads the
 //! end of the stream and closes the connection. The time noted is the ticker's, rounded up by a
 //! tick, so a connection is cut off up to two ticks late and never early (unless the ticker
-//! thread itself runs late).
+//! thread itself runs late). The price is a second descriptor per connection (the ticker's handle
+//! on the socket, duplicated at accept): a listener reaches the open-file limit at half as many
+//! connections.
 
 use std::future::Future;
 use std::net::Shutdown;
@@ -78,9 +80,12 @@ impl Shared {
         let mut cut = 0;
         for (_, conn) in self.conns().iter() {
             let since = conn.waiting_since.load(Ordering::Relaxed);
-            if since != BUSY && now_ms.saturating_sub(since) >= self.timeout_ms {
-                // Counted once: a shut-down connection stops waiting.
-                conn.waiting_since.store(BUSY, Ordering::Relaxed);
+            if since == BUSY || now_ms.saturating_sub(since) < self.timeout_ms {
+                continue;
+            }
+            // Counted once: a shut-down connection stops waiting. A request that arrived since
+            // the load above made it busy: it is left alone.
+            if conn.waiting_since.compare_exchange(since, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
                 // The socket may already be closed by the peer; nothing else to do then.
                 let _ = conn.socket.shutdown(Shutdown::Both);
                 cut += 1;

@@ -531,7 +531,7 @@ mod tests {
         assert!(limiter.try_acquire().is_none(), "a third request got a slot of two");
         drop(a);
         assert_eq!(limiter.available(), 1);
-        assert!(limiter.try_acquire().is_some(), "a slot given back is not taken again");
+        assert!(limiter.try_acquire().is_some(), "a slot given back could not be taken again");
         assert!(Limiter::new(0).try_acquire().is_none());
     }
 
