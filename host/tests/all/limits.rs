@@ -92,3 +92,66 @@ async fn the_concurrency_limit_answers_503_at_once_instead_of_queueing() {
     assert_eq!(h.get("/hello/again").await.status, 200);
     h.stop().await;
 }
+
+/// `berth up` raises its soft open-file limit to the hard one: each connection takes two
+/// descriptors (the socket and the header-read watch's handle on it), so a host started with a
+/// small soft limit (256 here) still serves more keep-alive connections than that at once.
+#[tokio::test]
+async fn a_small_soft_open_file_limit_is_raised_so_connections_are_not_capped_by_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SOFT: u64 = 256;
+    const CONNECTIONS: usize = 300;
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| l.lines().find(|l| l.starts_with("Max open files")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(4).and_then(|h| h.parse::<u64>().ok()));
+    let Some(hard) = hard.filter(|h| *h > (CONNECTIONS as u64) * 2 + 100) else {
+        eprintln!("skipped: the hard open-file limit here is too low to show the difference");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        crate::support::base_config(dir.path(), "", &group("examples/hello"))
+            .replace("log = \"warn\"", "log = \"info\""),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -Sn {SOFT} && exec \"$0\" up --config \"$1\"")])
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn berth");
+    let addr = crate::support::wait_ready(&mut child);
+    // Killed however the test ends (a failed assertion must not leave it serving).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = KillOnDrop(child);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).unwrap();
+    let soft_now: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .expect("open-file limit line");
+    assert_eq!(soft_now, hard, "berth kept its soft limit of {SOFT}: {limits}");
+
+    let mut open = Vec::new();
+    for i in 0..CONNECTIONS {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /hello/c HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("an answer").unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "connection {i}: {:?}", String::from_utf8_lossy(&buf[..n]));
+        open.push(s);
+    }
+    drop(child);
+}

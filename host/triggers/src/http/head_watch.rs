@@ -17,7 +17,7 @@
 //! tick, so a connection is cut off up to two ticks late and never early (unless the ticker
 //! thread itself runs late). The price is a second descriptor per connection (the ticker's handle
 //! on the socket, duplicated at accept): a listener reaches the open-file limit at half as many
-//! connections.
+//! connections. `berth up` raises its soft open-file limit to the hard one at start.
 
 use std::future::Future;
 use std::net::Shutdown;
