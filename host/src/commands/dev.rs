@@ -30,6 +30,7 @@ impl Dev {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = BerthConfig::load(&self.config, &ProcessEnv)?;
         berth_host::telemetry::init(DEV_LOG);
+        super::raise_open_file_limit();
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }

@@ -99,3 +99,20 @@ impl Cli {
         }
     }
 }
+
+/// Raises the soft open-file limit to the hard one, as servers do (`berth up`, `berth dev`): each
+/// connection takes two descriptors (the socket, and the header-read watch's handle on it), and
+/// the default soft limit of 1,024 would cap a listener at about 500 connections.
+pub(crate) fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit; connections are limited by the soft one")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
+}

@@ -63,7 +63,7 @@ impl Up {
         let layers = platform::layers(detected.platform, &platform::process_env);
         let config = BerthConfig::load_layered(&path, &ProcessEnv, &layers)?;
         berth_host::telemetry::init(&config.log);
-        raise_open_file_limit();
+        super::raise_open_file_limit();
         tracing::info!(platform = %detected.platform, reason = %detected.reason, config = %path.display(), "platform chosen");
         for warning in &config.warnings {
             tracing::warn!("{warning}");
@@ -117,21 +117,4 @@ pub fn started_by_platform() -> bool {
         return true;
     }
     platform::detect(None, &platform::process_env, name).is_ok_and(|d| d.platform != Platform::Standalone)
-}
-
-/// Raises the soft open-file limit to the hard one, as servers do: each connection takes two
-/// descriptors (the socket, and the header-read watch's handle on it), and the default soft limit
-/// of 1,024 would cap a listener at about 500 connections.
-fn raise_open_file_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
-            Err(e) => {
-                tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit; connections are limited by the soft one")
-            }
-        },
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
-    }
 }

@@ -158,7 +158,7 @@ impl Watched {
         if let Some(w) = watched {
             w.conn.waiting_since.store(BUSY, Ordering::Relaxed);
         }
-        Respond { answer, watched: Some(watched.cloned()) }
+        Respond { answer, watched: watched.cloned() }
     }
 }
 
@@ -168,8 +168,7 @@ pin_project_lite::pin_project! {
     pub struct Respond<F> {
         #[pin]
         answer: F,
-        // `None` once the answer is out.
-        watched: Option<Option<Arc<Watched>>>,
+        watched: Option<Arc<Watched>>,
     }
 }
 
@@ -182,8 +181,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = std::task::ready!(this.answer.poll(cx))?;
-        let watched = this.watched.take().expect("Respond polled after it completed");
-        Poll::Ready(Ok(res.map(|inner| WatchedBody { inner, watched })))
+        Poll::Ready(Ok(res.map(|inner| WatchedBody { inner, watched: this.watched.take() })))
     }
 }
 
